@@ -1,0 +1,1 @@
+"""Batch, training and evaluation programs, each run as ``python -m pipelines.NAME``."""

@@ -1,0 +1,113 @@
+"""End-to-end speed of ``register_pair`` on 512x512 pairs.
+
+    python -m pipelines.benchmark [--repeats 3] [--device cpu] [--threads 2] [--results docs/results.md]
+
+Times the whole registration (reading, hypotheses, scoring, estimation; not the figure and
+GeoTIFF writing, which the CLI adds) on the two 512x512 MIFNet pairs and on 512x512 crops
+of EPFL VIS-NIR test images, after one warm-up run, and reports the median. The model is loaded
+once, as the batch programs do. The resolved config and per-run CSV are saved in ``--out``.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import platform
+import statistics
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from register.api import register_pair
+from register.config import Config, config_to_dict, data_root
+from register.io import from_array, read_image
+from register.score import load_model
+
+PAIRS = [("mifnet opt-sar", "mifnet_examples/opt_sar_1.png", "mifnet_examples/opt_sar_2.png"),
+         ("mifnet opt-nir", "mifnet_examples/opt_nir_1.png", "mifnet_examples/opt_nir_2.png"),
+         ("epfl field/0001 crop", "vis_nir_epfl_registration/field/0001_rgb.jpg",
+          "vis_nir_epfl_registration/field/0001_nir.jpg")]
+
+
+def _crop512(r):
+    h, w = r.shape
+    y0, x0 = (h - 512) // 2, (w - 512) // 2
+    return from_array(r.data[:, y0:y0 + 512, x0:x0 + 512], path=r.path)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m pipelines.benchmark", description=__doc__.split("\n")[0])
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--model", default="auto")
+    p.add_argument("--out", type=Path, default=Path("runs/benchmark"))
+    p.add_argument("--results", type=Path, default=None, help="markdown file to update")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    torch.set_num_threads(args.threads)
+    cfg = Config()
+    model = load_model(args.model, args.device)
+    root = data_root()
+    rows = []
+    for name, f, m in PAIRS:
+        fr, mr = read_image(root / f), read_image(root / m)
+        if fr.shape != (512, 512):
+            fr, mr = _crop512(fr), _crop512(mr)
+        register_pair(fr, mr, cfg, model=model)  # warm-up
+        for rep in range(args.repeats):
+            t = time.perf_counter()
+            res = register_pair(fr, mr, cfg, model=model)
+            dt = time.perf_counter() - t
+            rows.append({"pair": name, "repeat": rep, "seconds": round(dt, 3), "status": res.status,
+                         "inliers": res.counts.get("num_inliers", 0)})
+            print(f"{name} #{rep}: {dt:.2f} s ({res.status})", file=sys.stderr)
+    med = statistics.median(r["seconds"] for r in rows)
+    args.out.mkdir(parents=True, exist_ok=True)
+    with open(args.out / "runs.csv", "w", newline="") as fh:
+        wr = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        wr.writeheader()
+        wr.writerows(rows)
+    resolved = {**{k: str(v) for k, v in vars(args).items()}, "config": config_to_dict(cfg),
+                "cpu": platform.processor() or platform.machine(), "torch": torch.__version__,
+                "median_s": med}
+    (args.out / "config.json").write_text(json.dumps(resolved, indent=2) + "\n")
+    print(f"median {med:.2f} s over {len(rows)} runs")
+    if args.results:
+        cmd = "python -m pipelines.benchmark " + " ".join(argv if argv is not None else sys.argv[1:])
+        per = {}
+        for r in rows:
+            per.setdefault(r["pair"], []).append(r["seconds"])
+        lines = [f"Command: `{cmd}` ({date.today()}, {args.threads} CPU threads, device "
+                 f"{args.device}, model `{model.source}`)", "",
+                 "| pair (512x512) | median s | status |", "|---|---|---|"]
+        for k, v in per.items():
+            st = {r["status"] for r in rows if r["pair"] == k}
+            lines.append(f"| {k} | {statistics.median(v):.2f} | {', '.join(sorted(st))} |")
+        lines.append(f"| **all** | **{med:.2f}** | |")
+        update_section(args.results, "benchmark", "\n".join(lines))
+    return 0
+
+
+def update_section(path: Path, name: str, body: str) -> None:
+    """Replace (or append) the block between ``<!-- BEGIN name -->`` and ``<!-- END name -->``."""
+    begin, end = f"<!-- BEGIN {name} -->", f"<!-- END {name} -->"
+    text = path.read_text() if path.exists() else ""
+    block = f"{begin}\n{body}\n{end}"
+    if begin in text and end in text:
+        text = text[:text.index(begin)] + block + text[text.index(end) + len(end):]
+    else:
+        text = text.rstrip() + ("\n\n" if text else "") + block + "\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,198 @@
+"""The shared data sets as lists of image pairs with their ground truth.
+
+Each pair is a :class:`Pair`: fixed and moving image paths (relative to the data root), the
+modality, and the ground truth as a 3x3 homography mapping a *moving* pixel to a *fixed* pixel
+(x = column, y = row, 0-based), or, for the SuperFusion ``ir_warp`` images, a dense displacement
+field. Conventions follow ``MANIFEST.md`` of the data root. The split file ``data/splits.json``
+names which pairs train and which test; test pairs never feed training.
+"""
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from register.config import data_root
+
+SPLITS_FILE = Path(__file__).resolve().parents[1] / "data" / "splits.json"
+LWIR_FIELD = "vis_lwir_superfusion_misaligned/MSRS"
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One image pair. Paths are relative to the data root.
+
+    ``H`` (3x3 float64) maps a moving pixel to a fixed pixel; ``None`` when the truth is the
+    dense field of :func:`displacement_field` (``field`` is then the field's name stem).
+    ``aligned`` pairs have ``H`` = identity and share one pixel grid.
+    """
+
+    set: str
+    name: str
+    modality: str
+    fixed: str
+    moving: str
+    H: tuple | None = None
+    field: str | None = None
+    aligned: bool = False
+
+    @property
+    def H_array(self) -> np.ndarray | None:
+        return None if self.H is None else np.asarray(self.H, np.float64).reshape(3, 3)
+
+
+def _h(m: np.ndarray) -> tuple:
+    return tuple(float(v) for v in np.asarray(m, np.float64).reshape(-1))
+
+
+IDENTITY = _h(np.eye(3))
+
+
+def _srif(subset: str, modality: str, first: int, last: int, root: Path) -> list[Pair]:
+    out = []
+    with open(root / "srif_multimodal" / "gt_homographies.csv") as f:
+        for row in csv.DictReader(f):
+            n = int(row["pair"])
+            if row["subset"] != subset or not first <= n <= last:
+                continue
+            H12 = np.array([float(row[k]) for k in
+                            "h00 h01 h02 h10 h11 h12 h20 h21 h22".split()]).reshape(3, 3)
+            out.append(Pair(f"srif_{subset}", str(n), modality,
+                            f"srif_multimodal/{subset}/{row['image_1']}",
+                            f"srif_multimodal/{subset}/{row['image_2']}",
+                            H=_h(np.linalg.inv(H12))))
+    return sorted(out, key=lambda p: int(p.name))
+
+
+def _epfl(categories: list[str], root: Path) -> list[Pair]:
+    out = []
+    base = root / "vis_nir_epfl_registration"
+    rows = {}
+    with open(base / "gt_affine.csv") as f:
+        for row in csv.DictReader(f):
+            rows[(row["subset"], row["id"])] = row
+    for cat in categories:
+        for rgb in sorted((base / cat).glob("*_rgb.jpg")):
+            stem = rgb.name[:-8]
+            rel_f = f"vis_nir_epfl_registration/{cat}/{rgb.name}"
+            rel_m = f"vis_nir_epfl_registration/{cat}/{stem}_nir.jpg"
+            if cat == "country":
+                out.append(Pair("epfl_country", stem, "vis-nir", rel_f, rel_m, H=IDENTITY,
+                                aligned=True))
+                continue
+            row = rows[(cat, stem)]
+            M = np.array([[float(row[k]) for k in ("m00", "m01", "m02")],
+                          [float(row[k]) for k in ("m10", "m11", "m12")], [0, 0, 1.0]])
+            # M maps rgb (fixed) -> nir (moving); we store moving -> fixed
+            out.append(Pair(f"epfl_{cat}", stem, "vis-nir", rel_f, rel_m, H=_h(np.linalg.inv(M))))
+    return out
+
+
+def _aligned_folder(set_name: str, folder: str, modality: str, vi: str, ir: str,
+                    root: Path) -> list[Pair]:
+    out = []
+    for p in sorted((root / folder / ir).iterdir()):
+        vis = list((root / folder / vi).glob(p.stem + ".*"))
+        if len(vis) != 1:
+            continue
+        out.append(Pair(set_name, p.stem, modality, f"{folder}/{vi}/{vis[0].name}",
+                        f"{folder}/{ir}/{p.name}", H=IDENTITY, aligned=True))
+    return out
+
+
+def _bigearthnet(root: Path) -> list[Pair]:
+    out = []
+    base = root / "geotiff" / "bigearthnet_s1_s2_examples"
+    for meta in sorted(base.glob("S1/*/*_labels_metadata.json")):
+        s2 = json.loads(meta.read_text())["corresponding_s2_patch"]
+        vv = sorted(meta.parent.glob("*_VV.tif"))
+        b04 = sorted((base / "S2" / s2).glob("*_B04.tif"))
+        if vv and b04:
+            out.append(Pair("bigearthnet", meta.parent.name, "opt-sar",
+                            str(b04[0].relative_to(root)), str(vv[0].relative_to(root)),
+                            H=IDENTITY, aligned=True))
+    return out
+
+
+def _msrs_test(root: Path) -> list[Pair]:
+    """MSRS: ``vi`` fixed, ``ir_warp`` moving with the dense ground truth field."""
+    out = []
+    base = root / LWIR_FIELD
+    for p in sorted((base / "ir_warp").iterdir()):
+        out.append(Pair("msrs_irwarp", p.stem, "vis-lwir", f"{LWIR_FIELD}/vi/{p.name}",
+                        f"{LWIR_FIELD}/ir_warp/{p.name}", field=p.stem))
+    return out
+
+
+@lru_cache(maxsize=None)
+def all_pairs(root: str | None = None) -> dict[str, list[Pair]]:
+    """Every pair the splits use, keyed by split name (see ``data/splits.json``)."""
+    r = Path(root) if root else data_root()
+    if not (r / "MANIFEST.md").exists():
+        raise FileNotFoundError(
+            f"no data at {r}; put the shared data there or set REGISTER_DATA (see data/README.md)")
+    epfl_test = ["field", "forest", "indoor", "mountain", "oldbuilding", "street", "urban", "water"]
+    return {
+        "train/vis-nir": _epfl(["country"], r),
+        "train/opt-sar": _srif("optical_sar", "opt-sar", 1, 150, r) + _bigearthnet(r),
+        "train/opt-ir": _srif("optical_infrared", "opt-ir", 1, 150, r),
+        "train/vis-lwir": _aligned_folder("roadscene", "vis_lwir_roadscene", "vis-lwir", "vi", "ir",
+                                          r)
+        + _aligned_folder("tno", "vis_lwir_tno", "vis-lwir", "vi", "ir", r),
+        "test/vis-nir": _epfl(epfl_test, r),
+        "test/opt-sar": _srif("optical_sar", "opt-sar", 151, 200, r),
+        "test/opt-ir": _srif("optical_infrared", "opt-ir", 151, 200, r),
+        "test/vis-lwir": _msrs_test(r),
+    }
+
+
+def split(name: str) -> list[Pair]:
+    """Pairs of one split, e.g. ``split("test/opt-sar")``."""
+    pairs = all_pairs(str(data_root()))
+    if name not in pairs:
+        raise KeyError(f"unknown split {name!r}; known: {sorted(pairs)}")
+    return pairs[name]
+
+
+def write_splits_file(path: Path = SPLITS_FILE) -> None:
+    """Write ``data/splits.json``: for each split, the fixed/moving paths of its pairs."""
+    pairs = all_pairs(str(data_root()))
+    lines = ["{"]
+    for i, (k, v) in enumerate(pairs.items()):
+        rows = ",\n".join(f"  {json.dumps([p.fixed, p.moving])}" for p in v)
+        lines.append(f" {json.dumps(k)}: [\n{rows}\n ]" + ("," if i < len(pairs) - 1 else ""))
+    lines.append("}")
+    path.write_text("\n".join(lines) + "\n")
+
+
+def read_gray(rel: str) -> np.ndarray:
+    """(H, W) float32 image in [0, 1] (luminance for RGB) of a path relative to the data root."""
+    from register.io import read_image, to_gray
+
+    return to_gray(read_image(data_root() / rel)).image
+
+
+def displacement_field(pair: Pair) -> tuple[np.ndarray, np.ndarray]:
+    """(dx, dy), each (H, W) float32: moving pixel (x, y) corresponds to fixed (x+dx, y+dy)."""
+    base = data_root() / LWIR_FIELD / "gt_disp"
+    dx = cv2.imread(str(base / f"{pair.field}_dx.png"), cv2.IMREAD_UNCHANGED)
+    dy = cv2.imread(str(base / f"{pair.field}_dy.png"), cv2.IMREAD_UNCHANGED)
+    return ((dx.astype(np.float32) - 32768) / 100, (dy.astype(np.float32) - 32768) / 100)
+
+
+def gt_map(pair: Pair, xy_moving: np.ndarray) -> np.ndarray:
+    """Ground-truth fixed positions (N, 2) float64 of moving pixels ``xy_moving`` (N, 2)."""
+    xy = np.asarray(xy_moving, np.float64)
+    if pair.H is not None:
+        p = np.c_[xy, np.ones(len(xy))] @ pair.H_array.T
+        return p[:, :2] / p[:, 2:]
+    dx, dy = displacement_field(pair)
+    mx, my = xy[:, 0].astype(np.float32), xy[:, 1].astype(np.float32)
+    ddx = cv2.remap(dx, mx[None], my[None], cv2.INTER_LINEAR)[0]
+    ddy = cv2.remap(dy, mx[None], my[None], cv2.INTER_LINEAR)[0]
+    return np.c_[xy[:, 0] + ddx, xy[:, 1] + ddy]

@@ -1,0 +1,651 @@
+"""Evaluate registration accuracy and patch-matching FPR95 on the test splits.
+
+    python -m pipelines.evaluate registration [--sets opt-sar,opt-ir,vis-nir,vis-lwir]
+        [--methods ours,identity,sift,mi] [--limit N] [--out DIR] [--device cpu]
+        [--results docs/results.md]
+    python -m pipelines.evaluate patches [--model auto|PATH] [--sets ...] [--out DIR]
+
+``registration``: for every test pair and method, estimate the moving -> fixed homography and
+measure the mean checkpoint error in fixed pixels (see :func:`checkpoints`). Per set and method:
+success rate and AUC at 3 / 5 / 10 px, median error, median seconds per pair. A failed method,
+an exception or a non-finite H counts as an infinite error.
+
+``patches``: FPR95 (%) of SSML-QNet on 64x64 test patch pairs per test set, built by
+``pipelines.patches.build("test", ...)`` (seed 1, 64 keypoints per image pair); the VIS-LWIR
+test pairs have a dense ground truth that ``build`` skips, so VIS-LWIR patches come from the
+aligned MSRS originals (``vi`` fixed, ``ir`` moving; note their ~2.5 px residual, MANIFEST.md).
+
+Outputs in ``--out`` (default ``runs/eval/<mode>``): ``config.json`` (resolved options),
+``pairs.csv`` (one row per pair and method), ``summary.csv`` and ``results.md`` (markdown
+table). ``--results FILE`` also writes or replaces the ``<!-- BEGIN evaluate:<mode> -->`` section
+of FILE with the table, the command line and the date.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime as _dt
+import json
+import math
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+
+from pipelines.datasets import LWIR_FIELD, IDENTITY, Pair, gt_map, split
+from pipelines.patches import DEFAULT_CACHE, MODALITY_NAMES
+from register.config import MODALITIES, Config, config_from_dict, config_to_dict, data_root
+
+SETS = ("opt-sar", "opt-ir", "vis-nir", "vis-lwir")
+METHODS = ("ours", "identity", "sift", "mi")
+THRESHOLDS = (3.0, 5.0, 10.0)
+GRID = 10  # checkpoints per side
+DENSE_MARGIN = 32  # px kept free at the border of the moving image for dense-field pairs
+PATCH_SEED = 1
+PATCH_PER_IMAGE = 64
+
+# ---------------------------------------------------------------------------------------------
+# Metrics (importable; no data access except gt_map for dense-field pairs)
+# ---------------------------------------------------------------------------------------------
+
+
+def _apply(H: np.ndarray, xy: np.ndarray) -> np.ndarray:
+    p = np.c_[xy, np.ones(len(xy))] @ np.asarray(H, np.float64).T
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return p[:, :2] / p[:, 2:]
+
+
+def homography_checkpoints(H_gt: np.ndarray, fixed_shape: tuple[int, int],
+                           moving_shape: tuple[int, int], grid: int = GRID
+                           ) -> tuple[np.ndarray, np.ndarray]:
+    """Checkpoints of a pair with a homography ground truth ``H_gt`` (moving px -> fixed px).
+
+    A ``grid`` x ``grid`` lattice of cell centres over the fixed image (``c``) is mapped back to
+    the moving image by ``inv(H_gt)`` (``m``); checkpoints whose ``m`` falls outside the moving
+    image are dropped (all are kept if none is inside). Returns ``(m, c)``, each (N, 2) float64.
+    """
+    hf, wf = fixed_shape[:2]
+    hm, wm = moving_shape[:2]
+    xs = (np.arange(grid) + 0.5) * wf / grid - 0.5
+    ys = (np.arange(grid) + 0.5) * hf / grid - 0.5
+    c = np.stack(np.meshgrid(xs, ys), -1).reshape(-1, 2)
+    m = _apply(np.linalg.inv(np.asarray(H_gt, np.float64)), c)
+    inside = (np.isfinite(m).all(1) & (m[:, 0] >= 0) & (m[:, 0] <= wm - 1)
+              & (m[:, 1] >= 0) & (m[:, 1] <= hm - 1))
+    if inside.any():
+        m, c = m[inside], c[inside]
+    return m, c
+
+
+def dense_checkpoints(moving_shape: tuple[int, int], grid: int = GRID,
+                      margin: float = DENSE_MARGIN) -> np.ndarray:
+    """(grid*grid, 2) lattice over the moving image, ``margin`` px inside its border."""
+    hm, wm = moving_shape[:2]
+    xs = np.linspace(margin, wm - 1 - margin, grid)
+    ys = np.linspace(margin, hm - 1 - margin, grid)
+    return np.stack(np.meshgrid(xs, ys), -1).reshape(-1, 2)
+
+
+def checkpoints(pair: Pair, fixed_shape: tuple[int, int], moving_shape: tuple[int, int]
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """``(xy_moving, xy_fixed_true)`` checkpoints of a test pair (homography or dense GT)."""
+    if pair.H is not None:
+        return homography_checkpoints(pair.H_array, fixed_shape, moving_shape)
+    q = dense_checkpoints(moving_shape)
+    return q, gt_map(pair, q)
+
+
+def pair_error(H_est: np.ndarray | None, xy_moving: np.ndarray, xy_fixed: np.ndarray) -> float:
+    """Mean distance (fixed px) between ``H_est(xy_moving)`` and the true ``xy_fixed``;
+    ``inf`` when ``H_est`` is None or not a finite 3x3 matrix, or maps a point to infinity."""
+    if H_est is None:
+        return math.inf
+    H = np.asarray(H_est, np.float64)
+    if H.shape != (3, 3) or not np.isfinite(H).all():
+        return math.inf
+    p = _apply(H, np.asarray(xy_moving, np.float64))
+    if not np.isfinite(p).all():
+        return math.inf
+    d = np.linalg.norm(p - np.asarray(xy_fixed, np.float64), axis=1)
+    return float(d.mean()) if len(d) else math.inf
+
+
+def auc(errors: Iterable[float], threshold: float) -> float:
+    """Area under the recall-vs-error curve on [0, threshold], divided by threshold
+    (SuperGlue / LightGlue pose AUC). Infinite errors never count as recalled."""
+    e = np.asarray(list(errors), np.float64)
+    if len(e) == 0:
+        return math.nan
+    e = np.sort(np.where(np.isnan(e), np.inf, e))
+    recall = np.arange(1, len(e) + 1) / len(e)
+    e = np.r_[0.0, e]
+    recall = np.r_[0.0, recall]
+    last = int(np.searchsorted(e, threshold))
+    r = np.r_[recall[:last], recall[last - 1]]
+    x = np.r_[e[:last], threshold]
+    area = float(np.sum((x[1:] - x[:-1]) * (r[1:] + r[:-1]) / 2.0))
+    return area / threshold
+
+
+def summarise(errors: Sequence[float], seconds: Sequence[float] | None = None,
+              thresholds: Sequence[float] = THRESHOLDS) -> dict:
+    """Per-method summary: ``n``, ``ok`` (finite errors), ``success@t`` (fraction of pairs with
+    error <= t), ``auc@t``, ``median_error`` (inf when more than half failed) and
+    ``median_seconds``."""
+    e = np.asarray(list(errors), np.float64)
+    e = np.where(np.isnan(e), np.inf, e)
+    out: dict = {"n": int(len(e)), "ok": int(np.isfinite(e).sum())}
+    for t in thresholds:
+        out[f"success@{t:g}"] = float((e <= t).mean()) if len(e) else math.nan
+    for t in thresholds:
+        out[f"auc@{t:g}"] = auc(e, t)
+    out["median_error"] = float(np.median(e)) if len(e) else math.nan
+    s = np.asarray(list(seconds or []), np.float64)
+    out["median_seconds"] = float(np.median(s)) if len(s) else math.nan
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Methods
+# ---------------------------------------------------------------------------------------------
+
+
+def config_modality(set_name: str) -> str:
+    """``Config.modality`` for a test set (sets that are not a pipeline modality -> ``auto``)."""
+    return set_name if set_name in MODALITIES else "auto"
+
+
+def _register_pair():
+    """``register.register_pair`` or an explanation why it cannot be imported."""
+    try:
+        import register
+
+        fn = getattr(register, "register_pair", None)
+        if fn is None:
+            from register.api import register_pair as fn
+        return fn, ""
+    except Exception as exc:  # noqa: BLE001 - report any import problem as "skipped"
+        return None, f"register.register_pair unavailable ({type(exc).__name__}: {exc})"
+
+
+class _Models:
+    """Networks loaded once, keyed by the weights they come from."""
+
+    def __init__(self, name: str, device: str):
+        self.name, self.device, self._cache = name, device, {}
+
+    def get(self, modality: str):
+        from register.score import load_model, weights_for
+
+        key = str(weights_for(modality)) if self.name == "auto" else self.name
+        if key not in self._cache:
+            self._cache[key] = load_model(self.name, self.device, modality=modality)
+        return self._cache[key]
+
+
+def _method_status(methods: Sequence[str], models: _Models, sets: Sequence[str]
+                   ) -> dict[str, str]:
+    """For each method, "" when it can run, else the reason it is skipped. For ``ours`` the
+    networks of all ``sets`` are loaded here (once)."""
+    from pipelines import baselines
+
+    out = {}
+    for m in methods:
+        if m == "ours":
+            fn, why = _register_pair()
+            if fn is not None:
+                try:
+                    for s in sets:
+                        models.get(config_modality(s))
+                except Exception as exc:  # noqa: BLE001 - e.g. no shipped weights
+                    why = f"cannot load model {models.name!r} ({exc})"
+            out[m] = why
+        else:
+            ok, why = baselines.available(m)
+            out[m] = "" if ok else why
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Output helpers
+# ---------------------------------------------------------------------------------------------
+
+
+def command_line(argv: Sequence[str] | None) -> str:
+    args = list(sys.argv[1:] if argv is None else argv)
+    return "python -m pipelines.evaluate " + shlex.join(args)
+
+
+def update_results(path: Path, mode: str, body: str, command: str,
+                   date: str | None = None) -> None:
+    """Write or replace the ``evaluate:<mode>`` section of a markdown file."""
+    begin, end = f"<!-- BEGIN evaluate:{mode} -->", f"<!-- END evaluate:{mode} -->"
+    date = date or _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
+    section = (f"{begin}\n\nCommand: `{command}`  \nDate: {date}\n\n{body.rstrip()}\n\n{end}")
+    path = Path(path)
+    text = path.read_text() if path.exists() else ""
+    i, j = text.find(begin), text.find(end)
+    if i >= 0 and j > i:
+        text = text[:i] + section + text[j + len(end):]
+    else:
+        text = (text.rstrip() + "\n\n" if text.strip() else "") + section + "\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def _fmt(v: float, pct: bool = False, digits: int = 2) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "–"
+    if isinstance(v, float) and math.isinf(v):
+        return "inf"
+    return f"{100 * v:.1f}" if pct else f"{v:.{digits}f}"
+
+
+def registration_table(rows: list[dict]) -> str:
+    ts = [f"{t:g}" for t in THRESHOLDS]
+    head = (["set", "method", "pairs", "H found"] + [f"SR@{t}px %" for t in ts]
+            + [f"AUC@{t}px %" for t in ts] + ["median err (px)", "median s/pair"])
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        if r.get("skipped"):
+            cells = [r["set"], r["method"], "–", "–"] + ["–"] * (2 * len(ts) + 2)
+            cells[-1] = f"skipped: {r['skipped']}"
+        else:
+            cells = ([r["set"], r["method"], str(r["n"]), str(r["ok"])]
+                     + [_fmt(r[f"success@{t}"], pct=True) for t in ts]
+                     + [_fmt(r[f"auc@{t}"], pct=True) for t in ts]
+                     + [_fmt(r["median_error"]), _fmt(r["median_seconds"], digits=3)])
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _select(items: list, limit: int | None) -> list:
+    """``limit`` items spread evenly over the list (all when ``limit`` is None)."""
+    if not limit or limit >= len(items):
+        return list(items)
+    idx = np.unique(np.round(np.linspace(0, len(items) - 1, limit)).astype(int))
+    return [items[i] for i in idx]
+
+
+def _write_csv(path: Path, rows: list[dict], fields: Sequence[str]) -> None:
+    with open(path, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(fields), extrasaction="ignore")
+        w.writeheader()
+        w.writerows(rows)
+
+
+# ---------------------------------------------------------------------------------------------
+# registration mode
+# ---------------------------------------------------------------------------------------------
+
+PAIR_FIELDS = ("set", "pair", "method", "status", "reason", "error_px", "n_checkpoints",
+               "seconds", "H", "timings")
+
+
+def run_registration(args, log: Callable[[str], None]) -> tuple[list[dict], list[dict]]:
+    from pipelines import baselines
+    from register.io import read_image, to_gray
+
+    root = data_root()
+    models = _Models(args.model, args.device)
+    skipped = _method_status(args.methods, models, args.sets)
+    for m, why in skipped.items():
+        if why:
+            log(f"method {m} skipped: {why}")
+    base_cfg = config_from_dict(args.config_overrides)
+    register_pair = _register_pair()[0] if "ours" in args.methods and not skipped["ours"] else None
+    per_pair: list[dict] = []
+    summary: list[dict] = []
+    out_csv = open(args.out / "pairs.csv", "w", newline="")
+    writer = csv.DictWriter(out_csv, fieldnames=list(PAIR_FIELDS), extrasaction="ignore")
+    writer.writeheader()
+    try:
+        for set_name in args.sets:
+            pairs = _select(split(f"test/{set_name}"), args.limit)
+            cfg = base_cfg.replace(modality=config_modality(set_name))
+            errors = {m: [] for m in args.methods}
+            secs = {m: [] for m in args.methods}
+            for pair in pairs:
+                label = f"{pair.set}/{pair.name}"
+                try:
+                    fr = read_image(root / pair.fixed)
+                    mr = read_image(root / pair.moving)
+                    fixed = to_gray(fr).image
+                    moving = to_gray(mr, sar=pair.modality == "opt-sar").image
+                    m_xy, f_xy = checkpoints(pair, fr.shape, mr.shape)
+                except Exception as exc:  # noqa: BLE001 - a broken pair is reported, not fatal
+                    log(f"{set_name} {label}: cannot load ({type(exc).__name__}: {exc})")
+                    fixed = None
+                for method in args.methods:
+                    if skipped[method]:
+                        continue
+                    row = {"set": set_name, "pair": label, "method": method, "reason": "",
+                           "H": "", "timings": ""}
+                    H, t0 = None, time.perf_counter()
+                    try:
+                        if fixed is None:
+                            raise RuntimeError("pair could not be loaded")
+                        if method == "ours":
+                            res = register_pair(fr, mr, cfg, device=args.device,
+                                                model=models.get(cfg.modality))
+                            H = res.H if res.status == "ok" else None
+                            row["reason"] = res.reason or ""
+                            row["timings"] = json.dumps(
+                                {k: round(float(v), 4) for k, v in (res.timings or {}).items()})
+                        else:
+                            H = baselines.BASELINES[method](fixed, moving)
+                            if H is None:
+                                row["reason"] = "baseline failed"
+                        row["status"] = "ok" if H is not None else "failed"
+                    except Exception as exc:  # noqa: BLE001 - counted as a failure
+                        H = None
+                        row["status"] = "error"
+                        row["reason"] = f"{type(exc).__name__}: {exc}"
+                    dt = time.perf_counter() - t0
+                    err = pair_error(H, m_xy, f_xy) if fixed is not None else math.inf
+                    if H is not None and not math.isfinite(err):
+                        row["status"], row["reason"] = "failed", "non-finite H or projection"
+                    row.update(error_px=f"{err:.4f}" if math.isfinite(err) else "inf",
+                               n_checkpoints=len(m_xy) if fixed is not None else 0,
+                               seconds=f"{dt:.4f}",
+                               H=json.dumps(np.round(np.asarray(H, float), 8).ravel().tolist())
+                               if H is not None else "")
+                    errors[method].append(err)
+                    secs[method].append(dt)
+                    writer.writerow(row)
+                    out_csv.flush()
+                    per_pair.append(row)
+                    log(f"{set_name} {label} {method}: {row['status']} err={row['error_px']} "
+                        f"{dt:.2f}s {row['reason']}".rstrip())
+            for method in args.methods:
+                if skipped[method]:
+                    summary.append({"set": set_name, "method": method, "skipped": skipped[method]})
+                    continue
+                s = summarise(errors[method], secs[method])
+                summary.append({"set": set_name, "method": method, **s})
+    finally:
+        out_csv.close()
+    return per_pair, summary
+
+
+# ---------------------------------------------------------------------------------------------
+# patches mode
+# ---------------------------------------------------------------------------------------------
+
+
+def msrs_aligned_pairs() -> list[Pair]:
+    """The aligned MSRS originals (``vi`` fixed, ``ir`` moving, H = identity)."""
+    base = data_root() / LWIR_FIELD
+    out = []
+    for p in sorted((base / "ir").iterdir()):
+        vis = sorted((base / "vi").glob(p.stem + ".*"))
+        if len(vis) == 1:
+            out.append(Pair("msrs_aligned", p.stem, "vis-lwir", f"{LWIR_FIELD}/vi/{vis[0].name}",
+                            f"{LWIR_FIELD}/ir/{p.name}", H=IDENTITY, aligned=True))
+    return out
+
+
+def _save_npz(dest: Path, parts: dict) -> None:
+    from register.io import atomic_path
+
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(dest) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **parts)
+
+
+def _meta_ok(npz: Path, want: dict) -> bool:
+    meta = npz.with_suffix(".config.json")
+    if not meta.exists():
+        return True  # written by someone else's build; trust the file name
+    try:
+        doc = json.loads(meta.read_text())
+    except (OSError, ValueError):
+        return False
+    return all(doc.get(k, v) == v for k, v in want.items())
+
+
+def _write_meta(npz: Path, doc: dict) -> None:
+    npz.with_suffix(".config.json").write_text(json.dumps(doc, indent=2) + "\n")
+
+
+def build_msrs_patches(dest: Path, *, seed: int, per_image: int, log) -> Path:
+    """Patch pairs from the aligned MSRS VIS-LWIR originals, same format as ``build``."""
+    from pipelines.patches import load_aligned, pairs_from_image
+
+    cfg = Config()
+    rng = np.random.default_rng(seed)
+    F, M, L, PID, names = [], [], [], [], []
+    for pair in msrs_aligned_pairs():
+        fi, mi, valid = load_aligned(pair, cfg.work_max_side)
+        res = pairs_from_image(fi, mi, valid, "vis-lwir", rng, cfg, per_image)
+        if res is None:
+            continue
+        fp, mp, lab = res
+        F.append(fp)
+        M.append(mp)
+        L.append(lab)
+        PID.append(np.full(len(lab), len(names), np.int32))
+        names.append(f"{pair.set}/{pair.name}")
+        log(f"msrs_aligned {pair.name}: {len(lab)} pairs")
+    n = sum(len(x) for x in L)
+    _save_npz(dest, dict(fixed=np.concatenate(F), moving=np.concatenate(M),
+                         label=np.concatenate(L),
+                         modality=np.full(n, MODALITY_NAMES.index("vis-lwir"), np.uint8),
+                         pair=np.concatenate(PID), pair_names=np.array(names)))
+    return dest
+
+
+def _modalities_in(npz: Path) -> set[str]:
+    try:
+        with np.load(npz) as z:
+            return {MODALITY_NAMES[i] for i in np.unique(z["modality"])}
+    except (OSError, ValueError, KeyError, IndexError):
+        return set()
+
+
+def test_patch_files(sets: Sequence[str], cache_dir: Path, log) -> dict[str, Path]:
+    """For each set, a test patch file holding it: an existing one in ``cache_dir`` (seed 1,
+    64 keypoints per image pair, as far as its ``.config.json`` says) or one built now."""
+    from pipelines.patches import build
+
+    out: dict[str, Path] = {}
+    want = {"split": "test", "seed": PATCH_SEED, "per_image": PATCH_PER_IMAGE}
+    lwir = cache_dir / f"test_msrs_aligned_seed{PATCH_SEED}.npz"
+    existing = [p for p in sorted(cache_dir.glob(f"test*_seed{PATCH_SEED}.npz"))
+                if p != lwir and _meta_ok(p, want)] if cache_dir.is_dir() else []
+    for s in sets:
+        if s == "vis-lwir":
+            continue
+        found = next((p for p in existing if s in _modalities_in(p)), None)
+        if found is not None:
+            log(f"{s}: reusing {found}")
+        else:
+            log(f"{s}: building test patches into {cache_dir}")
+            found = build("test", cache_dir, seed=PATCH_SEED, per_image=PATCH_PER_IMAGE,
+                          modalities=(s,), log=log)
+            _write_meta(found, {**want, "modality": s, "by": "pipelines.evaluate"})
+            existing.append(found)
+        out[s] = found
+    if "vis-lwir" in sets:
+        want_l = {**want, "source": f"{LWIR_FIELD}/vi+ir"}
+        if lwir.exists() and _meta_ok(lwir, want_l):
+            log(f"vis-lwir: reusing {lwir}")
+        else:
+            log(f"vis-lwir: building test patches (MSRS aligned originals) into {lwir}")
+            build_msrs_patches(lwir, seed=PATCH_SEED, per_image=PATCH_PER_IMAGE, log=log)
+            _write_meta(lwir, {**want_l, "by": "pipelines.evaluate"})
+        out["vis-lwir"] = lwir
+    return out
+
+
+def run_patches(args, log: Callable[[str], None]) -> tuple[list[dict], list[dict]]:
+    from register.score import fpr_at_recall, model_info, score_pairs
+
+    models = _Models(args.model, args.device)
+    for s in args.sets:  # fail early (e.g. no shipped weights), before building patches
+        models.get(config_modality(s))
+    per_pair, summary = [], []
+    data: dict[str, dict] = {}
+    files = test_patch_files(args.sets, args.cache_dir, log)
+    for s, path in files.items():
+        with np.load(path) as z:
+            sel = z["modality"] == MODALITY_NAMES.index(s)
+            if sel.any():
+                data[s] = {k: z[k][sel] for k in ("fixed", "moving", "label", "pair")}
+                data[s]["names"] = [str(n) for n in z["pair_names"]]
+                data[s]["file"] = str(path)
+    for s in args.sets:
+        if s not in data:
+            summary.append({"set": s, "skipped": "no test patches"})
+            continue
+        d = data[s]
+        keep_ids = _select(sorted(np.unique(d["pair"]).tolist()), args.limit)
+        sel = np.isin(d["pair"], keep_ids)
+        model = models.get(config_modality(s))
+        t0 = time.perf_counter()
+        prob = score_pairs(model, d["fixed"][sel], d["moving"][sel], batch_size=args.batch_size)
+        dt = time.perf_counter() - t0
+        lab, pid = d["label"][sel], d["pair"][sel]
+        fpr = fpr_at_recall(prob, lab)
+        info = model_info(model)
+        summary.append({"set": s, "image_pairs": len(keep_ids), "patch_pairs": int(sel.sum()),
+                        "positives": int(lab.sum()), "fpr95": fpr, "seconds": dt,
+                        "weights": info["weights"], "preset": info["preset"],
+                        "patch_file": d["file"]})
+        log(f"{s}: FPR95 {fpr:.2f}% on {int(sel.sum())} patch pairs ({dt:.1f}s)")
+        for i in keep_ids:
+            m = pid == i
+            try:
+                f_i = fpr_at_recall(prob[m], lab[m])
+            except ValueError:
+                f_i = math.nan
+            per_pair.append({"set": s, "pair": d["names"][i], "patch_pairs": int(m.sum()),
+                             "positives": int(lab[m].sum()), "fpr95": f"{f_i:.2f}"})
+    return per_pair, summary
+
+
+def patches_table(rows: list[dict]) -> str:
+    head = ["set", "image pairs", "patch pairs", "positives", "FPR95 %", "weights"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        if r.get("skipped"):
+            lines.append(f"| {r['set']} | – | – | – | – | skipped: {r['skipped']} |")
+        else:
+            lines.append(f"| {r['set']} | {r['image_pairs']} | {r['patch_pairs']} | "
+                         f"{r['positives']} | {r['fpr95']:.2f} | {r['weights']} ({r['preset']}) |")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# CLI
+# ---------------------------------------------------------------------------------------------
+
+
+def _csv_list(allowed: Sequence[str]) -> Callable[[str], list[str]]:
+    def parse(text: str) -> list[str]:
+        items = [t.strip() for t in text.split(",") if t.strip()]
+        bad = [t for t in items if t not in allowed]
+        if bad or not items:
+            raise argparse.ArgumentTypeError(
+                f"unknown {bad or 'empty list'}; choose from {','.join(allowed)}")
+        return list(dict.fromkeys(items))
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m pipelines.evaluate",
+                                description=__doc__.split("\n")[0])
+    p.add_argument("mode", choices=("registration", "patches"))
+    p.add_argument("--sets", type=_csv_list(SETS), default=list(SETS),
+                   help=f"comma-separated test sets (default {','.join(SETS)})")
+    p.add_argument("--methods", type=_csv_list(METHODS), default=list(METHODS),
+                   help=f"registration methods (default {','.join(METHODS)})")
+    p.add_argument("--limit", type=int, default=None,
+                   help="at most N image pairs per set, spread evenly over the set")
+    p.add_argument("--out", type=Path, default=None, help="output folder (runs/eval/<mode>)")
+    p.add_argument("--device", default="cpu", help="auto, cpu or cuda (network only)")
+    p.add_argument("--model", default="auto",
+                   help="network weights: auto (shipped), a .pt path, or 'random' (plumbing)")
+    p.add_argument("--config", type=Path, default=None,
+                   help="JSON file of register Config overrides for method 'ours'")
+    p.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE,
+                   help="where test patch files are built / reused (patches mode)")
+    p.add_argument("--batch-size", type=int, default=512, help="network batch (patches mode)")
+    p.add_argument("--results", type=Path, default=None,
+                   help="markdown file whose evaluate:<mode> section is written/replaced")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.limit is not None and args.limit < 1:
+        print("error: --limit must be at least 1", file=sys.stderr)
+        return 2
+    args.out = args.out or Path("runs") / "eval" / args.mode
+    args.out.mkdir(parents=True, exist_ok=True)
+    args.config_overrides = {"make_figures": False, "model": str(args.model)}
+    if args.config is not None:
+        args.config_overrides.update(json.loads(args.config.read_text()))
+    try:
+        config_from_dict(args.config_overrides)
+    except ValueError as exc:
+        print(f"error: --config: {exc}", file=sys.stderr)
+        return 2
+    command = command_line(argv)
+
+    def log(s: str) -> None:
+        print(s, file=sys.stderr, flush=True)
+
+    resolved = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+    resolved.update(command=command, data_root=str(data_root()),
+                    thresholds_px=list(THRESHOLDS), grid=GRID, dense_margin_px=DENSE_MARGIN,
+                    started=_dt.datetime.now().isoformat(timespec="seconds"))
+    if args.mode == "registration":
+        resolved["ours_config"] = config_to_dict(config_from_dict(args.config_overrides))
+    else:
+        resolved.update(patch_seed=PATCH_SEED, patch_per_image=PATCH_PER_IMAGE)
+    (args.out / "config.json").write_text(json.dumps(resolved, indent=2) + "\n")
+
+    if args.mode == "registration":
+        _, summary = run_registration(args, log)
+        table = registration_table(summary)
+        fields = (["set", "method", "skipped", "n", "ok"]
+                  + [f"success@{t:g}" for t in THRESHOLDS] + [f"auc@{t:g}" for t in THRESHOLDS]
+                  + ["median_error", "median_seconds"])
+        note = ("Error = mean checkpoint distance in fixed pixels; SR = success rate "
+                "(error <= t); AUC = area under recall-vs-error on [0, t] / t; failures count "
+                "as infinite error.")
+    else:
+        try:
+            per_pair, summary = run_patches(args, log)
+        except ValueError as exc:  # InputError from load_model etc.
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        _write_csv(args.out / "pairs.csv", per_pair,
+                   ("set", "pair", "patch_pairs", "positives", "fpr95"))
+        table = patches_table(summary)
+        fields = ("set", "skipped", "image_pairs", "patch_pairs", "positives", "fpr95", "seconds",
+                  "weights", "preset", "patch_file")
+        note = ("FPR95 = false-positive rate (%) at 95 % recall of the positives; test patches "
+                f"seed {PATCH_SEED}, {PATCH_PER_IMAGE} keypoints per image pair; vis-lwir from "
+                "the aligned MSRS originals.")
+    _write_csv(args.out / "summary.csv", summary, fields)
+    limit_note = f" Subset: at most {args.limit} pairs per set." if args.limit else ""
+    body = f"{table}\n\n{note}{limit_note}\n"
+    (args.out / "results.md").write_text(f"# evaluate {args.mode}\n\nCommand: `{command}`\n\n"
+                                         + body)
+    print(table)
+    if args.results is not None:
+        update_results(args.results, args.mode, body, command)
+        log(f"updated section evaluate:{args.mode} in {args.results}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,221 @@
+"""Build balanced 64x64 match / non-match patch pairs from aligned image pairs.
+
+    python -m pipelines.patches --split train --out ~/.cache/register/patches [--seed 0]
+
+For every pair of a split the moving image is resampled onto the fixed grid with the ground
+truth (aligned pairs need nothing), both are scaled so their longer side is at most the
+pipeline's working size, and keypoints are detected in the fixed image exactly as the pipeline
+does. Around each keypoint ``p``:
+
+* positives: moving patch at ``p`` + sub-pixel jitter, with a small residual rotation and scale
+  (the pipeline's hypotheses leave such residuals);
+* hard negatives, *nearby*: moving patch 6-32 px off ``p``;
+* hard negatives, *look-alike*: the strongest structural-correlation peaks within 32 px that are
+  not at ``p`` (exactly the confusers the pipeline's shortlist offers the network);
+* random negatives: moving patch at another keypoint.
+
+Augmentation: independent contrast / gamma on each side, multiplicative speckle on SAR. The
+output is deterministic for a seed and is written (atomically) as one ``.npz`` per split with
+``fixed``, ``moving`` (N, 64, 64) uint8, ``label`` (N,) uint8, ``modality`` (N,) uint8 index into
+``MODALITY_NAMES`` and ``pair`` (N,) int32 index into the stored ``pair_names``; the resolved
+config is saved beside it.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from pipelines.datasets import Pair, all_pairs
+from register.config import Config, data_root
+from register.detect import detect
+from register.io import atomic_path, read_image, to_gray
+from register.match import local_maxima
+from register.patches import crop_patches, warp_to_frame
+from register.search import oriented_gradient_channels
+
+MODALITY_NAMES = ("vis-nir", "opt-sar", "opt-ir", "vis-lwir")
+DEFAULT_CACHE = Path.home() / ".cache" / "register" / "patches"
+GT_FIX_FILE = Path(__file__).resolve().parents[1] / "data" / "srif_optical_sar_gt_check.csv"
+
+
+def load_aligned(pair: Pair, work_max_side: int, gt_override: np.ndarray | None = None):
+    """Fixed image, moving image resampled onto the fixed grid, and the joint validity mask,
+    all (H, W) at working resolution (float32, float32, bool)."""
+    root = data_root()
+    fixed = to_gray(read_image(root / pair.fixed))
+    mov = to_gray(read_image(root / pair.moving), sar=pair.modality == "opt-sar")
+    H = gt_override if gt_override is not None else pair.H_array
+    if H is None:
+        raise ValueError(f"{pair.set}/{pair.name}: dense ground truth cannot train")
+    f = min(1.0, work_max_side / max(fixed.image.shape))
+    S = np.diag([f, f, 1.0])
+    shape = (int(round(fixed.image.shape[0] * f)), int(round(fixed.image.shape[1] * f)))
+    fi = cv2.resize(fixed.image, (shape[1], shape[0]), interpolation=cv2.INTER_AREA)
+    fm = cv2.resize(fixed.mask.astype(np.uint8), (shape[1], shape[0]),
+                    interpolation=cv2.INTER_NEAREST).astype(bool)
+    mi, mm = warp_to_frame(mov.image, mov.mask, S @ H, shape)
+    return fi, mi, fm & mm
+
+
+def read_gt_fixes(path: Path = GT_FIX_FILE) -> dict[str, np.ndarray]:
+    """Corrected SRIF optical-SAR ground truth for *training* pairs (see pipelines.check_gt)."""
+    out: dict[str, np.ndarray] = {}
+    if not path.exists():
+        return out
+    import csv
+
+    with open(path) as f:
+        for row in csv.DictReader(f):
+            if row.get("use_for_training") == "1":
+                out[row["pair"]] = np.array(json.loads(row["H_corrected"]), np.float64)
+    return out
+
+
+def _augment(p: np.ndarray, rng: np.random.Generator, sar: bool) -> np.ndarray:
+    x = p.astype(np.float32) / 255.0
+    if sar and rng.random() < 0.5:
+        looks = rng.uniform(2, 8)
+        x = x * rng.gamma(looks, 1 / looks, size=x.shape).astype(np.float32)
+    gamma = float(np.exp(rng.normal(0, 0.25)))
+    x = np.clip(x, 0, 1) ** gamma
+    x = x * rng.uniform(0.7, 1.3) + rng.uniform(-0.15, 0.15)
+    return np.clip(x * 255 + 0.5, 0, 255).astype(np.uint8)
+
+
+def pairs_from_image(fi: np.ndarray, mi: np.ndarray, valid: np.ndarray, modality: str,
+                     rng: np.random.Generator, cfg: Config, per_image: int):
+    """Patch pairs (fixed, moving, label) from one aligned image pair."""
+    kp = detect(fi, valid, max_keypoints=per_image, nms_radius=cfg.nms_radius,
+                border=32 + 32)  # room for the 32 px offsets of the negatives
+    n = len(kp)
+    if n < 4:
+        return None
+    xy = kp.xy
+    sar = modality == "opt-sar"
+    Ff = oriented_gradient_channels(fi, valid)
+    Fm = oriented_gradient_channels(mi, valid)
+    fixed_p, moving_p, labels = [], [], []
+
+    def rot_scale(max_deg: float, max_scale: float) -> np.ndarray:
+        a = np.radians(rng.uniform(-max_deg, max_deg))
+        s = np.exp(rng.uniform(-max_scale, max_scale))
+        return s * np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+
+    fix_crops = crop_patches(fi, xy)
+    for i in range(n):
+        x, y = xy[i]
+        # two positives with sub-pixel jitter and small residual rotation / scale
+        for _ in range(2):
+            j = rng.uniform(-1.0, 1.0, 2)
+            moving_p.append(crop_patches(mi, np.array([[x + j[0], y + j[1]]]),
+                                         affine=rot_scale(6, 0.06))[0])
+            fixed_p.append(fix_crops[i])
+            labels.append(1)
+        # nearby hard negative
+        r, t = rng.uniform(6, 32), rng.uniform(0, 2 * np.pi)
+        moving_p.append(crop_patches(mi, np.array([[x + r * np.cos(t), y + r * np.sin(t)]]),
+                                     affine=rot_scale(6, 0.06))[0])
+        fixed_p.append(fix_crops[i])
+        labels.append(0)
+        # look-alike: a structural-correlation peak within 32 px that is not the truth
+        half, rad = 20, 32
+        xi, yi = int(round(x)), int(round(y))
+        tpl = Ff[:, yi - half:yi + half + 1, xi - half:xi + half + 1]
+        reg = Fm[:, yi - half - rad:yi + half + rad + 1, xi - half - rad:xi + half + rad + 1]
+        look = None
+        if tpl.shape[1] == 2 * half + 1 and reg.shape[1] == 2 * (half + rad) + 1:
+            surf = sum(cv2.matchTemplate(np.ascontiguousarray(reg[c]), np.ascontiguousarray(tpl[c]),
+                                         cv2.TM_CCORR) for c in range(tpl.shape[0]))
+            for py, px in local_maxima(surf, 4):
+                if np.hypot(px - rad, py - rad) >= 6:
+                    look = (xi + px - rad, yi + py - rad)
+                    break
+        if look is None:
+            other = xy[rng.integers(n)]
+            look = (float(other[0]), float(other[1]))
+        moving_p.append(crop_patches(mi, np.array([look], np.float32))[0])
+        fixed_p.append(fix_crops[i])
+        labels.append(0)
+    fixed_p = np.stack(fixed_p)
+    moving_p = np.stack(moving_p)
+    # random negatives replace a quarter of the nearby ones: pair with another keypoint's patch
+    labels = np.array(labels, np.uint8)
+    near = np.nonzero(labels == 0)[0][::2]
+    swap = near[rng.random(len(near)) < 0.25]
+    for s in swap:
+        other = xy[rng.integers(n)]
+        moving_p[s] = crop_patches(mi, other[None])[0]
+    fixed_p = np.stack([_augment(p, rng, False) for p in fixed_p])
+    moving_p = np.stack([_augment(p, rng, sar) for p in moving_p])
+    return fixed_p, moving_p, labels
+
+
+def build(split_prefix: str, out_dir: Path, *, seed: int, per_image: int,
+          cfg: Config = Config(), modalities: tuple[str, ...] = MODALITY_NAMES,
+          log=print) -> Path:
+    """Build and save the patch pairs of every ``split_prefix/<modality>`` split."""
+    rng = np.random.default_rng(seed)
+    fixes = read_gt_fixes() if split_prefix == "train" else {}
+    splits = all_pairs(str(data_root()))
+    F, M, L, MOD, PID, names = [], [], [], [], [], []
+    for mod in modalities:
+        key = f"{split_prefix}/{mod}"
+        for pair in splits.get(key, []):
+            if pair.H is None:
+                continue
+            override = None
+            if pair.set == "srif_optical_sar" and split_prefix == "train":
+                if pair.name not in fixes:
+                    continue  # ground truth not confirmed: leave it out of training
+                override = fixes[pair.name]
+            fi, mi, valid = load_aligned(pair, cfg.work_max_side, override)
+            res = pairs_from_image(fi, mi, valid, mod, rng, cfg, per_image)
+            if res is None:
+                continue
+            fp, mp, lab = res
+            F.append(fp)
+            M.append(mp)
+            L.append(lab)
+            MOD.append(np.full(len(lab), MODALITY_NAMES.index(mod), np.uint8))
+            PID.append(np.full(len(lab), len(names), np.int32))
+            names.append(f"{pair.set}/{pair.name}")
+            log(f"{key} {pair.set}/{pair.name}: {len(lab)} pairs")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tag = "" if tuple(modalities) == MODALITY_NAMES else "_" + "+".join(modalities)
+    dest = out_dir / f"{split_prefix}{tag}_seed{seed}.npz"
+    with atomic_path(dest) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, fixed=np.concatenate(F), moving=np.concatenate(M),
+                     label=np.concatenate(L), modality=np.concatenate(MOD),
+                     pair=np.concatenate(PID), pair_names=np.array(names))
+    return dest
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m pipelines.patches", description=__doc__.split("\n")[0])
+    p.add_argument("--split", choices=("train", "test"), default="train")
+    p.add_argument("--out", type=Path, default=DEFAULT_CACHE)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--per-image", type=int, default=96, help="keypoints per image pair")
+    p.add_argument("--modality", choices=MODALITY_NAMES + ("all",), default="all")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    mods = MODALITY_NAMES if args.modality == "all" else (args.modality,)
+    dest = build(args.split, args.out, seed=args.seed, per_image=args.per_image, modalities=mods,
+                 log=lambda s: print(s, file=sys.stderr))
+    resolved = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+    (dest.parent / (dest.stem + ".config.json")).write_text(json.dumps(resolved, indent=2) + "\n")
+    print(dest)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

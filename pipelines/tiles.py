@@ -1,0 +1,725 @@
+"""Batch registration of georeferenced rasters, tile by tile, locally or on a Dask cluster.
+
+    python -m pipelines.tiles --fixed FIXED --moving MOVING --out-dir DIR [--workers N]
+        [--threads N] [--scheduler ADDRESS] [--tile-size PX] [--margin PX] [--modality ...]
+        [--device ...] [--model auto|random|PATH] [--max-keypoints N] [--config JSON]
+        [--figures] [--retry-failed] [--overwrite] [--quiet]
+
+FIXED / MOVING: a raster, a directory (searched recursively for .tif/.tiff/.vrt/.jp2/.img) or a
+glob. Every (fixed, moving) pair whose georeferenced footprints overlap (reprojected into the
+fixed CRS when the CRSs differ) is registered on its overlap window, split into near-equal tiles
+of at most ``--tile-size`` fixed px. Per tile, the fixed window and the moving window covering it
+(plus ``--margin`` moving px) are read with rasterio windows and passed to
+:func:`register.register_pair`: memory is bounded by the tile size, not the scene size. Tiles
+run in local worker processes (``--workers 1``: in-process) or, with ``--scheduler``, as one Dask
+task per tile (each worker loads the network once; ``--device auto`` uses CUDA on GPU workers,
+which score patches in batches of ``Config.batch_size``).
+
+Outputs in DIR, each written atomically; a rerun skips tiles whose result is complete:
+``config.json`` (resolved options), ``tiles/<pair>/<tile>.json`` (status, reason, H, shift,
+inliers, residual; ``<tile>_matches.png`` with --figures), ``aligned/<pair>.tif`` (moving raster
+resampled onto the fixed grid over the overlap window: tiled deflate GeoTIFF, all bands, moving
+dtype) with ``aligned/<pair>.json`` (its H and tiles), ``summary.csv`` and ``summary.geojson``
+(one row / EPSG:4326 polygon per pair and per tile).
+
+H is moving full-raster px -> fixed full-raster px (x = column, y = row, 0-based). Shift: at a
+tile centre ``c`` (fixed px) the georeferencing puts moving pixel ``p``; the registration puts
+``p`` at ``H p``; ``shift_x_px, shift_y_px = H p - c`` is the correction to apply to the moving
+georeferencing (``shift_east_m, shift_north_m``: the same in metres).
+
+Aligned output, one H per pair: each registered tile's H is sampled at 3 x 3 points of its
+window; tiles whose shift is over max(2 px, 3 robust sigma) from the median tile shift are
+dropped; a least-squares homography is fitted to the rest (one tile gives its own H back).
+
+Exit status: 0 all tiles registered, 1 some tile failed (recorded with its reason; outputs are
+still written), 2 bad input or usage, or interrupted (finished tiles are kept: rerun to resume).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import glob
+import hashlib
+import json
+import math
+import os
+import shlex
+import sys
+import threading
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, NamedTuple
+
+import cv2
+import numpy as np
+import rasterio
+from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
+from rasterio.windows import Window
+
+from register.checks import InputError
+from register.config import DEVICES, MODALITIES, Config, config_from_dict, config_to_dict
+from register.io import atomic_path, read_image, write_json
+
+RASTER_EXTS = (".tif", ".tiff", ".vrt", ".jp2", ".img")
+MIN_TILE = 128  # smallest --tile-size: tiles are then at least 64 px a side
+MIN_SIDE = 64  # windows smaller than this cannot be registered (read_image refuses them)
+BLOCK = 512  # output block side written at a time by write_aligned_windowed
+H_KEYS = [f"h{i}{j}" for i in range(3) for j in range(3)]
+COLUMNS = (["level", "pair", "tile", "status", "reason", "fixed", "moving", "col_off", "row_off",
+            "width", "height", "shift_x_px", "shift_y_px", "shift_east_m", "shift_north_m",
+            "num_inliers", "num_matches", "rmse_px", "hypothesis", "seconds"] + H_KEYS
+           + ["aligned"])
+
+
+#: Georeferencing of a raster on disk (none of its pixels is read).
+Meta = NamedTuple("Meta", [("path", str), ("crs", Any), ("transform", Any), ("width", int),
+                           ("height", int), ("count", int), ("dtype", str), ("nodata", Any)])
+
+
+def read_meta(path: str | Path) -> Meta:
+    """Open ``path`` and return its :class:`Meta`; InputError when unreadable or not
+    georeferenced."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            with rasterio.open(path) as src:
+                m = Meta(str(path), src.crs, src.transform, src.width, src.height, src.count,
+                         src.dtypes[0], src.nodata)
+    except RasterioIOError as exc:
+        raise InputError(f"{path}: not a readable raster ({str(exc).splitlines()[0]})") from None
+    if m.crs is None or m.transform.is_identity:
+        raise InputError(f"{path}: has no CRS / geotransform; batch tile registration needs "
+                         "georeferenced rasters (use python -m register.run for a plain pair)")
+    return m
+
+
+def expand_inputs(spec: str, *, exclude: Path | None = None) -> list[Path]:
+    """Rasters named by ``spec`` (a file, a directory searched recursively, or a glob), sorted,
+    leaving out files under ``exclude`` (the output folder); InputError when none match."""
+    p = Path(spec)
+    if p.is_file():
+        found = [p]
+    else:
+        names = p.rglob("*") if p.is_dir() else map(Path, glob.glob(spec, recursive=True))
+        found = [f for f in names if f.is_file() and f.suffix.lower() in RASTER_EXTS]
+    if exclude is not None:
+        found = [f for f in found if exclude.resolve() not in f.resolve().parents]
+    if not found:
+        raise InputError(f"{spec!r} names no raster: expected a file, a directory or a glob "
+                         f"matching {'/'.join(RASTER_EXTS)} files; check the path")
+    return sorted(set(found))
+
+
+def _T(tx: float, ty: float) -> np.ndarray:  # translation homography
+    return np.array([[1.0, 0.0, tx], [0.0, 1.0, ty], [0.0, 0.0, 1.0]])
+
+
+def _apply(H: np.ndarray, xy: np.ndarray) -> np.ndarray:  # (N, 2) points through a homography
+    p = np.c_[xy, np.ones(len(xy))] @ np.asarray(H, np.float64).T
+    return p[:, :2] / p[:, 2:]
+
+
+def px_map(xy: np.ndarray, src: Meta, dst: Meta) -> np.ndarray:
+    """(N, 2) pixels of ``src`` (0-based centres) -> (N, 2) pixels of ``dst`` through the
+    georeferencing, reprojecting when the CRSs differ."""
+    from rasterio.warp import transform as crs_transform
+
+    xy = np.asarray(xy, np.float64).reshape(-1, 2)
+    X, Y = src.transform @ (xy[:, 0] + 0.5, xy[:, 1] + 0.5)
+    if src.crs != dst.crs:
+        X, Y = crs_transform(src.crs, dst.crs, np.asarray(X), np.asarray(Y))
+    u, v = ~dst.transform @ (np.asarray(X, np.float64), np.asarray(Y, np.float64))
+    return np.c_[np.asarray(u) - 0.5, np.asarray(v) - 0.5]
+
+
+def _boundary(win: Window, n: int = 9) -> np.ndarray:
+    """(4n, 2) points along the outer pixel edges of ``win`` (centre convention); the ring goes
+    down the left edge first, i.e. counter-clockwise on a north-up map."""
+    c0, r0 = win.col_off - 0.5, win.row_off - 0.5
+    c1, r1 = c0 + win.width, r0 + win.height
+    t = np.linspace(0.0, 1.0, n, endpoint=False)[:, None]
+    corners = np.array([[c0, r0], [c0, r1], [c1, r1], [c1, r0], [c0, r0]])
+    return np.concatenate([a + t * (b - a) for a, b in zip(corners[:-1], corners[1:])])
+
+
+def _bbox_window(xy: np.ndarray, width: int, height: int, pad: int = 0) -> Window | None:
+    """Smallest pixel window covering points ``xy`` (centre convention), padded by ``pad`` and
+    clipped to ``width`` x ``height``; None when nothing is left."""
+    if not np.isfinite(xy).all():
+        return None
+    lo, hi = xy.min(0) + 0.5, xy.max(0) + 0.5  # corner convention
+    c0, r0 = (max(0, int(math.floor(v + 1e-6)) - pad) for v in lo)
+    c1, r1 = (min(n, int(math.ceil(v - 1e-6)) + pad) for v, n in zip(hi, (width, height)))
+    return Window(c0, r0, c1 - c0, r1 - r0) if c1 > c0 and r1 > r0 else None
+
+
+def _grow(win: Window, width: int, height: int, n: int = MIN_SIDE) -> Window:
+    """``win`` enlarged inside the raster to at least ``n`` px a side where the raster allows."""
+    def side(a0, length, size):
+        a0 = a0 if length >= n else max(0, min(a0, size - n))
+        return a0, max(length, min(size, a0 + n) - a0)
+    (c0, w), (r0, h) = (side(int(win.col_off), int(win.width), width),
+                        side(int(win.row_off), int(win.height), height))
+    return Window(c0, r0, w, h)
+
+
+def overlap_window(fixed: Meta, moving: Meta) -> Window | None:
+    """Window of the fixed grid covered by the moving footprint (None when disjoint)."""
+    try:
+        xy = px_map(_boundary(Window(0, 0, moving.width, moving.height)), moving, fixed)
+    except Exception:  # noqa: BLE001 - e.g. points outside the CRS's domain
+        return None
+    return _bbox_window(xy, fixed.width, fixed.height)
+
+
+def split_tiles(win: Window, tile_size: int) -> list[Window]:
+    """Split ``win`` into ceil(side / tile_size) near-equal tiles per axis (row-major)."""
+    def cuts(off, length):
+        n = max(1, math.ceil(length / tile_size))
+        edges = [off + round(i * length / n) for i in range(n + 1)]
+        return list(zip(edges[:-1], edges[1:]))
+    return [Window(c0, r0, c1 - c0, r1 - r0)
+            for r0, r1 in cuts(int(win.row_off), int(win.height))
+            for c0, c1 in cuts(int(win.col_off), int(win.width))]
+
+
+def moving_window(tile: Window, fixed: Meta, moving: Meta, margin: int) -> Window | None:
+    """Moving-grid window covering the fixed ``tile`` plus ``margin`` moving pixels, or None
+    when the moving raster covers less than 64 px a side of it."""
+    win = _bbox_window(px_map(_boundary(tile), fixed, moving), moving.width, moving.height,
+                       pad=margin)
+    win = None if win is None else _grow(win, moving.width, moving.height)
+    return None if win is None or min(win.width, win.height) < MIN_SIDE else win
+
+
+def shift_at(H: np.ndarray, c: np.ndarray, fixed: Meta, moving: Meta) -> dict:
+    """Correction of the moving georeferencing at fixed pixel ``c`` (see the module doc)."""
+    q = _apply(H, px_map(np.asarray(c, np.float64)[None], fixed, moving))[0]
+    dx, dy = q - np.asarray(c, np.float64)
+    X, Y = fixed.transform @ (np.array([q[0], c[0]]) + 0.5, np.array([q[1], c[1]]) + 0.5)
+    de, dn = X[0] - X[1], Y[0] - Y[1]
+    if fixed.crs.is_geographic:  # degrees -> metres, local approximation
+        de, dn = de * 111_320.0 * math.cos(math.radians(Y[1])), dn * 110_574.0
+    elif fixed.crs.linear_units not in ("metre", "meter", "m"):
+        f = float(fixed.crs.linear_units_factor[1])
+        de, dn = de * f, dn * f
+    return {"shift_x_px": float(dx), "shift_y_px": float(dy), "shift_east_m": float(de),
+            "shift_north_m": float(dn)}
+
+
+def _centre(win: Window) -> np.ndarray:
+    return np.array([win.col_off + (win.width - 1) / 2, win.row_off + (win.height - 1) / 2])
+
+
+def _wlist(win: Window) -> list[int]:  # [col_off, row_off, width, height], JSON-friendly
+    return [int(win.col_off), int(win.row_off), int(win.width), int(win.height)]
+
+
+_MODELS: dict = {}
+_MODELS_LOCK = threading.Lock()
+
+
+def _model(name: str, device: str, modality: str, seed: int):
+    """The network for these settings, loaded once per process and shared by its threads."""
+    from register.score import load_model
+
+    with _MODELS_LOCK:
+        key = (name, device, modality, seed)
+        if key not in _MODELS:
+            _MODELS[key] = load_model(name, device, modality=modality, seed=seed)
+        return _MODELS[key]
+
+
+def _init_worker(model: tuple, threads: int) -> None:
+    """Process-pool initializer: set torch's thread count and load the network once."""
+    import torch
+
+    torch.set_num_threads(threads)
+    _model(*model)
+
+
+def _blank(job: dict, reason: str = "") -> dict:
+    """A failed record of ``job``: its identity fields, no transform."""
+    rec = {k: job[k] for k in ("key", "pair", "tile", "fixed", "moving", "fixed_window",
+                               "moving_window")}
+    rec.update(status="failed", reason=reason, H=None, num_inliers=0, num_matches=0,
+               rmse_px=None, hypothesis="", seconds=0.0)
+    return rec
+
+
+def tile_task(job: dict) -> dict:
+    """Register one tile (in the driver, a worker process or a Dask worker).
+
+    ``job`` is a plain dict from :func:`plan_jobs`. Returns the tile record: the job's identity
+    plus status, reason, H (3x3 nested list or None), num_inliers, num_matches, rmse_px (fixed
+    px), hypothesis and seconds. Errors become ``status="failed"`` with the reason; only
+    KeyboardInterrupt escapes.
+    """
+    from register.api import _is_sar, register_pair
+    from register.io import to_gray
+
+    t0 = time.perf_counter()
+    rec = _blank(job)
+    try:
+        if job["moving_window"] is None:
+            raise InputError("the moving raster covers under 64 px a side of this tile; "
+                             "nothing to register")
+        cfg = config_from_dict(job["config"])
+        fw, mw = Window(*job["fixed_window"]), Window(*job["moving_window"])
+        fr, mr = read_image(job["fixed"], window=fw), read_image(job["moving"], window=mw)
+        res = register_pair(fr, mr, cfg, model=_model(cfg.model, job["device"], cfg.modality,
+                                                      cfg.seed))
+        rec.update(status=res.status, reason=res.reason, hypothesis=res.hypothesis,
+                   num_inliers=int(res.counts.get("num_inliers", 0)),
+                   num_matches=int(res.counts.get("num_matches", 0)))
+        if res.ok:
+            H = _T(fw.col_off, fw.row_off) @ res.H @ _T(-mw.col_off, -mw.row_off)
+            rec.update(H=(H / H[2, 2]).tolist(), rmse_px=float(res.rmse_px))
+            if job["figure"]:
+                from register.plot import plot_matches
+
+                fg = to_gray(fr, band=cfg.band_fixed).image
+                mg = to_gray(mr, band=cfg.band_moving, sar=_is_sar(mr, cfg.modality),
+                             sar_db=cfg.sar_db).image
+                m = res.matches
+                plot_matches(job["figure"], fg, mg, m.xy_fixed, m.xy_moving, res.inliers,
+                             title=job["tile"])
+    except InputError as exc:
+        rec["reason"] = str(exc)
+    except Exception as exc:  # noqa: BLE001 - a failed tile must not stop the batch
+        rec["reason"] = f"error: {type(exc).__name__}: {exc}"
+    rec["seconds"] = round(time.perf_counter() - t0, 3)
+    return rec
+
+
+@dataclass
+class Pair:
+    """An overlapping (fixed, moving) pair: name, rasters, overlap on the fixed grid, tiles."""
+
+    name: str
+    fixed: Meta
+    moving: Meta
+    overlap: Window
+    jobs: list
+
+
+def _digest(obj: Any) -> str:
+    return hashlib.sha1(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def find_pairs(fixed: list[Meta], moving: list[Meta]) -> tuple[list[Pair], int]:
+    """Pairs whose overlap is at least 64 px a side, and the number of combinations left out
+    because they do not overlap (a raster is never paired with itself)."""
+    pairs, disjoint = [], 0
+    for f in fixed:
+        for m in moving:
+            if Path(f.path).resolve() == Path(m.path).resolve():
+                continue
+            win = overlap_window(f, m)
+            if win is None or min(win.width, win.height) < MIN_SIDE:
+                disjoint += 1
+            else:
+                pairs.append(Pair(f"{Path(m.path).stem}__on__{Path(f.path).stem}", f, m, win, []))
+    names = [p.name for p in pairs]
+    for p in pairs:
+        if names.count(p.name) > 1:
+            p.name += "-" + _digest([p.fixed.path, p.moving.path])[:8]
+    return pairs, disjoint
+
+
+def plan_jobs(pair: Pair, out: Path, cfg: Config, *, tile_size: int, margin: int, device: str,
+              figures: bool) -> list[dict]:
+    """One job dict per tile of ``pair`` (plain data, picklable for any executor). Its ``key``
+    hashes both inputs (path, size, mtime), both windows and the config: a stored tile result
+    with another key is stale."""
+    cdict = config_to_dict(cfg)
+    stamps = [[str(Path(p).resolve()), os.stat(p).st_size, os.stat(p).st_mtime_ns]
+              for p in (pair.fixed.path, pair.moving.path)]
+    keyed = {k: v for k, v in cdict.items() if k != "make_figures"}
+    jobs = []
+    for t in split_tiles(pair.overlap, tile_size):
+        mw = moving_window(t, pair.fixed, pair.moving, margin)
+        tile, folder = f"r{int(t.row_off)}_c{int(t.col_off)}", out / "tiles" / pair.name
+        job = {"pair": pair.name, "tile": tile, "fixed": pair.fixed.path,
+               "moving": pair.moving.path, "fixed_window": _wlist(t),
+               "moving_window": None if mw is None else _wlist(mw), "config": cdict,
+               "device": device, "json": str(folder / f"{tile}.json"),
+               "figure": str(folder / f"{tile}_matches.png") if figures else ""}
+        job["key"] = _digest([stamps, job["fixed_window"], job["moving_window"], keyed])
+        jobs.append(job)
+    return jobs
+
+
+def load_done(job: dict, *, retry_failed: bool) -> dict | None:
+    """The stored record of ``job`` when complete and made from the same inputs and config,
+    else None (the tile is registered again)."""
+    try:
+        rec = json.loads(Path(job["json"]).read_text())
+    except (OSError, ValueError):
+        return None
+    if rec.get("key") != job["key"] or rec.get("status") not in ("ok", "failed"):
+        return None
+    if rec["status"] == "failed":
+        return None if retry_failed else rec
+    ok = rec.get("H") is not None and (not job["figure"] or Path(job["figure"]).exists())
+    return rec if ok else None
+
+
+def combine_tiles(records: list[dict], *, tol_px: float = 2.0
+                  ) -> tuple[np.ndarray | None, list[str]]:
+    """One homography for a pair from its registered tiles (rule in the module doc).
+
+    Returns ``(H or None, names of the tiles used)``.
+    """
+    ok = [r for r in records if r["status"] == "ok" and r.get("H") is not None]
+    if not ok:
+        return None, []
+    s = np.array([[r["shift_x_px"], r["shift_y_px"]] for r in ok])
+    dev = np.hypot(*(s - np.median(s, 0)).T)
+    keep = dev <= max(tol_px, 3 * 1.4826 * float(np.median(dev)))
+    src, dst, used = [], [], []
+    for r in (r for r, k in zip(ok, keep) if k):
+        c, ro, w, h = r["fixed_window"]
+        gx, gy = np.meshgrid(np.linspace(c, c + w - 1, 3), np.linspace(ro, ro + h - 1, 3))
+        fp = np.c_[gx.ravel(), gy.ravel()]
+        src.append(_apply(np.linalg.inv(np.asarray(r["H"])), fp))
+        dst.append(fp)
+        used.append(r["tile"])
+    H, _ = cv2.findHomography(np.vstack(src), np.vstack(dst), 0)
+    if H is None or not np.isfinite(H).all():
+        return None, []
+    return H / H[2, 2], used
+
+
+def write_aligned_windowed(dest: Path, fixed: Meta, moving: Meta, H: np.ndarray,
+                           window: Window, *, block: int = BLOCK) -> None:
+    """Resample ``moving`` with ``H`` onto the fixed grid over ``window`` and write it (all
+    bands, moving dtype and nodata, tiled deflate GeoTIFF) atomically, one ``block`` x
+    ``block`` output block at a time, so memory does not grow with the scene."""
+    from register.warp import default_nodata, warp_raster
+
+    dtype = np.dtype(moving.dtype)
+    nodata = moving.nodata if moving.nodata is not None else default_nodata(dtype)
+    w, h = int(window.width), int(window.height)
+    profile = {"driver": "GTiff", "width": w, "height": h, "count": moving.count,
+               "dtype": dtype.name, "crs": fixed.crs, "nodata": nodata, "compress": "deflate",
+               "tiled": True, "blockxsize": 256, "blockysize": 256,
+               "transform": rasterio.windows.transform(window, fixed.transform)}
+    Hinv = np.linalg.inv(H)
+    with atomic_path(dest) as tmp, rasterio.open(tmp, "w", **profile) as dst:
+        for br in range(0, h, block):
+            for bc in range(0, w, block):
+                bw, bh = min(block, w - bc), min(block, h - br)
+                ox, oy = int(window.col_off) + bc, int(window.row_off) + br
+                corners = np.array([[ox, oy], [ox + bw - 1, oy], [ox, oy + bh - 1],
+                                    [ox + bw - 1, oy + bh - 1]], np.float64)
+                src = _bbox_window(_apply(Hinv, corners), moving.width, moving.height, pad=2)
+                if src is None:
+                    data = np.full((moving.count, bh, bw), nodata, dtype)
+                else:
+                    src = _grow(src, moving.width, moving.height)
+                    Hb = _T(-ox, -oy) @ H @ _T(src.col_off, src.row_off)
+                    data, _ = warp_raster(read_image(moving.path, window=src), Hb, (bh, bw),
+                                          nodata=nodata)
+                dst.write(data, window=Window(bc, br, bw, bh))
+
+
+def _polygon(win: Window, fixed: Meta) -> list:
+    """Closed counter-clockwise lon/lat ring (EPSG:4326) of a fixed-grid window."""
+    from rasterio.warp import transform as crs_transform
+
+    xy = _boundary(win, 3) + 0.5
+    X, Y = fixed.transform @ (xy[:, 0], xy[:, 1])
+    lon, lat = crs_transform(fixed.crs, "EPSG:4326", np.asarray(X), np.asarray(Y))
+    ring = [[round(a, 8), round(b, 8)] for a, b in zip(lon, lat)]
+    return ring + ring[:1]
+
+
+def _row(level: str, pair: Pair, rec: dict, win: Window, aligned: str = "") -> dict:
+    """A summary row (COLUMNS) of a tile or pair record."""
+    row = {k: rec.get(k) for k in COLUMNS}
+    row.update(level=level, pair=pair.name, fixed=pair.fixed.path, moving=pair.moving.path,
+               aligned=aligned, **dict(zip(["col_off", "row_off", "width", "height"],
+                                           _wlist(win))))
+    if rec.get("H") is not None:
+        row.update(zip(H_KEYS, np.ravel(rec["H"]).tolist()))
+    return {k: ("" if v is None else v) for k, v in row.items()}
+
+
+def write_summary(out: Path, rows: list[tuple[dict, list]]) -> None:
+    """``summary.csv`` (COLUMNS) and ``summary.geojson`` (the same rows as polygon features)."""
+    with atomic_path(out / "summary.csv") as tmp, open(tmp, "w", newline="") as fh:
+        wr = csv.DictWriter(fh, fieldnames=COLUMNS)
+        wr.writeheader()
+        wr.writerows(r for r, _ in rows)
+    feats = [{"type": "Feature", "properties": r,
+              "geometry": {"type": "Polygon", "coordinates": [ring]}} for r, ring in rows]
+    write_json(out / "summary.geojson", {"type": "FeatureCollection", "features": feats})
+
+
+def finish_pair(pair: Pair, records: list[dict], out: Path, *, fresh: bool) -> dict:
+    """Combine the tiles of ``pair``; write its aligned output unless an identical complete one
+    exists (and ``fresh`` is False), then ``aligned/<pair>.json``; return its summary row."""
+    H, used = combine_tiles(records)
+    tif, doc = out / "aligned" / f"{pair.name}.tif", out / "aligned" / f"{pair.name}.json"
+    digest = _digest([[r["key"], r["status"], r.get("H")] for r in records])
+    nok = sum(r["status"] == "ok" for r in records)
+    rms = [r["rmse_px"] for r in records if r["tile"] in used]
+    rec = {"pair": pair.name, "fixed": pair.fixed.path, "moving": pair.moving.path,
+           "status": "ok" if H is not None else "failed",
+           "reason": "" if H is not None else f"none of the {len(records)} tiles registered",
+           "H": None if H is None else H.tolist(), "tiles_used": used, "tiles_digest": digest,
+           "num_inliers": sum(r["num_inliers"] for r in records if r["tile"] in used),
+           "num_matches": sum(r["num_matches"] for r in records if r["tile"] in used),
+           "rmse_px": float(np.median(rms)) if rms else None,
+           "hypothesis": f"combined from {len(used)} of {nok} registered tiles "
+                         f"({len(records)} in all)",
+           "seconds": round(sum(r.get("seconds", 0) for r in records), 3)}
+    if H is None:
+        tif.unlink(missing_ok=True)
+    else:
+        rec.update(shift_at(H, _centre(pair.overlap), pair.fixed, pair.moving))
+        try:
+            with rasterio.open(tif) as src:
+                same = (json.loads(doc.read_text()).get("tiles_digest") == digest
+                        and (src.width, src.height) == (pair.overlap.width, pair.overlap.height))
+        except (OSError, ValueError, RasterioIOError):
+            same = False
+        if fresh or not same:
+            write_aligned_windowed(tif, pair.fixed, pair.moving, H, pair.overlap)
+    write_json(doc, rec)
+    return _row("pair", pair, rec, pair.overlap, str(tif) if H is not None else "")
+
+
+class Progress:
+    """One updating stderr line: ``tiles: done N / failed N / skipped N of T``."""
+
+    def __init__(self, total: int, *, enabled: bool = True):
+        self.total, self.enabled, self.t0 = total, enabled, time.perf_counter()
+        self.n = {"done": 0, "failed": 0, "skipped": 0}
+
+    def add(self, what: str) -> None:
+        self.n[what] += 1
+        self.draw()
+
+    def draw(self, end: str = "") -> None:
+        n = self.n
+        if self.enabled:
+            print(f"\rtiles: done {n['done']} / failed {n['failed']} / skipped {n['skipped']} "
+                  f"of {self.total} [{time.perf_counter() - self.t0:.1f}s]", end=end,
+                  file=sys.stderr, flush=True)
+
+
+def _execute(jobs: list[dict], on_result: Callable[[dict], None], *, workers: int,
+             scheduler: str | None, model: tuple, threads: int) -> None:
+    """Run :func:`tile_task` on every job in-process (``workers`` 1), in a local process pool or
+    on a Dask cluster (one task per tile); ``on_result`` runs in the driver as each finishes."""
+    import importlib
+
+    task = importlib.import_module("pipelines.tiles").tile_task  # pickled by name, not __main__
+    if not jobs:
+        return
+    if scheduler:
+        from distributed import Client, as_completed
+
+        with Client(scheduler, timeout="30s") as client:
+            keys = [f"register-tile-{j['key']}" for j in jobs]
+            _drain(dict(zip(client.map(task, jobs, key=keys, pure=False), jobs)), as_completed,
+                   on_result)
+    elif workers <= 1:
+        import torch
+
+        before = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            _model(*model)
+            for job in jobs:
+                on_result(task(job))
+        finally:
+            torch.set_num_threads(before)
+    else:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"),
+                                 initializer=_init_worker, initargs=(model, threads)) as ex:
+            try:
+                _drain({ex.submit(task, j): j for j in jobs}, as_completed, on_result)
+            finally:
+                ex.shutdown(wait=True, cancel_futures=True)
+
+
+def _drain(futs: dict, as_completed: Callable, on_result: Callable[[dict], None]) -> None:
+    """``on_result`` of each future of ``futs`` (future -> job) as it finishes; a future that
+    raised (e.g. its worker died) gives a failed record."""
+    for fut in as_completed(futs):
+        try:
+            rec = fut.result()
+        except Exception as exc:  # noqa: BLE001
+            rec = _blank(futs[fut], f"error: {type(exc).__name__}: {exc}")
+        on_result(rec)
+
+
+def run_batch(fixed: str, moving: str, out_dir: str | Path, cfg: Config, *, tile_size: int = 512,
+              margin: int = 32, workers: int = 1, threads: int | None = None,
+              scheduler: str | None = None, device: str = "auto", figures: bool = False,
+              retry_failed: bool = False, overwrite: bool = False, progress: bool = True,
+              command: str = "") -> dict:
+    """Register every overlapping (fixed, moving) pair tile by tile and write all outputs.
+
+    ``threads``: torch threads per local worker (default: CPU cores // workers). Returns counts:
+    ``tiles``; ``done`` / ``failed`` (registered in this run); ``skipped`` (complete from an
+    earlier run); ``failed_total`` (failed tiles in the final results); ``pairs``; ``disjoint``;
+    ``seconds`` (wall time of the tile stage, worker start-up included); ``tiles_per_s`` (tiles
+    registered per second of it); ``steady_tiles_per_s`` (from the first finished tile to the
+    last, i.e. without start-up).
+
+    Raises:
+        InputError: no raster, non-georeferenced input, no overlapping pair, bad options.
+    """
+    if tile_size < MIN_TILE or margin < 0 or workers < 1 or (threads or 1) < 1:
+        raise InputError(f"expected --tile-size >= {MIN_TILE}, --margin >= 0, --workers >= 1 "
+                         f"and --threads >= 1; got {tile_size}, {margin}, {workers}, {threads}")
+    out = Path(out_dir)
+    fmeta = [read_meta(p) for p in expand_inputs(fixed, exclude=out)]
+    mmeta = [read_meta(p) for p in expand_inputs(moving, exclude=out)]
+    pairs, disjoint = find_pairs(fmeta, mmeta)
+    if not pairs:
+        raise InputError(f"no (fixed, moving) pair overlaps: {len(fmeta)} fixed x {len(mmeta)} "
+                         f"moving raster(s) give {disjoint} combination(s) whose georeferenced "
+                         "footprints are disjoint (or overlap by under 64 px); pick rasters "
+                         "that cover the same ground")
+    from register.score import load_model, resolve_device
+
+    if not scheduler:  # Dask workers resolve "auto" themselves
+        device = str(resolve_device(device))
+    load_model(cfg.model, "cpu", modality=cfg.modality, seed=cfg.seed)  # fail early if missing
+    threads = threads or max(1, (os.cpu_count() or 1) // workers)
+    for p in pairs:
+        p.jobs = plan_jobs(p, out, cfg, tile_size=tile_size, margin=margin, device=device,
+                           figures=figures)
+    jobs = [j for p in pairs for j in p.jobs]
+    write_json(out / "config.json", {
+        "command": command, "fixed": fixed, "moving": moving, "out_dir": str(out),
+        "tile_size": tile_size, "margin": margin, "workers": workers, "threads": threads,
+        "scheduler": scheduler, "device": device, "figures": figures,
+        "retry_failed": retry_failed, "overwrite": overwrite,
+        "pairs": [{"pair": p.name, "fixed": p.fixed.path, "moving": p.moving.path,
+                   "overlap_window": _wlist(p.overlap), "tiles": len(p.jobs)} for p in pairs],
+        "config": config_to_dict(cfg)})
+
+    bar = Progress(len(jobs), enabled=progress)
+    done = {j["key"]: None if overwrite else load_done(j, retry_failed=retry_failed)
+            for j in jobs}
+    records = {k: r for k, r in done.items() if r is not None}
+    todo = [j for j in jobs if done[j["key"]] is None]
+    bar.n["skipped"] = len(records)
+    bar.draw()
+    index = {p.name: p for p in pairs}
+
+    def on_result(rec: dict) -> None:
+        p = index[rec["pair"]]
+        if rec["status"] == "ok":
+            rec.update(shift_at(np.asarray(rec["H"]), _centre(Window(*rec["fixed_window"])),
+                                p.fixed, p.moving))
+        write_json(out / "tiles" / p.name / f"{rec['tile']}.json", rec)
+        records[rec["key"]] = rec
+        bar.add("done" if rec["status"] == "ok" else "failed")
+        stamps.append(time.perf_counter())
+
+    t0, stamps = time.perf_counter(), []
+    try:
+        _execute(todo, on_result, workers=workers, scheduler=scheduler, threads=threads,
+                 model=(cfg.model, device, cfg.modality, cfg.seed))
+    finally:
+        bar.draw(end="\n")
+    seconds = time.perf_counter() - t0
+    fresh = {j["pair"] for j in todo}
+    rows = []
+    for p in pairs:
+        recs = [records[j["key"]] for j in p.jobs]
+        rows.append((finish_pair(p, recs, out, fresh=overwrite or p.name in fresh),
+                     _polygon(p.overlap, p.fixed)))
+        rows += [(_row("tile", p, r, Window(*r["fixed_window"])),
+                  _polygon(Window(*r["fixed_window"]), p.fixed)) for r in recs]
+    write_summary(out, rows)
+    ran = bar.n["done"] + bar.n["failed"]
+    return {"tiles": len(jobs), **bar.n, "pairs": len(pairs), "disjoint": disjoint,
+            "failed_total": sum(records[j["key"]]["status"] != "ok" for j in jobs),
+            "seconds": round(seconds, 3), "tiles_per_s": round(ran / seconds, 4) if ran else 0.0,
+            "steady_tiles_per_s": round((ran - 1) / (stamps[-1] - stamps[0]), 4)
+            if ran > 1 and stamps[-1] > stamps[0] else 0.0}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m pipelines.tiles",
+        description="Register every overlapping pair of georeferenced FIXED / MOVING rasters tile "
+                    "by tile; write aligned GeoTIFFs and a summary (CSV + GeoJSON). Resumable.")
+    p.add_argument("--fixed", required=True, help="raster, directory of rasters, or glob")
+    p.add_argument("--moving", required=True, help="raster, directory of rasters, or glob")
+    p.add_argument("--out-dir", type=Path, required=True)
+    p.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1),
+                   help="local worker processes (1 = in-process); ignored with --scheduler")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch threads per local worker (default: CPU cores // workers)")
+    p.add_argument("--scheduler", default=None,
+                   help="address of a running Dask distributed scheduler (tcp://host:8786)")
+    p.add_argument("--tile-size", type=int, default=512, help="largest tile side, fixed px")
+    p.add_argument("--margin", type=int, default=32,
+                   help="moving pixels read around each tile (largest expected misalignment)")
+    p.add_argument("--modality", choices=MODALITIES, default="auto")
+    p.add_argument("--device", choices=DEVICES, default="auto")
+    p.add_argument("--model", default="auto",
+                   help="'auto' (shipped weights), a .pt path, or 'random' (plumbing tests only)")
+    p.add_argument("--max-keypoints", type=int, default=None)
+    p.add_argument("--config", type=Path, default=None,
+                   help="JSON file of register.config.Config fields to override")
+    p.add_argument("--figures", action="store_true", help="write a matches figure per tile")
+    p.add_argument("--retry-failed", action="store_true", help="register failed tiles again")
+    p.add_argument("--overwrite", action="store_true", help="ignore results of earlier runs")
+    p.add_argument("--quiet", action="store_true", help="no progress line (the final summary line stays)")
+    return p
+
+
+def _config(args: argparse.Namespace) -> Config:
+    """The registration config: ``--config`` JSON, then the explicit options on top."""
+    try:
+        values = dict(json.loads(args.config.read_text())) if args.config else {}
+        values.update(modality=args.modality, model=args.model, make_figures=args.figures)
+        if args.max_keypoints is not None:
+            values["max_keypoints"] = args.max_keypoints
+        return config_from_dict(values)
+    except (OSError, TypeError, ValueError) as exc:
+        raise InputError(f"--config {args.config}: expected a JSON object of "
+                         f"register.config.Config fields ({exc}); fix the file") from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    command = "python -m pipelines.tiles " + shlex.join(sys.argv[1:] if argv is None else argv)
+    try:
+        stats = run_batch(args.fixed, args.moving, args.out_dir, _config(args),
+                          tile_size=args.tile_size, margin=args.margin, workers=args.workers,
+                          threads=args.threads, scheduler=args.scheduler, device=args.device,
+                          figures=args.figures, retry_failed=args.retry_failed,
+                          overwrite=args.overwrite, progress=not args.quiet, command=command)
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"\nerror: interrupted; finished tiles are kept in {args.out_dir / 'tiles'}; rerun "
+              "the same command to resume", file=sys.stderr)
+        return 2
+    print(f"{stats['pairs']} pair(s), {stats['tiles']} tile(s): done {stats['done']} / "
+          f"failed {stats['failed']} / skipped {stats['skipped']} in {stats['seconds']:.1f}s "
+          f"({stats['tiles_per_s']:.3f} tiles/s, {stats['steady_tiles_per_s']:.3f} after the "
+          f"first tile); {stats['disjoint']} non-overlapping "
+          f"combination(s) left out -> {args.out_dir / 'summary.csv'}", file=sys.stderr)
+    return 1 if stats["failed_total"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,173 @@
+"""Train SSML-QNet on patch pairs built by ``pipelines.patches``.
+
+    python -m pipelines.train --modality all --preset lite --out runs/lite_all [--minutes 40]
+
+Reproducible (seeded; deterministic data order), resumable (``--resume`` continues from
+``last.pt`` in ``--out``), with a progress line per epoch and validation FPR95 per epoch on
+held-out *training-split* image pairs (every 10th pair; test pairs never feed training). The
+resolved config, the log and the checkpoints are saved in ``--out``; ``best.pt`` holds weights
+only (``weights_only``-loadable, strict keys) together with the model config.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from pipelines.patches import DEFAULT_CACHE, MODALITY_NAMES, build
+from register.nn.ssml_qnet import ModelConfig, SSMLQNet, count_flops
+from register.score import fpr_at_recall
+
+
+def load_patches(paths: list[Path], modality: str):
+    """Concatenate patch files; pair indices are made unique across files."""
+    parts, offset = [], 0
+    for path in paths:
+        z = np.load(path)
+        keep = np.ones(len(z["label"]), bool)
+        if modality != "all":
+            keep = z["modality"] == MODALITY_NAMES.index(modality)
+        d = {k: z[k][keep] for k in ("fixed", "moving", "label", "modality", "pair")}
+        d["pair"] = d["pair"] + offset
+        offset += len(z["pair_names"])
+        parts.append(d)
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+def batches(n: int, bs: int, rng: np.random.Generator):
+    idx = rng.permutation(n)
+    for i in range(0, n - bs + 1, bs):
+        yield idx[i:i + bs]
+
+
+def to_t(a: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(a).float().div_(255.0).unsqueeze(1)
+
+
+@torch.inference_mode()
+def evaluate_fpr95(model: SSMLQNet, data: dict, bs: int = 1024) -> dict[str, float]:
+    """FPR95 in % per modality present in ``data`` (and overall)."""
+    model.eval()
+    probs = []
+    for i in range(0, len(data["label"]), bs):
+        logits = model(to_t(data["fixed"][i:i + bs]), to_t(data["moving"][i:i + bs]))
+        probs.append(torch.softmax(logits, 1)[:, 1].numpy())
+    p = np.concatenate(probs)
+    out = {"all": fpr_at_recall(p, data["label"])}
+    for m, name in enumerate(MODALITY_NAMES):
+        sel = data["modality"] == m
+        if sel.any():
+            out[name] = fpr_at_recall(p[sel], data["label"][sel])
+    return out
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m pipelines.train", description=__doc__.split("\n")[0])
+    p.add_argument("--modality", choices=MODALITY_NAMES + ("all",), default="all")
+    p.add_argument("--preset", choices=("lite", "paper"), default="lite")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--patches", type=Path, nargs="+", default=None,
+                   help="patch files from pipelines.patches (built into the cache when absent)")
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--minutes", type=float, default=None, help="stop after this much training time")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--weight-decay", type=float, default=1e-4)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--resume", action="store_true")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    torch.manual_seed(args.seed)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available()
+                          else ("cpu" if args.device == "auto" else args.device))
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    patches = args.patches or [DEFAULT_CACHE / "train_seed0.npz"]
+    if not all(p.exists() for p in patches):
+        patches = [build("train", DEFAULT_CACHE, seed=0, per_image=96,
+                         log=lambda s: print(s, file=sys.stderr))]
+    data = load_patches(patches, args.modality)
+    val_sel = data["pair"] % 10 == 9
+    val = {k: v[val_sel] for k, v in data.items()}
+    tr = {k: v[~val_sel] for k, v in data.items()}
+    mcfg = ModelConfig.from_preset(args.preset)
+    model = SSMLQNet(mcfg).to(device)
+    flops = count_flops(model)
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    steps_per_epoch = len(tr["label"]) // args.batch_size
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr,
+                                                total_steps=args.epochs * steps_per_epoch,
+                                                pct_start=0.15)
+    resolved = {**{k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+                "patches": [str(p) for p in patches], "model": mcfg.to_dict(), "flops_per_pair": flops,
+                "train_pairs": int(len(tr["label"])), "val_pairs": int(len(val["label"])),
+                "device": str(device), "torch": torch.__version__}
+    (out / "config.json").write_text(json.dumps(resolved, indent=2) + "\n")
+    start_epoch, best, elapsed = 0, float("inf"), 0.0
+    if args.resume and (out / "last.pt").exists():
+        ck = torch.load(out / "last.pt", map_location=device, weights_only=True)
+        model.load_state_dict(ck["model"], strict=True)
+        opt.load_state_dict(ck["opt"])
+        sched.load_state_dict(ck["sched"])
+        start_epoch, best, elapsed = int(ck["epoch"]) + 1, float(ck["best"]), float(ck["elapsed"])
+    log = open(out / "log.jsonl", "a")
+    for epoch in range(start_epoch, args.epochs):
+        model.train()
+        rng = np.random.default_rng(args.seed * 1000 + epoch)
+        t0 = time.time()
+        tot, n = 0.0, 0
+        for step, b in enumerate(batches(len(tr["label"]), args.batch_size, rng)):
+            fa, fb = tr["fixed"][b], tr["moving"][b]
+            if rng.random() < 0.5:  # flips applied to both sides keep the pair's geometry
+                fa, fb = fa[:, :, ::-1], fb[:, :, ::-1]
+            k = int(rng.integers(4))
+            fa, fb = np.rot90(fa, k, (1, 2)), np.rot90(fb, k, (1, 2))
+            a = to_t(np.ascontiguousarray(fa)).to(device)
+            bb = to_t(np.ascontiguousarray(fb)).to(device)
+            y = torch.from_numpy(tr["label"][b].astype(np.int64)).to(device)
+            loss = F.cross_entropy(model(a, bb), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            tot += loss.item() * len(b)
+            n += len(b)
+            if step % 50 == 0:
+                print(f"\repoch {epoch} step {step}/{steps_per_epoch} loss {tot / n:.4f}",
+                      end="", file=sys.stderr, flush=True)
+        elapsed += time.time() - t0
+        fpr = evaluate_fpr95(model, val)
+        rec = {"epoch": epoch, "loss": tot / max(n, 1), "val_fpr95": fpr, "elapsed_s": elapsed,
+               "lr": sched.get_last_lr()[0]}
+        print(f"\repoch {epoch} loss {rec['loss']:.4f} val FPR95 {fpr} ({elapsed:.0f} s)",
+              file=sys.stderr, flush=True)
+        log.write(json.dumps(rec) + "\n")
+        log.flush()
+        state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+        if fpr["all"] < best:
+            best = fpr["all"]
+            torch.save({"model": state, "config": mcfg.to_dict(), "epoch": epoch,
+                        "val_fpr95": fpr, "train_seconds": elapsed}, out / "best.pt")
+        torch.save({"model": state, "opt": opt.state_dict(), "sched": sched.state_dict(),
+                    "epoch": epoch, "best": best, "elapsed": elapsed}, out / "last.pt")
+        if args.minutes and elapsed > 60 * args.minutes:
+            print(f"stopping after {elapsed / 60:.1f} min (--minutes)", file=sys.stderr)
+            break
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,354 @@
+"""``register_pair``: the whole pipeline as one function, and writing its outputs.
+
+Stages: io -> hypotheses (georeferencing, or a rotation/scale search) -> for each hypothesis:
+detect -> shortlist candidates -> patches -> score (SSML-QNet) -> select -> estimate (RANSAC);
+keep the hypothesis the matches support best, then refine it with smaller search windows.
+"""
+from __future__ import annotations
+
+import math
+import platform
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import cv2
+import numpy as np
+
+from . import __version__
+from .checks import InputError, RegistrationFailed
+from .config import BORDER_PX, Config, config_to_dict
+from .detect import detect
+from .estimate import Estimate, estimate, transfer
+from .io import GrayImage, Raster, read_image, to_gray, write_json
+from .match import Matches, select, shortlist
+from .patches import crop_patches, warp_to_frame
+from .score import embed, load_model, model_info, score_features
+from .search import Hypothesis, coarse_hypotheses, oriented_gradient_channels
+
+TEMPLATE_HALF = 20
+
+
+@dataclass(frozen=True)
+class Result:
+    """Outcome of :func:`register_pair`.
+
+    Attributes:
+        status: ``"ok"`` or ``"failed"``.
+        reason: why it failed (empty when ok).
+        H: (3, 3) float64 homography, moving px -> fixed px at full resolution (x = column,
+            y = row, 0-based); None when failed.
+        matches: the last stage's selected matches (full-resolution pixels) or None.
+        inliers: (M,) bool over ``matches`` or None.
+        rmse_px: inlier RMSE in fixed pixels (NaN when failed).
+        counts: num_keypoints / num_candidates / num_matches / num_inliers.
+        timings: seconds per stage.
+        hypothesis: how the start transform was found.
+    """
+
+    status: str
+    reason: str = ""
+    H: np.ndarray | None = None
+    matches: Matches | None = None
+    inliers: np.ndarray | None = None
+    rmse_px: float = float("nan")
+    counts: dict = field(default_factory=dict)
+    timings: dict = field(default_factory=dict)
+    hypothesis: str = ""
+    model: dict = field(default_factory=dict)
+    device: str = "cpu"
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+
+class _Timer:
+    def __init__(self):
+        self.t: dict[str, float] = {}
+
+    def add(self, name: str, since: float) -> None:
+        self.t[name] = self.t.get(name, 0.0) + time.perf_counter() - since
+
+
+def _as_raster(x: str | Path | Raster) -> Raster:
+    return x if isinstance(x, Raster) else read_image(x)
+
+
+def _is_sar(raster: Raster, modality: str) -> bool:
+    if modality == "opt-sar":
+        return True
+    return modality == "auto" and np.issubdtype(raster.data.dtype, np.floating) and bool(
+        (raster.data[:, raster.valid] < 0).any())
+
+
+def _resize(g: GrayImage, f: float) -> GrayImage:
+    if f >= 1.0:
+        return g
+    size = (max(1, int(round(g.image.shape[1] * f))), max(1, int(round(g.image.shape[0] * f))))
+    img = cv2.resize(g.image, size, interpolation=cv2.INTER_AREA)
+    m = cv2.resize(g.mask.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST).astype(bool)
+    return GrayImage(img, m)
+
+
+def georef_homography(fixed: Raster, moving: Raster) -> np.ndarray:
+    """Moving px -> fixed px from the georeferencing (reprojecting when the CRSs differ).
+
+    Raises:
+        InputError: the footprints do not overlap.
+    """
+    from rasterio.warp import transform as crs_transform
+
+    h, w = moving.shape
+    gx, gy = np.meshgrid(np.linspace(0, w, 5), np.linspace(0, h, 5))
+    px = np.c_[gx.ravel(), gy.ravel()]
+    # pixel (x, y) 0-based centre convention: the affine maps corner coordinates
+    X, Y = moving.transform * (px[:, 0] + 0.5, px[:, 1] + 0.5)
+    if moving.crs != fixed.crs:
+        X, Y = crs_transform(moving.crs, fixed.crs, np.asarray(X), np.asarray(Y))
+    inv = ~fixed.transform
+    fx, fy = inv * (np.asarray(X), np.asarray(Y))
+    fxy = np.c_[np.asarray(fx) - 0.5, np.asarray(fy) - 0.5]
+    H, _ = cv2.findHomography(px.astype(np.float64), fxy.astype(np.float64), 0)
+    if H is None or not np.isfinite(H).all():
+        raise InputError("could not relate the two georeferencings; check both CRSs")
+    fh, fw = fixed.shape
+    inside = (fxy[:, 0] > -0.5) & (fxy[:, 0] < fw) & (fxy[:, 1] > -0.5) & (fxy[:, 1] < fh)
+    xmin, ymin = fxy.min(0)
+    xmax, ymax = fxy.max(0)
+    if not inside.any() and (xmax < 0 or ymax < 0 or xmin > fw or ymin > fh):
+        raise InputError(f"{moving.path or 'moving'} does not overlap {fixed.path or 'fixed'}: "
+                         "their georeferenced footprints are disjoint; pick overlapping rasters")
+    return H / H[2, 2]
+
+
+def _match_under(H: np.ndarray, fixed: GrayImage, moving: GrayImage, feat_fixed: np.ndarray,
+                 model, cfg: Config, radius: int, timer: _Timer) -> tuple[Matches, int, int]:
+    """Network-scored matches under hypothesis ``H`` (working-resolution moving -> fixed).
+
+    Returns matches in working-resolution pixels, the keypoint count and the candidate count.
+    """
+    t = time.perf_counter()
+    mi, mm = warp_to_frame(moving.image, moving.mask, H, fixed.image.shape)
+    valid = fixed.mask & mm
+    timer.add("warp_hypothesis", t)
+    t = time.perf_counter()
+    border = max(BORDER_PX, TEMPLATE_HALF + radius + 1)
+    kp = detect(fixed.image, valid, max_keypoints=cfg.max_keypoints, detector=cfg.detector,
+                nms_radius=cfg.nms_radius, border=border)
+    timer.add("detect", t)
+    empty = Matches(np.zeros((0, 2), np.float32), np.zeros((0, 2), np.float32),
+                    np.zeros(0, np.float32))
+    if len(kp) == 0:
+        return empty, 0, 0
+    t = time.perf_counter()
+    feat_moving = oriented_gradient_channels(mi, mm)
+    k = max(1, int(cfg.shortlist))
+    cands = shortlist(feat_fixed, feat_moving, np.round(kp.xy), radius=radius, k=k,
+                      half=TEMPLATE_HALF)
+    timer.add("shortlist", t)
+    t = time.perf_counter()
+    pf = crop_patches(fixed.image, cands.xy_fixed)
+    pm = crop_patches(mi, cands.xy_cand.reshape(-1, 2))
+    timer.add("patches", t)
+    t = time.perf_counter()
+    ef = embed(model, pf, "fixed", batch_size=cfg.batch_size)
+    em = embed(model, pm, "moving", batch_size=cfg.batch_size)
+    n = len(cands)
+    idx_f = np.repeat(np.arange(n), k)
+    prob = score_features(model, ef, em, idx_f, np.arange(n * k),
+                          batch_size=cfg.batch_size).reshape(n, k)
+    prob = np.where(np.isfinite(cands.structural), prob, 0.0)
+    timer.add("score", t)
+    keep, best = select(prob, min_probability=cfg.min_probability, ratio=cfg.ratio)
+    xy_f = cands.xy_fixed[keep]
+    xy_c = cands.xy_cand[np.arange(n), best][keep]
+    xy_m = transfer(np.linalg.inv(H), xy_c).astype(np.float32)
+    p = prob[np.arange(n), best][keep].astype(np.float32)
+    return Matches(xy_f.astype(np.float32), xy_m, p), n, n * k
+
+
+def register_pair(fixed: str | Path | Raster, moving: str | Path | Raster,
+                  config: Config | None = None, *, device: str = "cpu", model=None,
+                  progress: Callable[[str], None] | None = None) -> Result:
+    """Register ``moving`` onto ``fixed``.
+
+    Args:
+        fixed, moving: file paths or :class:`~register.io.Raster` objects.
+        config: options (defaults: :class:`~register.config.Config`).
+        device: ``"cpu"``, ``"cuda"`` or ``"auto"`` for the network (ignored when ``model`` is
+            given).
+        model: a network from :func:`register.score.load_model`, reused across calls.
+        progress: called with a short message at each stage.
+
+    Returns:
+        A :class:`Result`; ``status == "failed"`` (with ``reason``) when no trustworthy
+        transform was found.
+
+    Raises:
+        InputError: unreadable, too small, constant or non-overlapping inputs, bad options.
+    """
+    cfg = config or Config()
+    say = progress or (lambda msg: None)
+    timer = _Timer()
+    t = time.perf_counter()
+    fr, mr = _as_raster(fixed), _as_raster(moving)
+    fg = to_gray(fr, band=cfg.band_fixed)
+    mg = to_gray(mr, band=cfg.band_moving, sar=_is_sar(mr, cfg.modality), sar_db=cfg.sar_db,
+                 speckle_filter=cfg.speckle_filter)
+    sf = min(1.0, cfg.work_max_side / max(fg.image.shape))
+    sm = min(1.0, cfg.work_max_side / max(mg.image.shape))
+    fw, mw = _resize(fg, sf), _resize(mg, sm)
+    Sf, Sm = np.diag([sf, sf, 1.0]), np.diag([sm, sm, 1.0])
+    timer.add("io", t)
+    if model is None:
+        t = time.perf_counter()
+        model = load_model(cfg.model, device, modality=cfg.modality, seed=cfg.seed)
+        timer.add("load_model", t)
+    dev = str(next(model.parameters()).device)
+    base = dict(model=model_info(model), device=dev)
+
+    t = time.perf_counter()
+    if fr.georeferenced and mr.georeferenced:
+        H0 = georef_homography(fr, mr)
+        hyps = [Hypothesis(H=Sf @ H0 @ np.linalg.inv(Sm), score=float("nan"), angle_deg=0.0,
+                           scale=1.0)]
+        how = "georeferencing"
+    else:
+        say("searching rotation and scale hypotheses")
+        hyps = coarse_hypotheses(fw.image, fw.mask, mw.image, mw.mask, cfg)
+        how = "rotation/scale search"
+    timer.add("hypotheses", t)
+    if not hyps:
+        return Result("failed", "no rotation/scale hypothesis overlaps the fixed image",
+                      timings=timer.t, hypothesis=how, **base)
+
+    feat_fixed = oriented_gradient_channels(fw.image, fw.mask)
+    best: tuple[Estimate, Matches, int, int, Hypothesis] | None = None
+    reasons = []
+    for i, hyp in enumerate(hyps):
+        say(f"scoring hypothesis {i + 1}/{len(hyps)} (rotation {hyp.angle_deg:.0f} deg, "
+            f"scale {hyp.scale:.2f})")
+        matches, nk, nc = _match_under(hyp.H, fw, mw, feat_fixed, model, cfg,
+                                       int(cfg.search_radius), timer)
+        t = time.perf_counter()
+        try:
+            est = estimate(matches.xy_moving, matches.xy_fixed, mw.image.shape,
+                           transform=cfg.transform, threshold=cfg.ransac_threshold,
+                           iterations=cfg.ransac_iterations, min_inliers=cfg.min_inliers,
+                           seed=cfg.seed, weights=matches.probability)
+        except RegistrationFailed as exc:
+            reasons.append(exc.reason)
+            continue
+        finally:
+            timer.add("estimate", t)
+        if best is None or est.num_inliers > best[0].num_inliers:
+            best = (est, matches, nk, nc, hyp)
+    if best is None:
+        return Result("failed", f"no hypothesis was supported by the matches ({reasons[0]})",
+                      timings=timer.t, hypothesis=how, **base)
+
+    est, matches, nk, nc, hyp = best
+    radius = float(cfg.search_radius)
+    for it in range(cfg.refine_iterations):
+        radius = max(3.0, radius / 2)
+        say(f"refining ({it + 1}/{cfg.refine_iterations})")
+        m2, nk2, nc2 = _match_under(est.H, fw, mw, feat_fixed, model, cfg, int(radius), timer)
+        t = time.perf_counter()
+        try:
+            e2 = estimate(m2.xy_moving, m2.xy_fixed, mw.image.shape, transform=cfg.transform,
+                          threshold=cfg.ransac_threshold, iterations=cfg.ransac_iterations,
+                          min_inliers=cfg.min_inliers, seed=cfg.seed, weights=m2.probability)
+        except RegistrationFailed:
+            break
+        finally:
+            timer.add("estimate", t)
+        if e2.num_inliers < 0.8 * est.num_inliers:
+            break
+        est, matches, nk, nc = e2, m2, nk2, nc2
+
+    H = np.linalg.inv(Sf) @ est.H @ Sm
+    H = H / H[2, 2]
+    full = Matches((matches.xy_fixed / sf).astype(np.float32),
+                   (matches.xy_moving / sm).astype(np.float32), matches.probability)
+    counts = dict(num_keypoints=nk, num_candidates=nc, num_matches=len(matches),
+                  num_inliers=est.num_inliers)
+    return Result("ok", "", H, full, est.inliers, est.rmse_px / sf, counts, timer.t,
+                  f"{how} (rotation {hyp.angle_deg:.1f} deg, scale {hyp.scale:.3f})"
+                  if how != "georeferencing" else how, **base)
+
+
+def report(result: Result, fixed: str, moving: str, cfg: Config) -> dict:
+    """The ``report.json`` document of a result."""
+    import kornia
+    import rasterio
+    import torch
+
+    doc = {"status": result.status}
+    if not result.ok:
+        doc["reason"] = result.reason
+    doc.update({
+        "fixed": str(fixed), "moving": str(moving),
+        "homography_moving_to_fixed": None if result.H is None else result.H.tolist(),
+        "num_keypoints": result.counts.get("num_keypoints", 0),
+        "num_candidates": result.counts.get("num_candidates", 0),
+        "num_matches": result.counts.get("num_matches", 0),
+        "num_inliers": result.counts.get("num_inliers", 0),
+        "inlier_rmse_px": None if not math.isfinite(result.rmse_px) else result.rmse_px,
+        "hypothesis": result.hypothesis,
+        "timings_s": {k: round(v, 4) for k, v in result.timings.items()},
+        "device": result.device, "model": result.model,
+        "versions": {"register": __version__, "python": platform.python_version(),
+                     "torch": torch.__version__, "kornia": kornia.__version__,
+                     "opencv": cv2.__version__, "numpy": np.__version__,
+                     "rasterio": rasterio.__version__},
+        "config": config_to_dict(cfg),
+    })
+    return doc
+
+
+OUTPUTS = ("aligned.tif", "matches.png", "overlay.png", "report.json")
+
+
+def write_outputs(result: Result, fixed: str | Path | Raster, moving: str | Path | Raster,
+                  out_dir: str | Path, cfg: Config) -> list[Path]:
+    """Write ``aligned.tif``, ``matches.png``, ``overlay.png`` (when ok) and ``report.json``.
+
+    Everything is written into a temporary folder beside ``out_dir`` and moved into place at the
+    end, so an interrupted run leaves no half-written output.
+    """
+    from .plot import plot_matches, plot_overlay
+    from .warp import write_aligned
+
+    out = Path(out_dir)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fr, mr = _as_raster(fixed), _as_raster(moving)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        if result.ok:
+            write_aligned(tmp / "aligned.tif", mr, result.H, fr)
+            if cfg.make_figures:
+                fg = to_gray(fr, band=cfg.band_fixed)
+                mg = to_gray(mr, band=cfg.band_moving, sar=_is_sar(mr, cfg.modality),
+                             sar_db=cfg.sar_db)
+                m = result.matches
+                plot_matches(tmp / "matches.png", fg.image, mg.image, m.xy_fixed, m.xy_moving,
+                             result.inliers, title=f"{int(result.inliers.sum())} inliers / "
+                                                   f"{len(m)} matches")
+                plot_overlay(tmp / "overlay.png", fg.image, mg.image, result.H)
+        write_json(tmp / "report.json", report(result, fr.path, mr.path, cfg))
+        out.mkdir(parents=True, exist_ok=True)
+        written = []
+        for name in OUTPUTS:
+            src = tmp / name
+            if src.exists():
+                src.replace(out / name)
+                written.append(out / name)
+            elif (out / name).exists():
+                (out / name).unlink()  # stale output of an earlier run
+        return written
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -1,0 +1,103 @@
+"""All defaults of the registration pipeline, in one place.
+
+Every stage reads its options from a :class:`Config`. A config is frozen; derive a changed copy
+with :meth:`Config.replace` (``cfg.replace(max_keypoints=500)``) or build one from a mapping with
+:func:`config_from_dict`, which rejects unknown keys with a message naming them.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+MODALITIES = ("auto", "opt-sar", "vis-nir", "vis-lwir")
+TRANSFORMS = ("homography", "affine")
+DEVICES = ("auto", "cpu", "cuda")
+
+#: Side of the square patches the network scores, in pixels.
+PATCH_SIZE = 64
+#: Keypoints closer than this to the border (or to nodata) are dropped, in pixels.
+BORDER_PX = 32
+
+
+@dataclass(frozen=True)
+class Config:
+    """Options of :func:`register.register_pair`; see each field's comment.
+
+    Distances are in pixels of the working resolution (the image scaled so that its longer side
+    is at most ``work_max_side``) unless the name says otherwise.
+    """
+
+    # -- io --------------------------------------------------------------------------------------
+    modality: str = "auto"  # one of MODALITIES; picks normalisation and weights
+    band_fixed: int | None = None  # 1-based band; None = luminance of RGB / first band
+    band_moving: int | None = None
+    sar_db: bool | None = None  # SAR input already in dB; None = guess from values
+    speckle_filter: bool = False  # median-filter SAR before scaling
+    work_max_side: int = 768  # images are downscaled so their longer side is at most this
+    # -- hypotheses (used when the inputs are not both georeferenced) -----------------------------
+    search_side: int = 160  # longer side of the images for the coarse rotation/scale search
+    search_angle_step_deg: float = 7.5
+    search_scales: tuple[float, ...] = (0.5, 0.59, 0.71, 0.84, 1.0, 1.19, 1.41, 1.68, 2.0)
+    search_top_k: int = 4  # hypotheses handed to the network stage
+    # -- detect ----------------------------------------------------------------------------------
+    max_keypoints: int = 300  # keypoints kept in the fixed image
+    detector: str = "structure"  # "structure" (structure-tensor corners) | "fast" | "grid"
+    nms_radius: int = 8
+    # -- match -----------------------------------------------------------------------------------
+    search_radius: float = 16.0  # candidate window around each predicted position (px)
+    shortlist: int = 4  # structural-correlation peaks per keypoint scored by the network
+    min_probability: float = 0.5  # a match needs at least this match probability
+    ratio: float = 1.0  # best probability must beat ratio x the runner-up candidate
+    refine_iterations: int = 2  # network passes after the first, each with a halved window
+    # -- score -----------------------------------------------------------------------------------
+    model: str = "auto"  # "auto" | preset weights name | path to a .pt file | "random"
+    batch_size: int = 512
+    # -- estimate --------------------------------------------------------------------------------
+    transform: str = "homography"  # one of TRANSFORMS
+    ransac_threshold: float = 3.0  # inlier reprojection threshold (px)
+    ransac_iterations: int = 2000
+    min_inliers: int = 12
+    seed: int = 0
+    # -- warp / outputs --------------------------------------------------------------------------
+    make_figures: bool = True
+
+
+def config_from_dict(values: Mapping[str, Any] | None = None, base: Config | None = None) -> Config:
+    """Return ``base`` (default :class:`Config`) with ``values`` applied; unknown keys are errors."""
+    base = base or Config()
+    values = dict(values or {})
+    known = {f.name for f in dataclasses.fields(Config)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"unknown config keys {unknown}; known keys are {sorted(known)}")
+    if "search_scales" in values:
+        values["search_scales"] = tuple(float(s) for s in values["search_scales"])
+    return dataclasses.replace(base, **values)
+
+
+def _replace(self: Config, **changes: Any) -> Config:
+    return config_from_dict(changes, base=self)
+
+
+Config.replace = _replace  # type: ignore[attr-defined]
+
+
+def config_to_dict(cfg: Config) -> dict[str, Any]:
+    """Plain-JSON form of a config (tuples become lists)."""
+    out = dataclasses.asdict(cfg)
+    out["search_scales"] = list(cfg.search_scales)
+    return out
+
+
+def data_root() -> Path:
+    """Root of the shared data sets: ``$REGISTER_DATA`` or ``../shared/data`` beside the repo."""
+    env = os.environ.get("REGISTER_DATA")
+    if env:
+        return Path(env).expanduser().resolve()
+    return (Path(__file__).resolve().parents[2] / "shared" / "data").resolve()
+
+
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"

@@ -1,0 +1,117 @@
+"""Robust transform estimation with kornia's RANSAC, seeded.
+
+A result with fewer than ``min_inliers`` inliers, a non-finite matrix, or a degenerate transform
+(folding, extreme anisotropy or scale) is a :class:`~register.checks.RegistrationFailed`, never
+a number.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from kornia.geometry.ransac import RANSAC
+
+from .checks import RegistrationFailed, check_points
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A transform supported by matches.
+
+    Attributes:
+        H: (3, 3) float64 homography, moving px -> fixed px (x = column, y = row, 0-based),
+            normalised so ``H[2, 2] == 1``.
+        inliers: (M,) bool inlier mask over the matches it was fitted to.
+        rmse_px: root-mean-square transfer error of the inliers, in fixed pixels.
+    """
+
+    H: np.ndarray
+    inliers: np.ndarray
+    rmse_px: float
+
+    @property
+    def num_inliers(self) -> int:
+        return int(self.inliers.sum())
+
+
+def transfer(H: np.ndarray, xy: np.ndarray) -> np.ndarray:
+    """Apply a 3x3 homography to (N, 2) pixel coordinates; returns (N, 2) float64."""
+    p = np.c_[np.asarray(xy, np.float64), np.ones(len(xy))] @ np.asarray(H, np.float64).T
+    return p[:, :2] / p[:, 2:3]
+
+
+def check_transform(H: np.ndarray, shape_moving: tuple[int, int], *, max_scale: float = 8.0,
+                    max_anisotropy: float = 4.0) -> str | None:
+    """Why ``H`` is degenerate over a moving image of ``shape_moving`` (H, W), or None if fine."""
+    if not np.isfinite(H).all() or abs(H[2, 2]) < 1e-12:
+        return "the estimated transform is not finite"
+    h, w = shape_moving
+    corners = np.array([[0, 0], [w - 1, 0], [w - 1, h - 1], [0, h - 1]], np.float64)
+    hom = np.c_[corners, np.ones(4)] @ (H / H[2, 2]).T
+    if (hom[:, 2] <= 1e-6).any():
+        return "the estimated transform sends part of the image to infinity"
+    # local Jacobians at the corners and centre: orientation, scale, anisotropy
+    pts = np.r_[corners, [[(w - 1) / 2, (h - 1) / 2]]]
+    for x, y in pts:
+        d = H[2, 0] * x + H[2, 1] * y + H[2, 2]
+        u = (H[0, 0] * x + H[0, 1] * y + H[0, 2]) / d
+        v = (H[1, 0] * x + H[1, 1] * y + H[1, 2]) / d
+        J = np.array([[H[0, 0] - u * H[2, 0], H[0, 1] - u * H[2, 1]],
+                      [H[1, 0] - v * H[2, 0], H[1, 1] - v * H[2, 1]]]) / d
+        det = np.linalg.det(J)
+        if det <= 0:
+            return "the estimated transform mirrors or folds the image"
+        s = np.linalg.svd(J, compute_uv=False)
+        if s[0] / s[1] > max_anisotropy:
+            return f"the estimated transform is degenerate (anisotropy {s[0] / s[1]:.1f})"
+        if not 1 / max_scale < np.sqrt(det) < max_scale:
+            return f"the estimated transform has an implausible scale ({np.sqrt(det):.2f})"
+    return None
+
+
+def estimate(xy_moving: np.ndarray, xy_fixed: np.ndarray, shape_moving: tuple[int, int], *,
+             transform: str = "homography", threshold: float = 3.0, iterations: int = 2000,
+             min_inliers: int = 12, seed: int = 0, weights: np.ndarray | None = None) -> Estimate:
+    """Fit a homography or affine transform moving -> fixed with RANSAC.
+
+    Args:
+        xy_moving: (N, 2) float32 moving-image pixels (x = column, y = row, 0-based).
+        xy_fixed: (N, 2) float32 corresponding fixed-image pixels.
+        shape_moving: (H, W) of the moving image (for the degeneracy check).
+        transform: ``"homography"`` or ``"affine"``.
+        threshold: inlier transfer error, fixed pixels.
+        iterations: RANSAC iterations.
+        min_inliers: fewer is a failure.
+        seed: RANSAC seed.
+        weights: optional (N,) match confidences (used as sampling priority).
+
+    Raises:
+        RegistrationFailed: too few matches or inliers, or a degenerate transform.
+    """
+    xm = check_points(xy_moving, "moving points")
+    xf = check_points(xy_fixed, "fixed points")
+    if transform not in ("homography", "affine"):
+        raise ValueError(f"transform must be 'homography' or 'affine', got {transform!r}")
+    need = max(min_inliers, 4 if transform == "homography" else 3)
+    if len(xm) < need:
+        raise RegistrationFailed(f"only {len(xm)} matches survived selection; at least {need} "
+                                 "are needed")
+    order = np.arange(len(xm))
+    if weights is not None:
+        order = np.argsort(-np.asarray(weights))  # PROSAC-style: best first
+    ransac = RANSAC(model_type=transform, inl_th=threshold, max_iter=iterations, seed=seed,
+                    prosac_sampling=weights is not None, batch_size=256)
+    H, mask = ransac(torch.from_numpy(xm[order]).double(), torch.from_numpy(xf[order]).double())
+    H = H.numpy().astype(np.float64)
+    inl = np.zeros(len(xm), bool)
+    inl[order] = mask.numpy().astype(bool)
+    if not np.isfinite(H).all() or abs(H[2, 2]) < 1e-12 or inl.sum() < need:
+        raise RegistrationFailed(f"RANSAC found {int(inl.sum())} inliers among {len(xm)} matches;"
+                                 f" at least {need} are needed")
+    H = H / H[2, 2]
+    why = check_transform(H, shape_moving)
+    if why:
+        raise RegistrationFailed(why)
+    err = np.linalg.norm(transfer(H, xm[inl]) - xf[inl], axis=1)
+    return Estimate(H=H, inliers=inl, rmse_px=float(np.sqrt((err ** 2).mean())))

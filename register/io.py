@@ -1,0 +1,243 @@
+"""Reading rasters, turning them into normalised single-band images, and writing outputs.
+
+Anything rasterio/GDAL reads is accepted (GeoTIFF, PNG, JPEG; 8/16-bit, float, multi-band).
+CRS, affine transform and nodata are kept; nodata and NaN pixels are masked. Outputs are written
+atomically: to a temporary file in the destination folder, then renamed.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import warnings
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import cv2
+import numpy as np
+import rasterio
+from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
+from rasterio.windows import Window
+
+from .checks import InputError
+
+
+@dataclass(frozen=True)
+class Raster:
+    """A raster as read from disk.
+
+    Attributes:
+        data: (B, H, W) array in the file's dtype.
+        valid: (H, W) bool, False at nodata / NaN in any band.
+        crs: rasterio CRS or None when the file has no georeferencing.
+        transform: affine pixel -> CRS transform (``rasterio.Affine``) or None.
+        nodata: the file's nodata value or None.
+        path: where it came from ("" for in-memory rasters).
+    """
+
+    data: np.ndarray
+    valid: np.ndarray
+    crs: Any = None
+    transform: Any = None
+    nodata: float | None = None
+    path: str = ""
+
+    @property
+    def georeferenced(self) -> bool:
+        return self.crs is not None and self.transform is not None
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return int(self.data.shape[1]), int(self.data.shape[2])
+
+
+@dataclass(frozen=True)
+class GrayImage:
+    """Single-band image ready for the pipeline.
+
+    Attributes:
+        image: (H, W) float32 in [0, 1].
+        mask: (H, W) bool, True where valid.
+    """
+
+    image: np.ndarray
+    mask: np.ndarray
+
+
+def read_image(path: str | os.PathLike, *, window: Window | None = None) -> Raster:
+    """Read a raster (all bands) with its georeferencing.
+
+    Args:
+        path: file rasterio can open.
+        window: optional ``rasterio.windows.Window`` to read only part of it.
+
+    Raises:
+        InputError: missing or unreadable file, or fewer than 64 pixels on a side.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"{p}: no such file; check the path")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            with rasterio.open(p) as src:
+                data = src.read(window=window)
+                nodata = src.nodata
+                tf = src.window_transform(window) if window is not None else src.transform
+                crs = src.crs
+                georef = crs is not None and not tf.is_identity
+    except RasterioIOError as exc:
+        raise InputError(f"{p}: not a readable raster ({str(exc).splitlines()[0]}); "
+                         "give a GeoTIFF, PNG or JPEG file") from None
+    return from_array(data, crs=crs if georef else None, transform=tf if georef else None,
+                      nodata=nodata, path=str(p))
+
+
+def from_array(data: np.ndarray, *, crs: Any = None, transform: Any = None,
+               nodata: float | None = None, path: str = "") -> Raster:
+    """Wrap an (H, W) or (B, H, W) array as a :class:`Raster`, computing the validity mask."""
+    arr = np.asarray(data)
+    if arr.ndim == 2:
+        arr = arr[None]
+    if arr.ndim != 3:
+        raise InputError(f"{path or 'array'}: expected a (bands, rows, cols) image, got shape "
+                         f"{arr.shape}")
+    valid = np.ones(arr.shape[1:], bool)
+    if nodata is not None and not (isinstance(nodata, float) and np.isnan(nodata)):
+        valid &= ~(arr == np.asarray(nodata).astype(arr.dtype)).any(0)
+    if np.issubdtype(arr.dtype, np.floating):
+        valid &= np.isfinite(arr).all(0)
+    h, w = arr.shape[1:]
+    if min(h, w) < 64:
+        raise InputError(f"{path or 'array'}: image is {w}x{h} px; both sides must be at least "
+                         "64 px (the patch size)")
+    return Raster(arr, valid, crs, transform, nodata, path)
+
+
+def border_fill(raster: Raster, *, min_fraction: float = 0.005) -> np.ndarray:
+    """Black fill around a rotated or warped scene that the file does not flag as nodata.
+
+    Integer rasters whose bands are all near zero (<= 2 for 8-bit, 0 otherwise) in regions that
+    touch the image border and cover at least ``min_fraction`` of it: (H, W) bool, True = fill.
+    Float rasters are left alone (zero is a valid value there).
+    """
+    d = raster.data
+    fill = np.zeros(d.shape[1:], bool)
+    if not np.issubdtype(d.dtype, np.integer):
+        return fill
+    dark = (d <= (2 if d.dtype.itemsize == 1 else 0)).all(0).astype(np.uint8)
+    if not dark.any():
+        return fill
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(dark, connectivity=4)
+    h, w = dark.shape
+    for i in range(1, n):
+        x, y, bw, bh, area = stats[i]
+        touches = x == 0 or y == 0 or x + bw == w or y + bh == h
+        if touches and area >= min_fraction * h * w:
+            fill |= labels == i
+    if fill.any():  # JPEG ringing along the fill edge
+        fill = cv2.dilate(fill.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+    return fill
+
+
+def to_gray(raster: Raster, *, band: int | None = None, sar: bool = False,
+            sar_db: bool | None = None, speckle_filter: bool = False,
+            mask_fill: bool = True) -> GrayImage:
+    """Pick one band and scale it robustly to [0, 1].
+
+    Args:
+        raster: the input.
+        band: 1-based band to use; None = luminance of the first three bands when there are 3 or
+            4 (RGB / RGBA / RGB+NIR), else band 1.
+        sar: treat as SAR backscatter: float data in linear units is log-scaled (dB), with the
+            0.5th percentile of positive values as floor; optional median filter.
+        sar_db: the SAR values are already in dB (or display-scaled); None = guess: integer
+            data and float data with negative values count as such.
+        speckle_filter: 3x3 median filter before scaling (SAR only).
+        mask_fill: also mask black fill around the scene (:func:`border_fill`).
+
+    Raises:
+        InputError: band out of range, or no valid pixel / a constant image.
+    """
+    nb = raster.data.shape[0]
+    name = raster.path or "image"
+    if band is not None and not 1 <= band <= nb:
+        raise InputError(f"{name}: band {band} requested but the file has {nb} band(s); "
+                         f"use --band between 1 and {nb}")
+    valid = raster.valid.copy()
+    if mask_fill:
+        valid &= ~border_fill(raster)
+    if band is None and nb in (3, 4):
+        rgb = raster.data[:3].astype(np.float32)
+        img = 0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2]
+    else:
+        img = raster.data[(band or 1) - 1].astype(np.float32)
+    if not valid.any():
+        raise InputError(f"{name}: every pixel is nodata; check the file or its nodata value")
+    if sar:
+        # float data is calibrated backscatter: linear unless it is already dB; integer data is
+        # already display-scaled (8/16-bit amplitude products), so it is not log-scaled again
+        floating = np.issubdtype(raster.data.dtype, np.floating)
+        is_db = sar_db if sar_db is not None else (not floating or bool((img[valid] < 0).any()))
+        if not is_db:
+            pos = valid & (img > 0)
+            floor = float(np.percentile(img[pos], 0.5)) if pos.any() else 1e-6
+            img = 10.0 * np.log10(np.maximum(img, floor))
+        if speckle_filter:
+            img = cv2.medianBlur(img.astype(np.float32), 3)
+    vals = img[valid]
+    lo, hi = np.percentile(vals, [0.5, 99.5])
+    if not np.isfinite(hi - lo) or hi - lo <= 1e-12 * max(1.0, abs(hi)):
+        raise InputError(f"{name}: the image is constant over its valid pixels; nothing to "
+                         "register (check the band or the nodata value)")
+    out = np.clip((img - lo) / (hi - lo), 0, 1).astype(np.float32)
+    out[~valid] = 0
+    return GrayImage(out, valid)
+
+
+@contextmanager
+def atomic_path(dest: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``dest``; on success rename it to ``dest``, else delete it."""
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=dest.suffix, dir=dest.parent)
+    os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; outputs get the usual permissions
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, dest)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def write_json(dest: str | os.PathLike, doc: Any) -> None:
+    """Write ``doc`` as indented JSON, atomically."""
+    with atomic_path(dest) as tmp:
+        tmp.write_text(json.dumps(doc, indent=2) + "\n")
+
+
+def write_raster(dest: str | os.PathLike, data: np.ndarray, *, crs: Any = None,
+                 transform: Any = None, nodata: float | None = None) -> None:
+    """Write a (B, H, W) array as a tiled, deflate-compressed GeoTIFF, atomically."""
+    b, h, w = data.shape
+    profile = {"driver": "GTiff", "height": h, "width": w, "count": b, "dtype": data.dtype.name,
+               "compress": "deflate"}
+    if h >= 256 and w >= 256:
+        profile.update(tiled=True, blockxsize=256, blockysize=256)
+    if crs is not None:
+        profile["crs"] = crs
+    if transform is not None:
+        profile["transform"] = transform
+    if nodata is not None:
+        profile["nodata"] = nodata
+    with atomic_path(dest) as tmp:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            with rasterio.open(tmp, "w", **profile) as dst:
+                dst.write(data)

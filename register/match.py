@@ -1,0 +1,127 @@
+"""Candidate pairs and their selection.
+
+Candidates: for each fixed keypoint ``p`` the moving image, already resampled into the fixed
+frame under the current hypothesis, is searched in a window of ``radius`` pixels around ``p``.
+Scoring every position of that window with the network would cost thousands of pairs per
+keypoint, so a cheap structural correlation (oriented-gradient channels, see
+:func:`register.search.oriented_gradient_channels`) proposes a *shortlist* of its ``k`` best
+local maxima; only those are scored by SSML-QNet.
+
+Selection: a keypoint keeps its best-scoring candidate when the match probability reaches
+``min_probability`` and beats ``ratio`` times the best probability among the other candidates.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from .checks import check_points
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """Shortlisted candidate positions.
+
+    Attributes:
+        xy_fixed: (N, 2) float32 keypoints in the fixed image (x = column, y = row, 0-based).
+        xy_cand: (N, K, 2) float32 candidate positions in the fixed frame (the moving image
+            resampled under the hypothesis); rows with fewer than K candidates repeat the last.
+        structural: (N, K) float32 structural correlation of each candidate.
+    """
+
+    xy_fixed: np.ndarray
+    xy_cand: np.ndarray
+    structural: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.xy_fixed.shape[0])
+
+
+@dataclass(frozen=True)
+class Matches:
+    """Selected correspondences.
+
+    Attributes:
+        xy_fixed: (M, 2) float32 fixed-image pixels.
+        xy_moving: (M, 2) float32 moving-image pixels (x = column, y = row, 0-based).
+        probability: (M,) float32 match probability.
+    """
+
+    xy_fixed: np.ndarray
+    xy_moving: np.ndarray
+    probability: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.xy_fixed.shape[0])
+
+
+def local_maxima(surface: np.ndarray, k: int, min_distance: int = 2) -> list[tuple[int, int]]:
+    """Up to ``k`` (row, col) local maxima of a 2-D surface, highest first."""
+    s = surface.astype(np.float32)
+    ker = np.ones((2 * min_distance + 1,) * 2, np.uint8)
+    peaks = s >= cv2.dilate(s, ker)
+    ys, xs = np.nonzero(peaks)
+    order = np.argsort(-s[ys, xs])
+    return [(int(ys[i]), int(xs[i])) for i in order[:k]]
+
+
+def shortlist(feat_fixed: np.ndarray, feat_moving: np.ndarray, xy_fixed: np.ndarray, *,
+              radius: int, k: int, half: int = 20) -> Candidates:
+    """Top-``k`` structural-correlation peaks within ``radius`` px of each keypoint.
+
+    Args:
+        feat_fixed: (C, H, W) float32 channels of the fixed image.
+        feat_moving: (C, H, W) float32 channels of the moving image in the fixed frame.
+        xy_fixed: (N, 2) float32 keypoints (x = column, y = row, 0-based), integer-valued,
+            at least ``radius + half`` px inside the image.
+        radius: half-size of the search window, in pixels.
+        k: candidates kept per keypoint.
+        half: half-size of the correlated template, in pixels.
+    """
+    xy_fixed = check_points(xy_fixed, "keypoints")
+    c, h, w = feat_fixed.shape
+    n = len(xy_fixed)
+    cand = np.zeros((n, k, 2), np.float32)
+    struct = np.full((n, k), -np.inf, np.float32)
+    for i, (x, y) in enumerate(np.round(xy_fixed).astype(int)):
+        t = feat_fixed[:, y - half:y + half + 1, x - half:x + half + 1]
+        r = feat_moving[:, y - half - radius:y + half + radius + 1,
+                        x - half - radius:x + half + radius + 1]
+        if t.shape[1:] != (2 * half + 1,) * 2 or r.shape[1:] != (2 * (half + radius) + 1,) * 2:
+            cand[i] = (x, y)
+            continue
+        surf = sum(cv2.matchTemplate(np.ascontiguousarray(r[j]), np.ascontiguousarray(t[j]),
+                                     cv2.TM_CCORR) for j in range(c))
+        norm = np.sqrt((t ** 2).sum()) + 1e-6
+        peaks = local_maxima(surf, k)
+        for j, (py, px) in enumerate(peaks):
+            cand[i, j] = (x + px - radius, y + py - radius)
+            struct[i, j] = surf[py, px] / norm
+        for j in range(len(peaks), k):
+            cand[i, j] = cand[i, max(len(peaks) - 1, 0)]
+    return Candidates(xy_fixed, cand, struct)
+
+
+def select(prob: np.ndarray, *, min_probability: float, ratio: float) -> tuple[np.ndarray, np.ndarray]:
+    """Pick each keypoint's best candidate.
+
+    Args:
+        prob: (N, K) float32 match probabilities of the shortlisted candidates.
+        min_probability: the best must reach this.
+        ratio: the best must exceed ``ratio`` x the runner-up.
+
+    Returns:
+        keep: (N,) bool, and best: (N,) int index of the best candidate per keypoint.
+    """
+    best = prob.argmax(1)
+    p_best = prob[np.arange(len(prob)), best]
+    if prob.shape[1] > 1:
+        other = prob.copy()
+        other[np.arange(len(prob)), best] = -np.inf
+        runner = other.max(1)
+    else:
+        runner = np.zeros(len(prob), np.float32)
+    keep = (p_best >= min_probability) & (p_best > ratio * runner)
+    return keep, best

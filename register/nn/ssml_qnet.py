@@ -1,0 +1,256 @@
+"""SSML-QNet: Scale-Separative Metric Learning Quadruplet Network (Zhang et al.).
+
+Architecture (paper), for a pair of 64x64 single-channel patches (a from the fixed image,
+b from the moving image):
+
+* four branches: a Siamese pair with shared weights applied to a and b, and a pseudo-Siamese
+  pair (same layout, separate weights) applied to a and b; the first three convolutions of each
+  branch are followed by instance norm, then batch norm, then ReLU;
+* the four branch outputs are concatenated along channels;
+* a scale-separative module splits the concatenation into four channel groups, convolves them
+  with 3x3 / 5x5 / 7x7 / 9x9 kernels, and refines each group by coordinate attention then
+  squeeze-excitation with a residual add;
+* fusion: coordinate attention over the re-concatenated groups, a residual add, a 3x3 conv;
+* global pooling, FC 512 -> 128 -> 2 (non-match, match); trained with cross-entropy.
+
+Choices where the paper is silent (recorded here, as the design card asks):
+
+* Branch layout: four conv3x3 stages reducing 64 px patches to 8x8 maps. ``paper``: widths
+  (64, 128, 256, 256), 2x2 max-pool after stages 1-3, head width 512. ``lite``: widths
+  (8, 16, 32, 16), stride-2 first conv and max-pool after stages 1-2, head width 32.
+* The scale-separative module gives each kernel size ``head_width // 4`` output channels; the
+  fusion conv maps back to ``head_width`` channels; global average *and* max pooling are
+  concatenated, then a linear layer maps them to the 512-d vector the FC 512 -> 128 -> 2 takes.
+* Coordinate attention reduction 8 (min 8 channels), squeeze-excitation reduction 4.
+* Input normalisation: each patch is standardised (zero mean, unit std) inside :func:`embed`, so
+  the network never sees absolute brightness (which differs across modalities anyway).
+* The per-patch branch features are what :meth:`SSMLQNet.embed` returns, so a keypoint's features
+  are computed once and reused for every candidate pair (:meth:`SSMLQNet.head`).
+
+FLOPs per pair (multiply-adds x 2, counted by :func:`count_flops` at batch 1, 64x64 input):
+``paper`` ~= 4.3 GFLOP, ``lite`` ~= 0.10 GFLOP (about 40x fewer; see the model card).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+PRESETS: dict[str, dict] = {
+    # widths of the four branch convs, stride of the first, which convs a 2x2 max-pool follows
+    "paper": {"widths": (64, 128, 256, 256), "head_width": 512, "first_stride": 1,
+              "pool_after": (True, True, True, False)},
+    "lite": {"widths": (8, 16, 32, 16), "head_width": 32, "first_stride": 2,
+             "pool_after": (True, True, False, False)},
+}
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Hyper-parameters of :class:`SSMLQNet`; ``preset`` picks defaults from :data:`PRESETS`."""
+
+    preset: str = "lite"
+    widths: tuple[int, int, int, int] = (8, 16, 32, 16)
+    head_width: int = 32
+    first_stride: int = 2
+    pool_after: tuple[bool, bool, bool, bool] = (True, True, False, False)
+
+    @classmethod
+    def from_preset(cls, preset: str, **overrides) -> "ModelConfig":
+        if preset not in PRESETS:
+            raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
+        values = {**PRESETS[preset], **overrides}
+        values["widths"] = tuple(values["widths"])
+        values["pool_after"] = tuple(bool(p) for p in values["pool_after"])
+        return cls(preset=preset, **values)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["widths"] = list(self.widths)
+        d["pool_after"] = list(self.pool_after)
+        return d
+
+
+class ConvINBN(nn.Module):
+    """conv3x3 -> instance norm -> batch norm -> ReLU (the first three convs of a branch)."""
+
+    def __init__(self, cin: int, cout: int, stride: int = 1, instance_norm: bool = True):
+        super().__init__()
+        self.conv = nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False)
+        self.inorm = nn.InstanceNorm2d(cout, affine=True) if instance_norm else nn.Identity()
+        self.bn = nn.BatchNorm2d(cout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.bn(self.inorm(self.conv(x))))
+
+
+class Branch(nn.Module):
+    """One of the four branches: (B, 1, 64, 64) -> (B, widths[3], 8, 8)."""
+
+    def __init__(self, config: "ModelConfig"):
+        super().__init__()
+        layers: list[nn.Module] = []
+        cin = 1
+        for i, (cout, pool) in enumerate(zip(config.widths, config.pool_after)):
+            layers.append(ConvINBN(cin, cout, stride=config.first_stride if i == 0 else 1,
+                                   instance_norm=i < 3))
+            if pool:
+                layers.append(nn.MaxPool2d(2))
+            cin = cout
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class CoordAttention(nn.Module):
+    """Coordinate attention (Hou et al. 2021): direction-aware channel attention."""
+
+    def __init__(self, channels: int, reduction: int = 8):
+        super().__init__()
+        mid = max(8, channels // reduction)
+        self.conv1 = nn.Conv2d(channels, mid, 1)
+        self.bn = nn.BatchNorm2d(mid)
+        self.conv_h = nn.Conv2d(mid, channels, 1)
+        self.conv_w = nn.Conv2d(mid, channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _, _, h, w = x.shape
+        xh = x.mean(3, keepdim=True)  # (B, C, H, 1)
+        xw = x.mean(2, keepdim=True).transpose(2, 3)  # (B, C, W, 1)
+        y = F.relu(self.bn(self.conv1(torch.cat([xh, xw], 2))))
+        yh, yw = torch.split(y, [h, w], 2)
+        ah = torch.sigmoid(self.conv_h(yh))
+        aw = torch.sigmoid(self.conv_w(yw.transpose(2, 3)))
+        return x * ah * aw
+
+
+class SqueezeExcite(nn.Module):
+    def __init__(self, channels: int, reduction: int = 4):
+        super().__init__()
+        mid = max(4, channels // reduction)
+        self.fc1 = nn.Linear(channels, mid)
+        self.fc2 = nn.Linear(mid, channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = torch.sigmoid(self.fc2(F.relu(self.fc1(x.mean((2, 3))))))
+        return x * s[:, :, None, None]
+
+
+class ScaleSeparative(nn.Module):
+    """Four kernel sizes on four channel groups, each refined by CA -> SE with a residual."""
+
+    def __init__(self, cin: int, cout: int):
+        super().__init__()
+        if cin % 4 or cout % 4:
+            raise ValueError(f"channels must be divisible by 4, got {cin} -> {cout}")
+        g_in, g_out = cin // 4, cout // 4
+        self.convs = nn.ModuleList(
+            nn.Sequential(nn.Conv2d(g_in, g_out, k, padding=k // 2, bias=False),
+                          nn.BatchNorm2d(g_out), nn.ReLU(inplace=True))
+            for k in (3, 5, 7, 9))
+        self.ca = nn.ModuleList(CoordAttention(g_out) for _ in range(4))
+        self.se = nn.ModuleList(SqueezeExcite(g_out) for _ in range(4))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        groups = torch.chunk(x, 4, 1)
+        out = []
+        for g, conv, ca, se in zip(groups, self.convs, self.ca, self.se):
+            y = conv(g)
+            out.append(y + se(ca(y)))
+        return torch.cat(out, 1)
+
+
+class SSMLQNet(nn.Module):
+    """Patch-pair classifier; see the module docstring.
+
+    ``forward(a, b)``: a, b (B, 1, 64, 64) float -> logits (B, 2); class 1 = match.
+    """
+
+    def __init__(self, config: ModelConfig | None = None):
+        super().__init__()
+        self.config = config or ModelConfig()
+        c = self.config
+        side = 64 // c.first_stride // 2 ** sum(c.pool_after)
+        if side != 8:
+            raise ValueError(f"branch layout must reduce 64 px patches to 8x8 maps, got {side}")
+        self.siamese = Branch(c)
+        self.pseudo_a = Branch(c)
+        self.pseudo_b = Branch(c)
+        cat = 4 * c.widths[3]
+        self.ssm = ScaleSeparative(cat, c.head_width)
+        self.fuse_ca = CoordAttention(c.head_width)
+        self.fuse_conv = nn.Sequential(
+            nn.Conv2d(c.head_width, c.head_width, 3, padding=1, bias=False),
+            nn.BatchNorm2d(c.head_width), nn.ReLU(inplace=True))
+        self.to512 = nn.Linear(2 * c.head_width, 512)
+        self.fc = nn.Sequential(nn.ReLU(inplace=True), nn.Linear(512, 128), nn.ReLU(inplace=True),
+                                nn.Linear(128, 2))
+
+    @staticmethod
+    def standardise(x: torch.Tensor) -> torch.Tensor:
+        mean = x.mean((2, 3), keepdim=True)
+        std = x.std((2, 3), keepdim=True)
+        return (x - mean) / (std + 1e-3)
+
+    def embed(self, patches: torch.Tensor, side: str) -> torch.Tensor:
+        """Per-patch branch features, computed once per keypoint.
+
+        Args:
+            patches: (B, 1, 64, 64) float patches.
+            side: ``"fixed"`` (goes to the pseudo-Siamese branch a) or ``"moving"`` (branch b).
+
+        Returns:
+            (B, 2 * widths[3], 8, 8): Siamese features then pseudo-Siamese features.
+        """
+        if side not in ("fixed", "moving"):
+            raise ValueError(f"side must be 'fixed' or 'moving', got {side!r}")
+        x = self.standardise(patches)
+        pseudo = self.pseudo_a if side == "fixed" else self.pseudo_b
+        return torch.cat([self.siamese(x), pseudo(x)], 1)
+
+    def head(self, feat_fixed: torch.Tensor, feat_moving: torch.Tensor) -> torch.Tensor:
+        """Logits (B, 2) for pairs of embedded patches (rows pair up)."""
+        w = self.config.widths[3]
+        x = torch.cat([feat_fixed[:, :w], feat_moving[:, :w], feat_fixed[:, w:],
+                       feat_moving[:, w:]], 1)
+        y = self.ssm(x)
+        y = self.fuse_conv(y + self.fuse_ca(y))
+        pooled = torch.cat([y.mean((2, 3)), y.amax((2, 3))], 1)
+        return self.fc(self.to512(pooled))
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return self.head(self.embed(a, "fixed"), self.embed(b, "moving"))
+
+
+def count_flops(model: SSMLQNet) -> dict[str, float]:
+    """FLOPs (2 x multiply-adds of conv and linear layers) for one pair, split into the
+    per-patch part (both patches' branches) and the per-pair head."""
+    counts = {"embed": 0.0, "head": 0.0}
+    current = ["embed"]
+
+    def hook(mod, inp, out):
+        if isinstance(mod, nn.Conv2d):
+            k = mod.kernel_size[0] * mod.kernel_size[1] * mod.in_channels // mod.groups
+            counts[current[0]] += 2.0 * k * out.numel()
+        elif isinstance(mod, nn.Linear):
+            counts[current[0]] += 2.0 * mod.in_features * out.numel()
+
+    handles = [m.register_forward_hook(hook) for m in model.modules()
+               if isinstance(m, (nn.Conv2d, nn.Linear))]
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            x = torch.zeros(1, 1, 64, 64)
+            fa, fb = model.embed(x, "fixed"), model.embed(x, "moving")
+            current[0] = "head"
+            model.head(fa, fb)
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    counts["pair"] = counts["embed"] + counts["head"]
+    return counts

@@ -1,0 +1,97 @@
+"""Command line: ``python -m register.run FIXED MOVING [options]``.
+
+Exit status: 0 registered, 1 registration failed (``report.json`` still written), 2 bad input or
+usage (one line on stderr saying what was wrong and what to do).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from .config import DEVICES, MODALITIES, TRANSFORMS, Config
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m register.run",
+        description="Register MOVING onto FIXED (optical/SAR, VIS/NIR, VIS/thermal) and write "
+                    "aligned.tif, matches.png, overlay.png and report.json.")
+    p.add_argument("fixed", type=Path, help="reference image (its grid and CRS are kept)")
+    p.add_argument("moving", type=Path, help="image to align onto FIXED")
+    p.add_argument("--out-dir", type=Path, default=None,
+                   help="output folder (default: registered/<moving stem>/)")
+    p.add_argument("--modality", choices=MODALITIES, default="auto")
+    p.add_argument("--device", choices=DEVICES, default="auto")
+    p.add_argument("--transform", choices=TRANSFORMS, default="homography")
+    p.add_argument("--max-keypoints", type=int, default=Config.max_keypoints)
+    p.add_argument("--band-fixed", type=int, default=None, help="1-based band of FIXED")
+    p.add_argument("--band-moving", type=int, default=None, help="1-based band of MOVING")
+    p.add_argument("--band", type=int, default=None, help="same band for both inputs")
+    p.add_argument("--speckle-filter", action="store_true", help="median-filter SAR input")
+    p.add_argument("--model", default="auto",
+                   help="'auto' (shipped weights), a .pt path, or 'random' (plumbing tests only)")
+    p.add_argument("--seed", type=int, default=Config.seed)
+    p.add_argument("--no-figures", action="store_true", help="skip matches.png / overlay.png")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    p.add_argument("--quiet", action="store_true", help="no progress messages")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    # heavy imports after argument parsing so --help is instant
+    from .api import OUTPUTS, register_pair, write_outputs
+    from .checks import InputError
+    from .score import load_model, resolve_device
+
+    start = time.perf_counter()
+
+    def say(msg: str) -> None:
+        if not args.quiet:
+            print(f"[{time.perf_counter() - start:5.1f}s] {msg}", file=sys.stderr, flush=True)
+
+    out = args.out_dir or Path("registered") / args.moving.stem
+    try:
+        if args.max_keypoints < 8:
+            raise InputError(f"--max-keypoints must be at least 8, got {args.max_keypoints}")
+        for name in ("fixed", "moving"):
+            path = getattr(args, name)
+            if not path.is_file():
+                raise InputError(f"{name} image {path} does not exist; check the path")
+        existing = [n for n in OUTPUTS if (out / n).exists()]
+        if existing and not args.overwrite:
+            raise InputError(f"{out} already holds {', '.join(existing)}; pass --overwrite or "
+                             "choose another --out-dir")
+        cfg = Config(modality=args.modality, transform=args.transform,
+                     max_keypoints=args.max_keypoints,
+                     band_fixed=args.band_fixed or args.band, band_moving=args.band_moving or args.band,
+                     speckle_filter=args.speckle_filter, model=args.model, seed=args.seed,
+                     make_figures=not args.no_figures)
+        device = resolve_device(args.device)
+        say(f"loading model on {device}")
+        model = load_model(cfg.model, device, modality=cfg.modality, seed=cfg.seed)
+        say(f"registering {args.moving.name} onto {args.fixed.name}")
+        result = register_pair(args.fixed, args.moving, cfg, model=model, progress=say)
+        say("writing outputs")
+        write_outputs(result, args.fixed, args.moving, out, cfg)
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted; no output was written", file=sys.stderr)
+        return 2
+    if result.ok:
+        c = result.counts
+        say(f"ok: {c['num_inliers']} inliers of {c['num_matches']} matches, RMSE "
+            f"{result.rmse_px:.2f} px -> {out}")
+        return 0
+    print(f"registration failed: {result.reason} (report in {out / 'report.json'})",
+          file=sys.stderr)
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,165 @@
+"""Scoring patch pairs with SSML-QNet: the only module that moves tensors between devices.
+
+``load_model(name_or_path, device)`` returns a network in eval mode; ``score_pairs`` gives the
+match probability of pairs of patches. Work is split into batches of ``batch_size``; on CUDA the
+network runs under bfloat16 autocast. Per-patch branch features are computed once per patch
+(:func:`embed`) and reused for every candidate pair it takes part in (:func:`score_features`).
+
+FLOPs per pair (2 x multiply-adds, :func:`register.nn.ssml_qnet.count_flops`):
+``lite`` 11.8 MFLOP (7.7 in the two patches' branches, 4.1 in the pair head),
+``paper`` 2.52 GFLOP (1.53 + 0.99). With feature reuse a keypoint's branches run once, so a
+keypoint with K candidates costs one fixed embedding, K moving embeddings and K heads.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .checks import InputError
+from .config import WEIGHTS_DIR
+from .nn.ssml_qnet import ModelConfig, SSMLQNet
+from .patches import to_tensor
+
+#: Shipped weights per modality; ``auto`` falls back to the joint model.
+WEIGHTS = {"joint": "ssml_qnet_lite_all.pt"}
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``"auto"`` -> CUDA when available else CPU; other names are checked."""
+    if isinstance(device, torch.device):
+        return device
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise InputError("--device cuda requested but no CUDA GPU is visible; use --device cpu "
+                         "or --device auto")
+    if device not in ("cpu", "cuda"):
+        raise InputError(f"unknown device {device!r}; use auto, cpu or cuda")
+    return torch.device(device)
+
+
+def weights_for(modality: str) -> Path | None:
+    """Path of the shipped weights for a modality (falls back to the joint model)."""
+    name = WEIGHTS.get(modality) or WEIGHTS["joint"]
+    path = WEIGHTS_DIR / name
+    return path if path.exists() else None
+
+
+def load_model(name_or_path: str | Path = "auto", device: str | torch.device = "cpu", *,
+               modality: str = "auto", seed: int = 0) -> SSMLQNet:
+    """Load SSML-QNet in eval mode on ``device``.
+
+    Args:
+        name_or_path: ``"auto"`` (shipped weights for ``modality``), a preset name for a
+            *randomly initialised* network (``"random"`` = lite; only for plumbing tests), or a
+            path to a ``.pt`` file written by ``pipelines.train``.
+        device: torch device or ``"auto"``/``"cpu"``/``"cuda"``.
+        modality: used by ``"auto"``.
+        seed: seed of the random initialisation.
+
+    Raises:
+        InputError: unknown name, missing file, or weights that do not fit the architecture.
+    """
+    dev = resolve_device(device)
+    if str(name_or_path) in ("random", "lite", "paper"):
+        torch.manual_seed(seed)
+        preset = "lite" if str(name_or_path) == "random" else str(name_or_path)
+        model = SSMLQNet(ModelConfig.from_preset(preset))
+        model.source = f"random-init {preset} (seed {seed})"
+        return model.eval().to(dev)
+    if str(name_or_path) == "auto":
+        path = weights_for(modality)
+        if path is None:
+            raise InputError("no trained weights are shipped in register/weights; train them "
+                             "with `python -m pipelines.train` or pass --model PATH")
+    else:
+        path = Path(name_or_path)
+        if not path.exists():
+            raise InputError(f"weights file {path} does not exist; pass a .pt file written by "
+                             "pipelines.train, or --model auto")
+    ck = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(ck, dict) or "model" not in ck or "config" not in ck:
+        raise InputError(f"{path}: not a weights file written by pipelines.train")
+    cfg = dict(ck["config"])
+    model = SSMLQNet(ModelConfig.from_preset(cfg.pop("preset"), **cfg))
+    try:
+        model.load_state_dict(ck["model"], strict=True)
+    except RuntimeError as exc:
+        raise InputError(f"{path}: weights do not fit the network ({str(exc).splitlines()[0]})"
+                         ) from None
+    model.source = path.name
+    return model.eval().to(dev)
+
+
+def _device(model: torch.nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+def _autocast(dev: torch.device):
+    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=dev.type == "cuda")
+
+
+@torch.inference_mode()
+def embed(model: SSMLQNet, patches: np.ndarray, side: str, *, batch_size: int = 512) -> torch.Tensor:
+    """Branch features of (N, 64, 64) uint8 patches, kept on the model's device."""
+    dev = _device(model)
+    out = []
+    for i in range(0, len(patches), batch_size):
+        x = to_tensor(patches[i:i + batch_size]).to(dev, non_blocking=True)
+        with _autocast(dev):
+            out.append(model.embed(x, side).float())
+    if not out:
+        w = 2 * model.config.widths[3]
+        return torch.zeros((0, w, 8, 8), device=dev)
+    return torch.cat(out)
+
+
+@torch.inference_mode()
+def score_features(model: SSMLQNet, feat_fixed: torch.Tensor, feat_moving: torch.Tensor,
+                   index_fixed: np.ndarray, index_moving: np.ndarray, *,
+                   batch_size: int = 512) -> np.ndarray:
+    """Match probability (P,) float32 of pairs ``(index_fixed[p], index_moving[p])`` of
+    embedded patches; each patch's features are reused across all its pairs."""
+    dev = _device(model)
+    fi = torch.as_tensor(np.asarray(index_fixed, np.int64), device=dev)
+    mi = torch.as_tensor(np.asarray(index_moving, np.int64), device=dev)
+    out = []
+    for i in range(0, len(fi), batch_size):
+        with _autocast(dev):
+            logits = model.head(feat_fixed[fi[i:i + batch_size]], feat_moving[mi[i:i + batch_size]])
+        out.append(torch.softmax(logits.float(), 1)[:, 1].cpu())
+    return torch.cat(out).numpy() if out else np.zeros(0, np.float32)
+
+
+def score_pairs(model: SSMLQNet, patches_fixed: np.ndarray, patches_moving: np.ndarray, *,
+                batch_size: int = 512) -> np.ndarray:
+    """Match probability (N,) float32 of N pairs of (N, 64, 64) uint8 patches."""
+    if patches_fixed.shape != patches_moving.shape or patches_fixed.ndim != 3:
+        raise InputError(f"score_pairs: expected two (N, 64, 64) arrays of equal shape, got "
+                         f"{patches_fixed.shape} and {patches_moving.shape}")
+    ff = embed(model, patches_fixed, "fixed", batch_size=batch_size)
+    fm = embed(model, patches_moving, "moving", batch_size=batch_size)
+    idx = np.arange(len(patches_fixed))
+    return score_features(model, ff, fm, idx, idx, batch_size=batch_size)
+
+
+def fpr_at_recall(prob: np.ndarray, label: np.ndarray, recall: float = 0.95) -> float:
+    """False-positive rate (in %) at the threshold that keeps ``recall`` of the positives."""
+    prob = np.asarray(prob, np.float64)
+    label = np.asarray(label).astype(bool)
+    if not label.any() or label.all():
+        raise InputError("fpr_at_recall needs both positive and negative pairs")
+    thr = np.quantile(prob[label], 1.0 - recall)
+    return float(100.0 * (prob[~label] >= thr).mean())
+
+
+def model_info(model: SSMLQNet) -> dict:
+    """Name and preset of a loaded model, for reports."""
+    return {"weights": getattr(model, "source", "unknown"), "preset": model.config.preset}
+
+
+def read_model_card(path: Path = WEIGHTS_DIR / "MODEL_CARD.json") -> dict:
+    return json.loads(path.read_text()) if path.exists() else {}

@@ -1,0 +1,248 @@
+"""Coarse transform hypotheses for inputs without usable georeferencing.
+
+The network stage needs a starting transform: it scores patch pairs that were resampled in the
+frame of a hypothesis, so rotation and scale must be roughly right before it runs. When both
+inputs are georeferenced the georeferencing gives that start; otherwise this module searches
+rotations of any angle and scales in ``cfg.search_scales`` at low resolution.
+
+For each (angle, scale) the moving image is resampled into the fixed frame and the translation
+is found by FFT cross-correlation of dense *oriented-gradient channels* (unsigned gradient
+orientation histograms, smoothed; the structural descriptor family of CFOG/HOPC, which survives
+the contrast reversals between optical, SAR and thermal images). The peaks are ranked by their
+height over the correlation surface's spread, and the best distinct ones are returned.
+
+All transforms are 3x3 float64 homographies mapping a moving pixel (x = column, y = row,
+0-based) to a fixed pixel, in the coordinates of the arrays handed in.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from .config import Config
+
+N_ORIENTATIONS = 6
+
+
+@dataclass(frozen=True)
+class Hypothesis:
+    """A candidate transform: ``H`` (3x3 float64, moving px -> fixed px) and its search score."""
+
+    H: np.ndarray
+    score: float
+    angle_deg: float
+    scale: float
+
+
+def oriented_gradient_channels(image: np.ndarray, mask: np.ndarray | None = None,
+                               *, sigma: float = 1.5) -> np.ndarray:
+    """Dense unsigned-orientation gradient channels.
+
+    Args:
+        image: (H, W) float32 image.
+        mask: (H, W) bool, True where valid; invalid pixels get all-zero channels.
+        sigma: Gaussian smoothing of the channels, in pixels.
+
+    Returns:
+        (C, H, W) float32 channels, C = ``N_ORIENTATIONS``, L2-normalised per pixel and then
+        zero-mean per channel over valid pixels.
+    """
+    img = cv2.GaussianBlur(image.astype(np.float32), (0, 0), 0.8)
+    gx = cv2.Sobel(img, cv2.CV_32F, 1, 0, ksize=3)
+    gy = cv2.Sobel(img, cv2.CV_32F, 0, 1, ksize=3)
+    mag = np.sqrt(gx * gx + gy * gy)
+    theta = np.mod(np.arctan2(gy, gx), np.pi)  # unsigned orientation in [0, pi)
+    pos = theta / np.pi * N_ORIENTATIONS
+    lo = np.floor(pos).astype(np.int32) % N_ORIENTATIONS
+    w_hi = (pos - np.floor(pos)).astype(np.float32)
+    hi = (lo + 1) % N_ORIENTATIONS
+    chans = np.zeros((N_ORIENTATIONS,) + img.shape, np.float32)
+    for k in range(N_ORIENTATIONS):
+        chans[k] = mag * ((lo == k) * (1 - w_hi) + (hi == k) * w_hi)
+    for k in range(N_ORIENTATIONS):
+        chans[k] = cv2.GaussianBlur(chans[k], (0, 0), sigma)
+    norm = np.sqrt((chans ** 2).sum(0)) + 1e-3 * (mag.mean() + 1e-6)
+    chans /= norm
+    if mask is not None:
+        valid = mask.astype(bool)
+        if valid.any():
+            chans -= chans[:, valid].mean(1)[:, None, None]
+        chans[:, ~valid] = 0
+    else:
+        chans -= chans.mean((1, 2), keepdims=True)
+    return chans
+
+
+def similarity(angle_deg: float, scale: float, center_from: tuple[float, float],
+               center_to: tuple[float, float]) -> np.ndarray:
+    """3x3 similarity rotating by ``angle_deg`` (counter-clockwise on screen) and scaling by
+    ``scale`` about ``center_from`` (x, y), then moving that point to ``center_to``."""
+    a = math.radians(angle_deg)
+    c, s = scale * math.cos(a), scale * math.sin(a)
+    # y points down, so a counter-clockwise on-screen rotation is [c s; -s c]
+    R = np.array([[c, s, 0.0], [-s, c, 0.0], [0.0, 0.0, 1.0]])
+    T1 = np.array([[1, 0, -center_from[0]], [0, 1, -center_from[1]], [0, 0, 1.0]])
+    T2 = np.array([[1, 0, center_to[0]], [0, 1, center_to[1]], [0, 0, 1.0]])
+    return T2 @ R @ T1
+
+
+def correlation_peak(fixed_fft: np.ndarray, fixed_energy: float, moving: np.ndarray,
+                     canvas: tuple[int, int]) -> tuple[float, tuple[float, float]]:
+    """Translation that best aligns ``moving`` channels to the fixed ones.
+
+    Args:
+        fixed_fft: ``np.fft.rfft2`` of the (C, h, w) fixed channels on ``canvas``.
+        fixed_energy: sum of squares of the fixed channels.
+        moving: (C, h, w) float32 channels of the moving image in the fixed frame.
+        canvas: (rows, cols) of the zero-padded FFT canvas, at least twice the image.
+
+    Returns:
+        (z, (dx, dy)): the peak's height in standard deviations of the correlation surface, and
+        the sub-pixel shift such that fixed(p + d) ~ moving(p).
+    """
+    ph, pw = canvas
+    m_energy = float((moving ** 2).sum())
+    corr = np.fft.irfft2((fixed_fft * np.conj(np.fft.rfft2(moving, s=canvas))).sum(0), s=canvas)
+    corr /= math.sqrt(fixed_energy * m_energy) + 1e-9
+    iy, ix = np.unravel_index(int(np.argmax(corr)), corr.shape)
+    peak = float(corr[iy, ix])
+    z = (peak - float(corr.mean())) / (float(corr.std()) + 1e-9)
+    sub = []
+    for axis, n in ((0, ph), (1, pw)):
+        i0 = (iy, ix)[axis]
+        lo, hi = [iy, ix], [iy, ix]
+        lo[axis], hi[axis] = (i0 - 1) % n, (i0 + 1) % n
+        cm, cp = float(corr[tuple(lo)]), float(corr[tuple(hi)])
+        den = cm - 2 * peak + cp
+        sub.append(0.5 * (cm - cp) / den if abs(den) > 1e-12 else 0.0)
+    dy = (iy if iy < ph // 2 else iy - ph) + sub[0]
+    dx = (ix if ix < pw // 2 else ix - pw) + sub[1]
+    return z, (float(dx), float(dy))
+
+
+def _resize_factor(shape: tuple[int, int], side: int) -> float:
+    return min(1.0, side / max(shape))
+
+
+def coarse_hypotheses(fixed: np.ndarray, fixed_mask: np.ndarray, moving: np.ndarray,
+                      moving_mask: np.ndarray, cfg: Config) -> list[Hypothesis]:
+    """Search rotation (full circle) x scale (``cfg.search_scales``) x translation.
+
+    Args:
+        fixed, moving: (H, W) float32 images, normalised to [0, 1].
+        fixed_mask, moving_mask: (H, W) bool validity masks.
+        cfg: reads ``search_side``, ``search_angle_step_deg``, ``search_scales``, ``search_top_k``.
+
+    Returns:
+        Up to ``cfg.search_top_k`` hypotheses, best first; ``H`` maps moving px -> fixed px in the
+        coordinates of ``moving`` and ``fixed`` (x = column, y = row, 0-based).
+    """
+    df = _resize_factor(fixed.shape, cfg.search_side)
+    fs = cv2.resize(fixed, None, fx=df, fy=df, interpolation=cv2.INTER_AREA) if df < 1 else fixed
+    fm = cv2.resize(fixed_mask.astype(np.uint8), (fs.shape[1], fs.shape[0]),
+                    interpolation=cv2.INTER_NEAREST).astype(bool)
+    fm = cv2.erode(fm.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+    F = oriented_gradient_channels(fs, fm)
+    hf, wf = fs.shape
+    # canvas: fixed padded so that any translation with some overlap is seen
+    ph, pw = cv2.getOptimalDFTSize(2 * hf), cv2.getOptimalDFTSize(2 * wf)
+    Ff = np.fft.rfft2(F, s=(ph, pw))
+    f_energy = float((F ** 2).sum())
+
+    # pre-smooth the moving image once per scale so the warp does not alias
+    results: list[tuple[float, float, float, np.ndarray]] = []
+    hm, wm = moving.shape
+    cm = ((wm - 1) / 2.0, (hm - 1) / 2.0)
+    angles = np.arange(0.0, 360.0, cfg.search_angle_step_deg)
+    for scale in cfg.search_scales:
+        total = df * scale  # moving px -> coarse fixed px
+        src = moving
+        if total < 0.7:
+            src = cv2.GaussianBlur(moving, (0, 0), 0.5 / total)
+        for angle in angles:
+            A = similarity(angle, total, cm, ((wf - 1) / 2.0, (hf - 1) / 2.0))
+            # moving is warped onto a canvas of the fixed size, centred; parts that fall outside
+            # are lost, which bounds the search to overlaps of at least half the fixed image
+            warped = cv2.warpAffine(src, A[:2], (wf, hf), flags=cv2.INTER_LINEAR)
+            wmask = cv2.warpAffine(moving_mask.astype(np.uint8), A[:2], (wf, hf),
+                                   flags=cv2.INTER_NEAREST).astype(bool)
+            wmask = cv2.erode(wmask.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+            if wmask.sum() < 0.1 * hf * wf:
+                continue
+            M = oriented_gradient_channels(warped, wmask)
+            z, t = correlation_peak(Ff, f_energy, M, (ph, pw))
+            T = np.array([[1, 0, t[0]], [0, 1, t[1]], [0, 0, 1.0]])
+            H_coarse = T @ A  # moving px -> coarse fixed px
+            results.append((z, float(angle), float(scale), H_coarse))
+    if not results:
+        return []
+    results.sort(key=lambda r: -r[0])
+    out: list[Hypothesis] = []
+    seen: list[np.ndarray] = []
+    D = np.diag([1 / df, 1 / df, 1.0])
+    for score, angle, scale, Hc in results:
+        if len(out) >= cfg.search_top_k:
+            break
+        Hc = D @ Hc
+        if any(_close(Hc, h, fixed.shape) for h in seen):
+            continue
+        seen.append(Hc)
+        hyp = _refine(fixed, fixed_mask, moving, moving_mask, angle, scale, cfg)
+        if any(_close(hyp.H, h.H, fixed.shape) for h in out):
+            continue
+        out.append(hyp)
+    return out
+
+
+def _refine(fixed: np.ndarray, fixed_mask: np.ndarray, moving: np.ndarray,
+            moving_mask: np.ndarray, angle: float, scale: float, cfg: Config) -> Hypothesis:
+    """Finer angle / scale search around a coarse peak, at twice the search resolution."""
+    side = min(2 * cfg.search_side, max(fixed.shape))
+    df = _resize_factor(fixed.shape, side)
+    fs = cv2.resize(fixed, None, fx=df, fy=df, interpolation=cv2.INTER_AREA) if df < 1 else fixed
+    fm = cv2.resize(fixed_mask.astype(np.uint8), (fs.shape[1], fs.shape[0]),
+                    interpolation=cv2.INTER_NEAREST).astype(bool)
+    F = oriented_gradient_channels(fs, fm)
+    hf, wf = fs.shape
+    canvas = (cv2.getOptimalDFTSize(2 * hf), cv2.getOptimalDFTSize(2 * wf))
+    Ff = np.fft.rfft2(F, s=canvas)
+    fe = float((F ** 2).sum())
+    hm, wm = moving.shape
+    cm = ((wm - 1) / 2.0, (hm - 1) / 2.0)
+    step = cfg.search_angle_step_deg / 3.0
+    ratio = max(b / a for a, b in zip(cfg.search_scales[:-1], cfg.search_scales[1:])) \
+        if len(cfg.search_scales) > 1 else 1.1
+    best = None
+    for da in (-step, 0.0, step):
+        for ds in (ratio ** -0.33, 1.0, ratio ** 0.33):
+            total = df * scale * ds
+            src = cv2.GaussianBlur(moving, (0, 0), 0.5 / total) if total < 0.7 else moving
+            A = similarity(angle + da, total, cm, ((wf - 1) / 2.0, (hf - 1) / 2.0))
+            warped = cv2.warpAffine(src, A[:2], (wf, hf), flags=cv2.INTER_LINEAR)
+            wmask = cv2.warpAffine(moving_mask.astype(np.uint8), A[:2], (wf, hf),
+                                   flags=cv2.INTER_NEAREST)
+            wmask = cv2.erode(wmask, np.ones((5, 5), np.uint8)).astype(bool)
+            if wmask.sum() < 0.05 * hf * wf:
+                continue
+            z, t = correlation_peak(Ff, fe, oriented_gradient_channels(warped, wmask), canvas)
+            if best is None or z > best[0]:
+                T = np.array([[1, 0, t[0]], [0, 1, t[1]], [0, 0, 1.0]])
+                best = (z, angle + da, scale * ds, np.diag([1 / df, 1 / df, 1.0]) @ T @ A)
+    if best is None:
+        raise ValueError("hypothesis refinement found no overlap")
+    z, a, s, H = best
+    return Hypothesis(H=H / H[2, 2], score=float(z), angle_deg=float(a % 360), scale=float(s))
+
+
+def _close(H1: np.ndarray, H2: np.ndarray, shape: tuple[int, int], tol_frac: float = 0.08) -> bool:
+    """Whether two transforms map the fixed image's corners to within ``tol_frac`` of its size."""
+    h, w = shape
+    pts = np.array([[0, 0, 1], [w - 1, 0, 1], [0, h - 1, 1], [w - 1, h - 1, 1.0]]).T
+    a = np.linalg.inv(H1) @ pts
+    b = np.linalg.inv(H2) @ pts
+    a = a[:2] / a[2]
+    b = b[:2] / b[2]
+    return float(np.abs(a - b).max()) < tol_frac * max(h, w)

@@ -1,0 +1,169 @@
+"""Resampling the moving raster onto the fixed pixel grid, and writing the aligned result.
+
+:func:`warp_raster` resamples every band of the moving raster with bilinear interpolation under a
+homography ``H_moving_to_fixed`` (3x3, moving px -> fixed px, x = column, y = row, 0-based) and
+keeps the original dtype. Pixels that fall outside the moving footprint, or whose bilinear support
+touches an invalid (nodata / NaN) moving pixel, get the nodata value. :func:`write_aligned` writes
+the result as a GeoTIFF on the fixed raster's grid (its CRS and transform when it has them).
+"""
+from __future__ import annotations
+
+import os
+
+import cv2
+import numpy as np
+
+from .checks import InputError, check_homography
+from .io import Raster, write_raster
+
+#: cv2.warpPerspective handles at most this many channels in one call.
+_MAX_CHANNELS = 4
+#: A warped validity fraction below this marks the output pixel invalid (conservative: any
+#: invalid neighbour with a noticeable bilinear weight invalidates the pixel).
+_VALID_THRESHOLD = 0.999
+
+
+def default_nodata(dtype: np.dtype) -> float:
+    """Nodata value used when the raster has none: 0 for unsigned ints, NaN for floats, else the
+    dtype minimum."""
+    dtype = np.dtype(dtype)
+    if np.issubdtype(dtype, np.floating):
+        return float("nan")
+    if np.issubdtype(dtype, np.unsignedinteger) or dtype == np.bool_:
+        return 0.0
+    if np.issubdtype(dtype, np.signedinteger):
+        return float(np.iinfo(dtype).min)
+    raise InputError(f"raster dtype {dtype}: expected an integer or floating dtype; convert the "
+                     "data (e.g. to float32) first")
+
+
+def _check_nodata(value: float, dtype: np.dtype, name: str) -> float:
+    """Return ``value`` as a float after checking that ``dtype`` can hold it exactly."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"{name}: nodata must be a number, got {value!r}") from None
+    if np.issubdtype(dtype, np.floating):
+        return v
+    if dtype == np.bool_:
+        ok = v in (0.0, 1.0)
+    else:
+        info = np.iinfo(dtype)
+        ok = np.isfinite(v) and v == round(v) and info.min <= v <= info.max
+    if not ok:
+        raise InputError(f"{name}: nodata {value!r} cannot be stored in the raster's dtype "
+                         f"{dtype.name}; give a value the dtype can hold (e.g. "
+                         f"{default_nodata(dtype):g}) or convert the data to float32")
+    return v
+
+
+def _check_shape(shape, name: str = "fixed_shape") -> tuple[int, int]:
+    try:
+        h, w = (int(s) for s in shape)
+        ok = h > 0 and w > 0 and (h, w) == tuple(shape)
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise InputError(f"{name}: expected (rows, cols) as two positive integers, got {shape!r}")
+    return h, w
+
+
+def _work_dtype(dtype: np.dtype) -> np.dtype:
+    """Floating dtype to interpolate in: float64 where float32 would lose precision."""
+    if dtype == np.float64 or (np.issubdtype(dtype, np.integer) and dtype.itemsize >= 4):
+        return np.dtype(np.float64)
+    return np.dtype(np.float32)
+
+
+def _cast(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """Interpolated floats back to ``dtype``: round and clip for integer dtypes."""
+    if np.issubdtype(dtype, np.floating):
+        return values.astype(dtype, copy=False)
+    if dtype == np.bool_:
+        return values >= 0.5
+    info = np.iinfo(dtype)
+    return np.clip(np.rint(values), info.min, info.max).astype(dtype)
+
+
+def warp_raster(moving: Raster, H_moving_to_fixed: np.ndarray, fixed_shape: tuple[int, int], *,
+                nodata: float | None = None) -> tuple[np.ndarray, float | None]:
+    """Resample all bands of ``moving`` onto the fixed pixel grid.
+
+    Args:
+        moving: the moving raster; ``moving.data`` is (B, h, w) in any integer or float dtype and
+            ``moving.valid`` (h, w) bool marks its valid pixels.
+        H_moving_to_fixed: (3, 3) homography mapping a moving pixel to a fixed pixel
+            (x = column, y = row, 0-based).
+        fixed_shape: (H, W) of the fixed grid.
+        nodata: value for pixels without data; None = ``moving.nodata`` when set, else 0 for
+            unsigned integers, NaN for floats, the dtype minimum for signed integers.
+
+    Returns:
+        ``(data, nodata_used)``: (B, H, W) array in ``moving.data.dtype`` (bilinear; rounded and
+        clipped for integer dtypes) and the nodata value written outside the moving footprint and
+        where the moving raster was invalid. Valid pixels that happen to equal the nodata value
+        are not altered.
+
+    Raises:
+        InputError: bad homography or shape, or a nodata value the dtype cannot hold.
+    """
+    H = check_homography(H_moving_to_fixed, "H_moving_to_fixed")
+    h_out, w_out = _check_shape(fixed_shape)
+    data = np.asarray(moving.data)
+    if data.ndim != 3:
+        raise InputError(f"moving raster: expected data of shape (bands, rows, cols), got "
+                         f"{data.shape}")
+    if moving.valid.shape != data.shape[1:]:
+        raise InputError(f"moving raster: valid mask has shape {moving.valid.shape} but the data "
+                         f"is {data.shape}; build the raster with register.io.from_array")
+    dtype = data.dtype
+    name = moving.path or "moving raster"
+    if nodata is None:
+        nodata = moving.nodata if moving.nodata is not None else default_nodata(dtype)
+    nodata_used = _check_nodata(nodata, dtype, f"{name}")
+
+    # cv2 maps each output pixel through the given matrix when WARP_INVERSE_MAP is set.
+    H_fixed_to_moving = np.linalg.inv(H)
+    size = (w_out, h_out)
+    flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+
+    valid_out = cv2.warpPerspective(moving.valid.astype(np.float32), H_fixed_to_moving, size,
+                                    flags=flags, borderMode=cv2.BORDER_CONSTANT,
+                                    borderValue=0) >= _VALID_THRESHOLD
+
+    work = _work_dtype(dtype)
+    invalid_in = ~moving.valid
+    fill = np.asarray(nodata_used, dtype=dtype) if not np.isnan(nodata_used) else None
+    out = np.empty((data.shape[0], h_out, w_out), dtype)
+    for start in range(0, data.shape[0], _MAX_CHANNELS):
+        chunk = data[start:start + _MAX_CHANNELS].astype(work)  # (c, h, w), a copy
+        # zero invalid input so NaN / nodata values never bleed into valid neighbours
+        chunk[:, invalid_in] = 0
+        src = np.ascontiguousarray(np.moveaxis(chunk, 0, -1))  # (h, w, c)
+        res = cv2.warpPerspective(src, H_fixed_to_moving, size, flags=flags,
+                                  borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        res = res.reshape(h_out, w_out, -1)
+        out[start:start + chunk.shape[0]] = _cast(np.moveaxis(res, -1, 0), dtype)
+    out[:, ~valid_out] = fill if fill is not None else np.nan
+    return out, nodata_used
+
+
+def write_aligned(dest: str | os.PathLike, moving: Raster, H_moving_to_fixed: np.ndarray,
+                  fixed: Raster, *, nodata: float | None = None) -> None:
+    """Warp ``moving`` onto ``fixed``'s grid and write it as a GeoTIFF, atomically.
+
+    The output has ``fixed.shape``, all bands and the dtype of ``moving``, the nodata value of
+    :func:`warp_raster`, and the fixed raster's CRS and transform when ``fixed.georeferenced``
+    (none otherwise).
+
+    Args:
+        dest: output path (.tif).
+        moving: the moving raster.
+        H_moving_to_fixed: (3, 3) homography, moving px -> fixed px.
+        fixed: the fixed raster (only its shape and georeferencing are used).
+        nodata: as in :func:`warp_raster`.
+    """
+    data, used = warp_raster(moving, H_moving_to_fixed, fixed.shape, nodata=nodata)
+    geo = fixed.georeferenced
+    write_raster(dest, data, crs=fixed.crs if geo else None,
+                 transform=fixed.transform if geo else None, nodata=used)

