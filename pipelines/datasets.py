@@ -29,7 +29,9 @@ class Pair:
 
     ``H`` (3x3 float64) maps a moving pixel to a fixed pixel; ``None`` when the truth is the
     dense field of :func:`displacement_field` (``field`` is then the field's name stem).
-    ``aligned`` pairs have ``H`` = identity and share one pixel grid.
+    ``aligned`` pairs have ``H`` = identity and share one pixel grid. ``warp`` (validation
+    pairs) is a synthetic transform applied to the moving image by :func:`load_pair`; ``H`` then
+    already maps the *warped* moving image.
     """
 
     set: str
@@ -40,6 +42,7 @@ class Pair:
     H: tuple | None = None
     field: str | None = None
     aligned: bool = False
+    warp: tuple | None = None  # synthetic 3x3 warp applied to the moving image when loaded
 
     @property
     def H_array(self) -> np.ndarray | None:
@@ -151,8 +154,65 @@ def all_pairs(root: str | None = None) -> dict[str, list[Pair]]:
     }
 
 
+VAL_EVERY = 10  # every 10th training image pair (index % 10 == 9) validates
+
+
+def validation_pairs(modality: str, *, seed: int = 0) -> list[Pair]:
+    """Held-out training image pairs under a seeded random similarity (any rotation, scale
+    0.6-1.6, shift up to 10 %), for choosing options without touching test pairs."""
+    from pipelines.patches import read_gt_fixes
+
+    fixes = read_gt_fixes()
+    rng = np.random.default_rng(seed)
+    out = []
+    for i, pair in enumerate(split(f"train/{modality}")):
+        if i % VAL_EVERY != VAL_EVERY - 1:
+            continue
+        H = pair.H_array
+        if pair.set == "srif_optical_sar":
+            if pair.name not in fixes:
+                continue
+            H = fixes[pair.name]
+        import cv2 as _cv2
+
+        h, w = _cv2.imread(str(data_root() / pair.moving), _cv2.IMREAD_UNCHANGED).shape[:2] \
+            if pair.moving.endswith((".png", ".jpg")) else _raster_shape(pair.moving)
+        a, sc = rng.uniform(0, 360), float(np.exp(rng.uniform(np.log(0.6), np.log(1.6))))
+        t = rng.uniform(-0.1, 0.1, 2) * (w, h)
+        from register.search import similarity
+
+        W = similarity(a, sc, ((w - 1) / 2, (h - 1) / 2), ((w - 1) / 2 + t[0], (h - 1) / 2 + t[1]))
+        out.append(Pair(f"val_{pair.set}", pair.name, pair.modality, pair.fixed, pair.moving,
+                        H=_h(H @ np.linalg.inv(W)), warp=_h(W)))
+    return out
+
+
+def _raster_shape(rel: str) -> tuple[int, int]:
+    import rasterio
+
+    with rasterio.open(data_root() / rel) as src:
+        return src.height, src.width
+
+
+def load_pair(pair: Pair):
+    """(fixed, moving) :class:`register.io.Raster` of a pair, the synthetic warp applied."""
+    from register.io import from_array, read_image
+
+    root = data_root()
+    fixed, moving = read_image(root / pair.fixed), read_image(root / pair.moving)
+    if pair.warp is None:
+        return fixed, moving
+    W = np.asarray(pair.warp, np.float64).reshape(3, 3)
+    h, w = moving.shape
+    bands = [cv2.warpPerspective(b, W, (w, h), flags=cv2.INTER_LINEAR, borderValue=0)
+             for b in moving.data]
+    return fixed, from_array(np.stack(bands), path=moving.path + " (warped)")
+
+
 def split(name: str) -> list[Pair]:
     """Pairs of one split, e.g. ``split("test/opt-sar")``."""
+    if name.startswith("val/"):
+        return validation_pairs(name.split("/", 1)[1])
     pairs = all_pairs(str(data_root()))
     if name not in pairs:
         raise KeyError(f"unknown split {name!r}; known: {sorted(pairs)}")

@@ -287,11 +287,27 @@ PAIR_FIELDS = ("set", "pair", "method", "status", "reason", "error_px", "n_check
                "seconds", "H", "timings")
 
 
+def included_summary(pairs_csv: Path, sets: Sequence[str], skip_methods: Sequence[str]
+                     ) -> list[dict]:
+    """Summaries of the methods in an earlier run's ``pairs.csv`` (except ``skip_methods``)."""
+    rows = list(csv.DictReader(open(pairs_csv)))
+    out = []
+    for s in sets:
+        for m in dict.fromkeys(r["method"] for r in rows):
+            if m in skip_methods:
+                continue
+            sel = [r for r in rows if r["set"] == s and r["method"] == m]
+            if sel:
+                out.append({"set": s, "method": m, **summarise(
+                    [float(r["error_px"]) for r in sel], [float(r["seconds"]) for r in sel])})
+    return out
+
+
 def run_registration(args, log: Callable[[str], None]) -> tuple[list[dict], list[dict]]:
     from pipelines import baselines
-    from register.io import read_image, to_gray
+    from pipelines.datasets import load_pair
+    from register.io import to_gray
 
-    root = data_root()
     models = _Models(args.model, args.device)
     skipped = _method_status(args.methods, models, args.sets)
     for m, why in skipped.items():
@@ -306,15 +322,14 @@ def run_registration(args, log: Callable[[str], None]) -> tuple[list[dict], list
     writer.writeheader()
     try:
         for set_name in args.sets:
-            pairs = _select(split(f"test/{set_name}"), args.limit)
+            pairs = _select(split(f"{args.split}/{set_name}"), args.limit)
             cfg = base_cfg.replace(modality=config_modality(set_name))
             errors = {m: [] for m in args.methods}
             secs = {m: [] for m in args.methods}
             for pair in pairs:
                 label = f"{pair.set}/{pair.name}"
                 try:
-                    fr = read_image(root / pair.fixed)
-                    mr = read_image(root / pair.moving)
+                    fr, mr = load_pair(pair)
                     fixed = to_gray(fr).image
                     moving = to_gray(mr, sar=pair.modality == "opt-sar").image
                     m_xy, f_xy = checkpoints(pair, fr.shape, mr.shape)
@@ -416,29 +431,10 @@ def _write_meta(npz: Path, doc: dict) -> None:
 
 def build_msrs_patches(dest: Path, *, seed: int, per_image: int, log) -> Path:
     """Patch pairs from the aligned MSRS VIS-LWIR originals, same format as ``build``."""
-    from pipelines.patches import load_aligned, pairs_from_image
+    from pipelines.patches import build
 
-    cfg = Config()
-    rng = np.random.default_rng(seed)
-    F, M, L, PID, names = [], [], [], [], []
-    for pair in msrs_aligned_pairs():
-        fi, mi, valid = load_aligned(pair, cfg.work_max_side)
-        res = pairs_from_image(fi, mi, valid, "vis-lwir", rng, cfg, per_image)
-        if res is None:
-            continue
-        fp, mp, lab = res
-        F.append(fp)
-        M.append(mp)
-        L.append(lab)
-        PID.append(np.full(len(lab), len(names), np.int32))
-        names.append(f"{pair.set}/{pair.name}")
-        log(f"msrs_aligned {pair.name}: {len(lab)} pairs")
-    n = sum(len(x) for x in L)
-    _save_npz(dest, dict(fixed=np.concatenate(F), moving=np.concatenate(M),
-                         label=np.concatenate(L),
-                         modality=np.full(n, MODALITY_NAMES.index("vis-lwir"), np.uint8),
-                         pair=np.concatenate(PID), pair_names=np.array(names)))
-    return dest
+    return build("test", dest.parent, seed=seed, per_image=per_image, modalities=("vis-lwir",),
+                 pairs={"test/vis-lwir": msrs_aligned_pairs()}, dest=dest, log=log)
 
 
 def _modalities_in(npz: Path) -> set[str]:
@@ -497,7 +493,7 @@ def run_patches(args, log: Callable[[str], None]) -> tuple[list[dict], list[dict
         with np.load(path) as z:
             sel = z["modality"] == MODALITY_NAMES.index(s)
             if sel.any():
-                data[s] = {k: z[k][sel] for k in ("fixed", "moving", "label", "pair")}
+                data[s] = {k: z[k][sel] for k in ("fixed", "moving", "label", "kind", "pair")}
                 data[s]["names"] = [str(n) for n in z["pair_names"]]
                 data[s]["file"] = str(path)
     for s in args.sets:
@@ -513,9 +509,13 @@ def run_patches(args, log: Callable[[str], None]) -> tuple[list[dict], list[dict
         dt = time.perf_counter() - t0
         lab, pid = d["label"][sel], d["pair"][sel]
         fpr = fpr_at_recall(prob, lab)
+        # the paper's protocol: non-matching pairs are random patches
+        rnd = (d["kind"][sel] == 0) | (d["kind"][sel] == 3)
+        fpr_random = fpr_at_recall(prob[rnd], lab[rnd])
         info = model_info(model)
         summary.append({"set": s, "image_pairs": len(keep_ids), "patch_pairs": int(sel.sum()),
-                        "positives": int(lab.sum()), "fpr95": fpr, "seconds": dt,
+                        "positives": int(lab.sum()), "fpr95": fpr,
+                        "fpr95_random_negatives": fpr_random, "seconds": dt,
                         "weights": info["weights"], "preset": info["preset"],
                         "patch_file": d["file"]})
         log(f"{s}: FPR95 {fpr:.2f}% on {int(sel.sum())} patch pairs ({dt:.1f}s)")
@@ -531,14 +531,16 @@ def run_patches(args, log: Callable[[str], None]) -> tuple[list[dict], list[dict
 
 
 def patches_table(rows: list[dict]) -> str:
-    head = ["set", "image pairs", "patch pairs", "positives", "FPR95 %", "weights"]
+    head = ["set", "image pairs", "patch pairs", "positives", "FPR95 % (random negatives)",
+            "FPR95 % (all negatives)", "weights"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         if r.get("skipped"):
-            lines.append(f"| {r['set']} | – | – | – | – | skipped: {r['skipped']} |")
+            lines.append(f"| {r['set']} | – | – | – | – | – | skipped: {r['skipped']} |")
         else:
             lines.append(f"| {r['set']} | {r['image_pairs']} | {r['patch_pairs']} | "
-                         f"{r['positives']} | {r['fpr95']:.2f} | {r['weights']} ({r['preset']}) |")
+                         f"{r['positives']} | {r['fpr95_random_negatives']:.2f} | {r['fpr95']:.2f} | "
+                         f"{r['weights']} ({r['preset']}) |")
     return "\n".join(lines)
 
 
@@ -562,6 +564,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m pipelines.evaluate",
                                 description=__doc__.split("\n")[0])
     p.add_argument("mode", choices=("registration", "patches"))
+    p.add_argument("--include", type=Path, nargs="*", default=None,
+                   help="pairs.csv of earlier registration runs whose other methods join the "
+                        "table (same pairs)")
+    p.add_argument("--split", choices=("test", "val"), default="test",
+                   help="test pairs, or validation pairs (held-out training pairs under "
+                        "seeded random rotation/scale) for choosing options")
     p.add_argument("--sets", type=_csv_list(SETS), default=list(SETS),
                    help=f"comma-separated test sets (default {','.join(SETS)})")
     p.add_argument("--methods", type=_csv_list(METHODS), default=list(METHODS),
@@ -614,6 +622,14 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.mode == "registration":
         _, summary = run_registration(args, log)
+        included = []
+        for inc in args.include or []:
+            summary += included_summary(inc, args.sets, args.methods)
+            cfg_file = inc.parent / "config.json"
+            if cfg_file.exists():
+                included.append(json.loads(cfg_file.read_text()).get("command", str(inc)))
+        order = {m: i for i, m in enumerate(METHODS)}
+        summary.sort(key=lambda r: (SETS.index(r["set"]), order.get(r["method"], 99)))
         table = registration_table(summary)
         fields = (["set", "method", "skipped", "n", "ok"]
                   + [f"success@{t:g}" for t in THRESHOLDS] + [f"auc@{t:g}" for t in THRESHOLDS]
@@ -621,6 +637,9 @@ def main(argv: list[str] | None = None) -> int:
         note = ("Error = mean checkpoint distance in fixed pixels; SR = success rate "
                 "(error <= t); AUC = area under recall-vs-error on [0, t] / t; failures count "
                 "as infinite error.")
+        if included:
+            note += " Rows of other methods come from earlier runs on the same pairs: " + \
+                "; ".join(f"`{c}`" for c in included) + "."
     else:
         try:
             per_pair, summary = run_patches(args, log)
@@ -630,7 +649,8 @@ def main(argv: list[str] | None = None) -> int:
         _write_csv(args.out / "pairs.csv", per_pair,
                    ("set", "pair", "patch_pairs", "positives", "fpr95"))
         table = patches_table(summary)
-        fields = ("set", "skipped", "image_pairs", "patch_pairs", "positives", "fpr95", "seconds",
+        fields = ("set", "skipped", "image_pairs", "patch_pairs", "positives", "fpr95",
+                  "fpr95_random_negatives", "seconds",
                   "weights", "preset", "patch_file")
         note = ("FPR95 = false-positive rate (%) at 95 % recall of the positives; test patches "
                 f"seed {PATCH_SEED}, {PATCH_PER_IMAGE} keypoints per image pair; vis-lwir from "

@@ -14,9 +14,12 @@ does. Around each keypoint ``p``:
   not at ``p`` (exactly the confusers the pipeline's shortlist offers the network);
 * random negatives: moving patch at another keypoint.
 
+Each pair's ``kind`` (index into ``KINDS``) is stored, so FPR95 can be reported against all
+negatives or, as in the paper's benchmarks, against random negatives only.
+
 Augmentation: independent contrast / gamma on each side, multiplicative speckle on SAR. The
 output is deterministic for a seed and is written (atomically) as one ``.npz`` per split with
-``fixed``, ``moving`` (N, 64, 64) uint8, ``label`` (N,) uint8, ``modality`` (N,) uint8 index into
+``fixed``, ``moving`` (N, 64, 64) uint8, ``label`` (N,) uint8, ``kind`` (N,) uint8, ``modality`` (N,) uint8 index into
 ``MODALITY_NAMES`` and ``pair`` (N,) int32 index into the stored ``pair_names``; the resolved
 config is saved beside it.
 """
@@ -39,6 +42,8 @@ from register.patches import crop_patches, warp_to_frame
 from register.search import oriented_gradient_channels
 
 MODALITY_NAMES = ("vis-nir", "opt-sar", "opt-ir", "vis-lwir")
+#: ``kind`` of a patch pair: positive, nearby (6-32 px) negative, look-alike, random negative
+KINDS = ("positive", "nearby", "look-alike", "random")
 DEFAULT_CACHE = Path.home() / ".cache" / "register" / "patches"
 GT_FIX_FILE = Path(__file__).resolve().parents[1] / "data" / "srif_optical_sar_gt_check.csv"
 
@@ -99,7 +104,7 @@ def pairs_from_image(fi: np.ndarray, mi: np.ndarray, valid: np.ndarray, modality
     sar = modality == "opt-sar"
     Ff = oriented_gradient_channels(fi, valid)
     Fm = oriented_gradient_channels(mi, valid)
-    fixed_p, moving_p, labels = [], [], []
+    fixed_p, moving_p, labels, kinds = [], [], [], []
 
     def rot_scale(max_deg: float, max_scale: float) -> np.ndarray:
         a = np.radians(rng.uniform(-max_deg, max_deg))
@@ -116,18 +121,20 @@ def pairs_from_image(fi: np.ndarray, mi: np.ndarray, valid: np.ndarray, modality
                                          affine=rot_scale(6, 0.06))[0])
             fixed_p.append(fix_crops[i])
             labels.append(1)
+            kinds.append(0)
         # nearby hard negative
         r, t = rng.uniform(6, 32), rng.uniform(0, 2 * np.pi)
         moving_p.append(crop_patches(mi, np.array([[x + r * np.cos(t), y + r * np.sin(t)]]),
                                      affine=rot_scale(6, 0.06))[0])
         fixed_p.append(fix_crops[i])
         labels.append(0)
+        kinds.append(1)
         # look-alike: a structural-correlation peak within 32 px that is not the truth
         half, rad = 20, 32
         xi, yi = int(round(x)), int(round(y))
         tpl = Ff[:, yi - half:yi + half + 1, xi - half:xi + half + 1]
         reg = Fm[:, yi - half - rad:yi + half + rad + 1, xi - half - rad:xi + half + rad + 1]
-        look = None
+        look, kind = None, 2
         if tpl.shape[1] == 2 * half + 1 and reg.shape[1] == 2 * (half + rad) + 1:
             surf = sum(cv2.matchTemplate(np.ascontiguousarray(reg[c]), np.ascontiguousarray(tpl[c]),
                                          cv2.TM_CCORR) for c in range(tpl.shape[0]))
@@ -137,32 +144,40 @@ def pairs_from_image(fi: np.ndarray, mi: np.ndarray, valid: np.ndarray, modality
                     break
         if look is None:
             other = xy[rng.integers(n)]
-            look = (float(other[0]), float(other[1]))
+            look, kind = (float(other[0]), float(other[1])), 3
         moving_p.append(crop_patches(mi, np.array([look], np.float32))[0])
         fixed_p.append(fix_crops[i])
         labels.append(0)
+        kinds.append(kind)
     fixed_p = np.stack(fixed_p)
     moving_p = np.stack(moving_p)
     # random negatives replace a quarter of the nearby ones: pair with another keypoint's patch
     labels = np.array(labels, np.uint8)
-    near = np.nonzero(labels == 0)[0][::2]
+    kinds = np.array(kinds, np.uint8)
+    near = np.nonzero(kinds == 1)[0]
     swap = near[rng.random(len(near)) < 0.25]
     for s in swap:
         other = xy[rng.integers(n)]
         moving_p[s] = crop_patches(mi, other[None])[0]
+        kinds[s] = 3
     fixed_p = np.stack([_augment(p, rng, False) for p in fixed_p])
     moving_p = np.stack([_augment(p, rng, sar) for p in moving_p])
-    return fixed_p, moving_p, labels
+    return fixed_p, moving_p, labels, kinds
 
 
 def build(split_prefix: str, out_dir: Path, *, seed: int, per_image: int,
           cfg: Config = Config(), modalities: tuple[str, ...] = MODALITY_NAMES,
+          pairs: dict[str, list[Pair]] | None = None, dest: Path | None = None,
           log=print) -> Path:
-    """Build and save the patch pairs of every ``split_prefix/<modality>`` split."""
+    """Build and save the patch pairs of every ``split_prefix/<modality>`` split.
+
+    ``pairs`` (``{"<split>/<modality>": [Pair, ...]}``) replaces the split file's pairs, and
+    ``dest`` the default file name, e.g. for extra aligned test sources.
+    """
     rng = np.random.default_rng(seed)
     fixes = read_gt_fixes() if split_prefix == "train" else {}
-    splits = all_pairs(str(data_root()))
-    F, M, L, MOD, PID, names = [], [], [], [], [], []
+    splits = pairs if pairs is not None else all_pairs(str(data_root()))
+    F, M, L, K, MOD, PID, names = [], [], [], [], [], [], []
     for mod in modalities:
         key = f"{split_prefix}/{mod}"
         for pair in splits.get(key, []):
@@ -177,21 +192,23 @@ def build(split_prefix: str, out_dir: Path, *, seed: int, per_image: int,
             res = pairs_from_image(fi, mi, valid, mod, rng, cfg, per_image)
             if res is None:
                 continue
-            fp, mp, lab = res
+            fp, mp, lab, kind = res
             F.append(fp)
             M.append(mp)
             L.append(lab)
+            K.append(kind)
             MOD.append(np.full(len(lab), MODALITY_NAMES.index(mod), np.uint8))
             PID.append(np.full(len(lab), len(names), np.int32))
             names.append(f"{pair.set}/{pair.name}")
             log(f"{key} {pair.set}/{pair.name}: {len(lab)} pairs")
     out_dir.mkdir(parents=True, exist_ok=True)
     tag = "" if tuple(modalities) == MODALITY_NAMES else "_" + "+".join(modalities)
-    dest = out_dir / f"{split_prefix}{tag}_seed{seed}.npz"
+    dest = dest or out_dir / f"{split_prefix}{tag}_seed{seed}.npz"
     with atomic_path(dest) as tmp:
         with open(tmp, "wb") as fh:
             np.savez(fh, fixed=np.concatenate(F), moving=np.concatenate(M),
-                     label=np.concatenate(L), modality=np.concatenate(MOD),
+                     label=np.concatenate(L), kind=np.concatenate(K),
+                     modality=np.concatenate(MOD),
                      pair=np.concatenate(PID), pair_names=np.array(names))
     return dest
 

@@ -27,7 +27,8 @@ from .io import GrayImage, Raster, read_image, to_gray, write_json
 from .match import Matches, select, shortlist
 from .patches import crop_patches, warp_to_frame
 from .score import embed, load_model, model_info, score_features
-from .search import Hypothesis, coarse_hypotheses, oriented_gradient_channels
+from .search import (Hypothesis, coarse_hypotheses, oriented_gradient_channels,
+                     translation_hypothesis)
 
 TEMPLATE_HALF = 20
 
@@ -94,6 +95,11 @@ def _resize(g: GrayImage, f: float) -> GrayImage:
     return GrayImage(img, m)
 
 
+def _affine(t, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Apply a ``rasterio.Affine`` to coordinate arrays."""
+    return t.a * x + t.b * y + t.c, t.d * x + t.e * y + t.f
+
+
 def georef_homography(fixed: Raster, moving: Raster) -> np.ndarray:
     """Moving px -> fixed px from the georeferencing (reprojecting when the CRSs differ).
 
@@ -106,12 +112,11 @@ def georef_homography(fixed: Raster, moving: Raster) -> np.ndarray:
     gx, gy = np.meshgrid(np.linspace(0, w, 5), np.linspace(0, h, 5))
     px = np.c_[gx.ravel(), gy.ravel()]
     # pixel (x, y) 0-based centre convention: the affine maps corner coordinates
-    X, Y = moving.transform * (px[:, 0] + 0.5, px[:, 1] + 0.5)
+    X, Y = _affine(moving.transform, px[:, 0] + 0.5, px[:, 1] + 0.5)
     if moving.crs != fixed.crs:
-        X, Y = crs_transform(moving.crs, fixed.crs, np.asarray(X), np.asarray(Y))
-    inv = ~fixed.transform
-    fx, fy = inv * (np.asarray(X), np.asarray(Y))
-    fxy = np.c_[np.asarray(fx) - 0.5, np.asarray(fy) - 0.5]
+        X, Y = crs_transform(moving.crs, fixed.crs, X, Y)
+    fx, fy = _affine(~fixed.transform, np.asarray(X), np.asarray(Y))
+    fxy = np.c_[fx - 0.5, fy - 0.5]
     H, _ = cv2.findHomography(px.astype(np.float64), fxy.astype(np.float64), 0)
     if H is None or not np.isfinite(H).all():
         raise InputError("could not relate the two georeferencings; check both CRSs")
@@ -123,6 +128,15 @@ def georef_homography(fixed: Raster, moving: Raster) -> np.ndarray:
         raise InputError(f"{moving.path or 'moving'} does not overlap {fixed.path or 'fixed'}: "
                          "their georeferenced footprints are disjoint; pick overlapping rasters")
     return H / H[2, 2]
+
+
+def _same(H1: np.ndarray, H2: np.ndarray, shape: tuple[int, int], tol_px: float) -> bool:
+    """Whether two moving -> fixed transforms agree within ``tol_px`` at the fixed corners."""
+    h, w = shape
+    c = np.array([[0, 0], [w - 1, 0], [0, h - 1], [w - 1, h - 1]], np.float64)
+    a = transfer(np.linalg.inv(H1), c)
+    b = transfer(np.linalg.inv(H2), c)
+    return float(np.abs(a - b).max()) <= tol_px
 
 
 def _match_under(H: np.ndarray, fixed: GrayImage, moving: GrayImage, feat_fixed: np.ndarray,
@@ -163,12 +177,22 @@ def _match_under(H: np.ndarray, fixed: GrayImage, moving: GrayImage, feat_fixed:
                           batch_size=cfg.batch_size).reshape(n, k)
     prob = np.where(np.isfinite(cands.structural), prob, 0.0)
     timer.add("score", t)
-    keep, best = select(prob, min_probability=cfg.min_probability, ratio=cfg.ratio)
+    keep, best = select(prob, cands.structural, min_probability=cfg.min_probability,
+                        ratio=cfg.ratio, mode=cfg.selection)
     xy_f = cands.xy_fixed[keep]
     xy_c = cands.xy_cand[np.arange(n), best][keep]
     xy_m = transfer(np.linalg.inv(H), xy_c).astype(np.float32)
     p = prob[np.arange(n), best][keep].astype(np.float32)
     return Matches(xy_f.astype(np.float32), xy_m, p), n, n * k
+
+
+def check_inputs(fixed: Raster, moving: Raster, cfg: Config) -> None:
+    """Raise :class:`InputError` for inputs ``register_pair`` cannot use (bands, constant or
+    all-nodata images, disjoint georeferenced footprints) before any work starts."""
+    to_gray(fixed, band=cfg.band_fixed)
+    to_gray(moving, band=cfg.band_moving, sar=_is_sar(moving, cfg.modality), sar_db=cfg.sar_db)
+    if fixed.georeferenced and moving.georeferenced:
+        georef_homography(fixed, moving)
 
 
 def register_pair(fixed: str | Path | Raster, moving: str | Path | Raster,
@@ -213,9 +237,11 @@ def register_pair(fixed: str | Path | Raster, moving: str | Path | Raster,
 
     t = time.perf_counter()
     if fr.georeferenced and mr.georeferenced:
-        H0 = georef_homography(fr, mr)
-        hyps = [Hypothesis(H=Sf @ H0 @ np.linalg.inv(Sm), score=float("nan"), angle_deg=0.0,
-                           scale=1.0)]
+        H0 = Sf @ georef_homography(fr, mr) @ np.linalg.inv(Sm)
+        hyps = [Hypothesis(H=H0, score=float("nan"), angle_deg=0.0, scale=1.0)]
+        shifted = translation_hypothesis(fw.image, fw.mask, mw.image, mw.mask, H0, cfg)
+        if not _same(shifted.H, H0, fw.image.shape, 2.0):
+            hyps.append(shifted)  # georeferencing off by more than a couple of pixels
         how = "georeferencing"
     else:
         say("searching rotation and scale hypotheses")
@@ -247,6 +273,8 @@ def register_pair(fixed: str | Path | Raster, moving: str | Path | Raster,
             timer.add("estimate", t)
         if best is None or est.num_inliers > best[0].num_inliers:
             best = (est, matches, nk, nc, hyp)
+        if est.num_inliers >= max(3 * cfg.min_inliers, cfg.accept_inlier_fraction * nk):
+            break  # clearly supported: the remaining hypotheses cannot matter
     if best is None:
         return Result("failed", f"no hypothesis was supported by the matches ({reasons[0]})",
                       timings=timer.t, hypothesis=how, **base)

@@ -49,6 +49,7 @@ class Config:
     # -- match -----------------------------------------------------------------------------------
     search_radius: float = 16.0  # candidate window around each predicted position (px)
     shortlist: int = 4  # structural-correlation peaks per keypoint scored by the network
+    selection: str = "fused"  # rank candidates by "network", "structural" or "fused" score
     min_probability: float = 0.5  # a match needs at least this match probability
     ratio: float = 1.0  # best probability must beat ratio x the runner-up candidate
     refine_iterations: int = 2  # network passes after the first, each with a halved window
@@ -58,8 +59,9 @@ class Config:
     # -- estimate --------------------------------------------------------------------------------
     transform: str = "homography"  # one of TRANSFORMS
     ransac_threshold: float = 3.0  # inlier reprojection threshold (px)
-    ransac_iterations: int = 2000
+    ransac_iterations: int = 1000
     min_inliers: int = 12
+    accept_inlier_fraction: float = 0.3  # a hypothesis with this inlier share ends the search
     seed: int = 0
     # -- warp / outputs --------------------------------------------------------------------------
     make_figures: bool = True

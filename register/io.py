@@ -105,8 +105,14 @@ def from_array(data: np.ndarray, *, crs: Any = None, transform: Any = None,
         raise InputError(f"{path or 'array'}: expected a (bands, rows, cols) image, got shape "
                          f"{arr.shape}")
     valid = np.ones(arr.shape[1:], bool)
-    if nodata is not None and not (isinstance(nodata, float) and np.isnan(nodata)):
-        valid &= ~(arr == np.asarray(nodata).astype(arr.dtype)).any(0)
+    if nodata is not None and not np.isnan(nodata):
+        if np.issubdtype(arr.dtype, np.integer):
+            info = np.iinfo(arr.dtype)
+            # a nodata value the dtype cannot hold flags no pixel (no wrap-around, no truncation)
+            if float(nodata).is_integer() and info.min <= nodata <= info.max:
+                valid &= ~(arr == int(nodata)).any(0)
+        else:
+            valid &= ~(arr == np.asarray(nodata, arr.dtype)).any(0)
     if np.issubdtype(arr.dtype, np.floating):
         valid &= np.isfinite(arr).all(0)
     h, w = arr.shape[1:]
@@ -167,8 +173,12 @@ def to_gray(raster: Raster, *, band: int | None = None, sar: bool = False,
         raise InputError(f"{name}: band {band} requested but the file has {nb} band(s); "
                          f"use --band between 1 and {nb}")
     valid = raster.valid.copy()
+    if not valid.any():
+        raise InputError(f"{name}: every pixel is nodata; check the file or its nodata value")
     if mask_fill:
-        valid &= ~border_fill(raster)
+        fill = border_fill(raster)
+        if (valid & ~fill).any():
+            valid &= ~fill
     if band is None and nb in (3, 4):
         rgb = raster.data[:3].astype(np.float32)
         img = 0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2]

@@ -104,24 +104,46 @@ def shortlist(feat_fixed: np.ndarray, feat_moving: np.ndarray, xy_fixed: np.ndar
     return Candidates(xy_fixed, cand, struct)
 
 
-def select(prob: np.ndarray, *, min_probability: float, ratio: float) -> tuple[np.ndarray, np.ndarray]:
+def select(prob: np.ndarray, structural: np.ndarray | None = None, *, min_probability: float,
+           ratio: float, mode: str = "fused") -> tuple[np.ndarray, np.ndarray]:
     """Pick each keypoint's best candidate.
 
     Args:
         prob: (N, K) float32 match probabilities of the shortlisted candidates.
-        min_probability: the best must reach this.
-        ratio: the best must exceed ``ratio`` x the runner-up.
+        structural: (N, K) float32 structural correlations (``-inf`` = no candidate).
+        min_probability: the chosen candidate's probability must reach this.
+        ratio: the chosen candidate's score must exceed ``ratio`` x the runner-up's.
+        mode: ``"network"`` ranks by probability alone; ``"structural"`` by the structural
+            correlation alone (the network then only gates by ``min_probability``);
+            ``"fused"`` by probability x structural correlation relative to the keypoint's
+            best, so the network overrules the correlation only when it is confident.
 
     Returns:
-        keep: (N,) bool, and best: (N,) int index of the best candidate per keypoint.
+        keep: (N,) bool, and best: (N,) int index of the chosen candidate per keypoint.
     """
-    best = prob.argmax(1)
-    p_best = prob[np.arange(len(prob)), best]
-    if prob.shape[1] > 1:
-        other = prob.copy()
-        other[np.arange(len(prob)), best] = -np.inf
-        runner = other.max(1)
+    prob = np.asarray(prob, np.float32)
+    if mode == "network" or structural is None:
+        score = prob.copy()
     else:
-        runner = np.zeros(len(prob), np.float32)
-    keep = (p_best >= min_probability) & (p_best > ratio * runner)
+        st = np.where(np.isfinite(structural), structural, -np.inf).astype(np.float32)
+        if mode == "structural":
+            score = st
+        elif mode == "fused":
+            top = np.max(st, axis=1, keepdims=True)
+            rel = np.clip(st / np.where(top > 0, top, 1.0), 0.0, 1.0)
+            score = prob * np.where(np.isfinite(st), rel, 0.0)
+        else:
+            raise ValueError(f"mode must be 'network', 'structural' or 'fused', got {mode!r}")
+    rows = np.arange(len(score))
+    best = score.argmax(1)
+    s_best = score[rows, best]
+    if score.shape[1] > 1:
+        other = score.copy()
+        other[rows, best] = -np.inf
+        runner = other.max(1)
+        runner = np.where(np.isfinite(runner), runner, -np.inf)
+    else:
+        runner = np.full(len(score), -np.inf, np.float32)
+    keep = (prob[rows, best] >= min_probability) & (s_best > ratio * np.maximum(runner, 0)) \
+        & np.isfinite(s_best)
     return keep, best

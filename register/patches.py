@@ -63,8 +63,10 @@ def crop_patches(image: np.ndarray, xy: np.ndarray, *, size: int = PATCH_SIZE,
     img8 = np.clip(image * 255.0 + 0.5, 0, 255).astype(np.uint8)
     c = (size - 1) / 2.0
     if affine is None:
+        # zero padding, so that both paths give zeros outside the image
+        padded = cv2.copyMakeBorder(img8, size, size, size, size, cv2.BORDER_CONSTANT, value=0)
         for i, (x, y) in enumerate(xy):
-            out[i] = cv2.getRectSubPix(img8, (size, size), (float(x), float(y)))
+            out[i] = cv2.getRectSubPix(padded, (size, size), (float(x) + size, float(y) + size))
         return out
     A = np.broadcast_to(np.asarray(affine, np.float64), (n, 2, 2))
     for i, (x, y) in enumerate(xy):

@@ -43,8 +43,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     # heavy imports after argument parsing so --help is instant
-    from .api import OUTPUTS, register_pair, write_outputs
+    from .api import OUTPUTS, check_inputs, register_pair, write_outputs
     from .checks import InputError
+    from .io import read_image
     from .score import load_model, resolve_device
 
     start = time.perf_counter()
@@ -61,6 +62,8 @@ def main(argv: list[str] | None = None) -> int:
             path = getattr(args, name)
             if not path.is_file():
                 raise InputError(f"{name} image {path} does not exist; check the path")
+        if out.exists() and not out.is_dir():
+            raise InputError(f"--out-dir {out} is a file; give a folder")
         existing = [n for n in OUTPUTS if (out / n).exists()]
         if existing and not args.overwrite:
             raise InputError(f"{out} already holds {', '.join(existing)}; pass --overwrite or "
@@ -71,12 +74,15 @@ def main(argv: list[str] | None = None) -> int:
                      speckle_filter=args.speckle_filter, model=args.model, seed=args.seed,
                      make_figures=not args.no_figures)
         device = resolve_device(args.device)
-        say(f"loading model on {device}")
+        # every input check runs before the first progress line, so that bad input gives
+        # exactly one line on stderr
+        fixed, moving = read_image(args.fixed), read_image(args.moving)
+        check_inputs(fixed, moving, cfg)
         model = load_model(cfg.model, device, modality=cfg.modality, seed=cfg.seed)
-        say(f"registering {args.moving.name} onto {args.fixed.name}")
-        result = register_pair(args.fixed, args.moving, cfg, model=model, progress=say)
+        say(f"registering {args.moving.name} onto {args.fixed.name} ({device})")
+        result = register_pair(fixed, moving, cfg, model=model, progress=say)
         say("writing outputs")
-        write_outputs(result, args.fixed, args.moving, out, cfg)
+        write_outputs(result, fixed, moving, out, cfg)
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

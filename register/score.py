@@ -80,11 +80,19 @@ def load_model(name_or_path: str | Path = "auto", device: str | torch.device = "
         if not path.exists():
             raise InputError(f"weights file {path} does not exist; pass a .pt file written by "
                              "pipelines.train, or --model auto")
-    ck = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        ck = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:
+        ck = None
     if not isinstance(ck, dict) or "model" not in ck or "config" not in ck:
-        raise InputError(f"{path}: not a weights file written by pipelines.train")
-    cfg = dict(ck["config"])
-    model = SSMLQNet(ModelConfig.from_preset(cfg.pop("preset"), **cfg))
+        raise InputError(f"{path}: not a weights file written by pipelines.train; pass such a "
+                         "file or --model auto")
+    try:
+        cfg = dict(ck["config"])
+        model = SSMLQNet(ModelConfig.from_preset(cfg.pop("preset"), **cfg))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InputError(f"{path}: its model config is not valid ({exc}); retrain or pass "
+                         "another weights file") from None
     try:
         model.load_state_dict(ck["model"], strict=True)
     except RuntimeError as exc:

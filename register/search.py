@@ -246,3 +246,35 @@ def _close(H1: np.ndarray, H2: np.ndarray, shape: tuple[int, int], tol_frac: flo
     a = a[:2] / a[2]
     b = b[:2] / b[2]
     return float(np.abs(a - b).max()) < tol_frac * max(h, w)
+
+
+def translation_hypothesis(fixed: np.ndarray, fixed_mask: np.ndarray, moving: np.ndarray,
+                           moving_mask: np.ndarray, H0: np.ndarray, cfg: Config) -> Hypothesis:
+    """Correct a start transform ``H0`` (e.g. from georeferencing) by a global shift.
+
+    The moving image is resampled into the fixed frame with ``H0`` at the search resolution of
+    ``2 * cfg.search_side`` and the shift with the highest oriented-gradient correlation is
+    composed onto ``H0``. Used when georeferencing gives rotation and scale but may be off by
+    more than the network stage's search window.
+
+    Returns:
+        Hypothesis with ``H`` = shift @ ``H0`` (moving px -> fixed px) and the peak's z-score.
+    """
+    side = min(2 * cfg.search_side, max(fixed.shape))
+    d = _resize_factor(fixed.shape, side)
+    D = np.diag([d, d, 1.0])
+    fs = cv2.resize(fixed, None, fx=d, fy=d, interpolation=cv2.INTER_AREA) if d < 1 else fixed
+    hf, wf = fs.shape
+    fm = cv2.resize(fixed_mask.astype(np.uint8), (wf, hf), interpolation=cv2.INTER_NEAREST)
+    A = D @ H0
+    scale = math.sqrt(abs(np.linalg.det(A[:2, :2])))
+    src = cv2.GaussianBlur(moving, (0, 0), 0.45 / scale) if scale < 0.8 else moving
+    warped = cv2.warpPerspective(src, A, (wf, hf), flags=cv2.INTER_LINEAR)
+    wm = cv2.warpPerspective(moving_mask.astype(np.uint8), A, (wf, hf), flags=cv2.INTER_NEAREST)
+    F = oriented_gradient_channels(fs, fm.astype(bool))
+    M = oriented_gradient_channels(warped, cv2.erode(wm, np.ones((5, 5), np.uint8)).astype(bool))
+    canvas = (cv2.getOptimalDFTSize(2 * hf), cv2.getOptimalDFTSize(2 * wf))
+    z, t = correlation_peak(np.fft.rfft2(F, s=canvas), float((F ** 2).sum()), M, canvas)
+    T = np.array([[1, 0, t[0] / d], [0, 1, t[1] / d], [0, 0, 1.0]])
+    H = T @ H0
+    return Hypothesis(H=H / H[2, 2], score=float(z), angle_deg=0.0, scale=1.0)

@@ -214,3 +214,10 @@ def test_read_image_window_transform(data_root):
     x0, y0 = t.c + t.a * 100 + t.b * 50, t.f + t.d * 100 + t.e * 50
     assert (r.transform.c, r.transform.f) == pytest.approx((x0, y0))
     assert r.transform.a == full.transform.a and r.transform.e == full.transform.e
+
+
+def test_from_array_nodata_outside_dtype_range(data_root):
+    data = read_image(_rgbn(data_root)).data  # holds both 241 and 1 values
+    assert (data == 241).any() and (data == 1).any()
+    assert from_array(data, nodata=-9999.0).valid.all()
+    assert from_array(data, nodata=1.5).valid.all()

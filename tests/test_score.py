@@ -1,6 +1,7 @@
 """register.score: the network wrapper, on patches cut from a real image pair."""
 from __future__ import annotations
 
+
 import numpy as np
 import pytest
 import torch
@@ -130,9 +131,6 @@ def test_fpr_at_recall_separable_and_reversed():
         fpr_at_recall(pos, np.ones(200))
 
 
-@pytest.mark.xfail(strict=True, reason="register.score.load_model: torch.load errors on a file "
-                   "that is not a torch checkpoint escape as pickle.UnpicklingError (CLI: traceback,"
-                   " exit 1) instead of InputError")
 def test_load_model_not_a_checkpoint(tmp_path):
     path = tmp_path / "notes.pt"
     path.write_text("not a model\n")
@@ -140,8 +138,6 @@ def test_load_model_not_a_checkpoint(tmp_path):
         load_model(path, "cpu")
 
 
-@pytest.mark.xfail(strict=True, reason="register.score.load_model: a config without 'preset' "
-                   "raises KeyError (cfg.pop('preset')) instead of InputError")
 def test_load_model_config_without_preset(tmp_path, random_model):
     cfg = random_model.config.to_dict()
     cfg.pop("preset")

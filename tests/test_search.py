@@ -10,7 +10,8 @@ import pytest
 from register.config import Config
 from register.estimate import transfer
 from register.io import read_image, to_gray
-from register.search import N_ORIENTATIONS, coarse_hypotheses, oriented_gradient_channels, similarity
+from register.search import (N_ORIENTATIONS, coarse_hypotheses, oriented_gradient_channels,
+                             similarity)
 
 
 def test_coarse_hypotheses_srif_optical_infrared(data_root, srif_opt_ir_pair, corner_error):

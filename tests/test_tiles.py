@@ -41,7 +41,7 @@ def shifted_copy(src, dest, dx: float, dy: float, *, crs: str | None = None):
     then reprojected (bilinear, same resolution) into that CRS."""
     with rasterio.open(src) as s:
         prof, data = s.profile.copy(), s.read()
-    tf = prof["transform"] * Affine.translation(dx, dy)
+    tf = prof["transform"] @ Affine.translation(dx, dy)
     if crs is not None:
         h, w = data.shape[1:]
         bounds = rasterio.transform.array_bounds(h, w, tf)
@@ -137,6 +137,23 @@ def test_crs_mismatch_in_worker_processes(data, tmp_path):
     np.testing.assert_allclose(shifts(rows + pair), [[-4, -2]] * 3, atol=0.3)
     with rasterio.open(pair[0]["aligned"]) as a:
         assert a.crs == rasterio.crs.CRS.from_epsg(32618) and (a.width, a.height) == (515, 403)
+
+
+def test_subpixel_grid_offset_pair(data, tmp_path):
+    """rgbn_subb lies on a grid offset by (0.4, 0.2) px from rgbn_suba, correctly georeferenced:
+    the batch must find no correction and resample subb onto suba's grid."""
+    fixed, moving = RGBN.with_name("rgbn_suba.tif"), RGBN.with_name("rgbn_subb.tif")
+    out = tmp_path / "out"
+    assert run(tmp_path, fixed, moving, out, "--workers", "1", "--quiet") == 0
+    pair, rows = summary(out)
+    assert len(rows) == 1 and pair[0]["status"] == "ok"
+    np.testing.assert_allclose(shifts(pair), [[0, 0]], atol=0.3)
+    with rasterio.open(pair[0]["aligned"]) as a, rasterio.open(fixed) as f:
+        win = Window(*(int(pair[0][k]) for k in ("col_off", "row_off", "width", "height")))
+        assert a.transform == f.window_transform(win) and a.nodata == 0
+        al, fx = a.read().astype(float), f.read(window=win).astype(float)
+    both = (al > 0).all(0) & (fx > 0).all(0)
+    assert both.mean() > 0.9 and np.corrcoef(al[:, both].ravel(), fx[:, both].ravel())[0, 1] > 0.95
 
 
 def test_no_overlap_and_bad_input_exit_2(data, tmp_path, capsys):

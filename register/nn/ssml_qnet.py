@@ -28,7 +28,8 @@ Choices where the paper is silent (recorded here, as the design card asks):
   are computed once and reused for every candidate pair (:meth:`SSMLQNet.head`).
 
 FLOPs per pair (multiply-adds x 2, counted by :func:`count_flops` at batch 1, 64x64 input):
-``paper`` ~= 4.3 GFLOP, ``lite`` ~= 0.10 GFLOP (about 40x fewer; see the model card).
+``paper`` 2.52 GFLOP (1.53 in the two patches' branches, 0.99 in the head), ``lite`` 11.8 MFLOP
+(7.7 + 4.1), about 210x fewer.
 """
 from __future__ import annotations
 

@@ -1,0 +1,90 @@
+"""Copy trained weights into the package and write their model card.
+
+    python -m pipelines.ship --run runs/lite_all --name ssml_qnet_lite_all.pt
+        [--patch-eval runs/eval/patches/summary.csv]
+
+Keeps only what inference needs (state dict, model config, validation FPR95), checks that the
+file loads with ``weights_only=True`` and strict keys, and writes ``register/weights/MODEL_CARD.md``
+from the run's saved config and log (data, splits, preset, epochs, hardware, training time) and,
+when given, the test FPR95 table of ``pipelines.evaluate patches``.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import platform
+import sys
+from pathlib import Path
+
+import torch
+
+from register.config import WEIGHTS_DIR
+from register.nn.ssml_qnet import ModelConfig, SSMLQNet, count_flops
+from register.score import load_model
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m pipelines.ship", description=__doc__.split("\n")[0])
+    p.add_argument("--run", type=Path, required=True, help="output folder of pipelines.train")
+    p.add_argument("--name", default="ssml_qnet_lite_all.pt")
+    p.add_argument("--patch-eval", type=Path, default=None,
+                   help="summary.csv of `pipelines.evaluate patches` for these weights")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    ck = torch.load(args.run / "best.pt", map_location="cpu", weights_only=True)
+    cfg = json.loads((args.run / "config.json").read_text())
+    log = [json.loads(line) for line in (args.run / "log.jsonl").read_text().splitlines()]
+    dest = WEIGHTS_DIR / args.name
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"model": ck["model"], "config": ck["config"], "epoch": ck["epoch"],
+                "val_fpr95": ck["val_fpr95"]}, dest)
+    model = load_model(dest, "cpu")  # weights_only=True, strict keys
+    flops = count_flops(model)
+    paper = count_flops(SSMLQNet(ModelConfig.from_preset("paper")))
+    params = sum(p.numel() for p in model.parameters())
+    lines = [
+        "# SSML-QNet weights shipped with register", "",
+        f"## `{args.name}`", "",
+        f"- Preset: `{ck['config']['preset']}` ({params:,} parameters, "
+        f"{flops['pair'] / 1e6:.1f} MFLOP per pair: {flops['embed'] / 1e6:.1f} in the two "
+        f"patches' branches, {flops['head'] / 1e6:.1f} in the pair head; the `paper` preset is "
+        f"{paper['pair'] / 1e9:.2f} GFLOP, {paper['pair'] / flops['pair']:.0f}x more).",
+        f"- Modalities: `{cfg['modality']}` (one joint model for VIS-NIR, optical-SAR, "
+        "optical-infrared and VIS-LWIR).",
+        "- Data: the training splits of `data/splits.json` (EPFL `country`; SRIF optical-SAR "
+        "1-150 with the corrected transforms of `data/srif_optical_sar_gt_check.csv` and the "
+        "BigEarthNet S1/S2 pairs; SRIF optical-infrared 1-150; RoadScene and TNO), cut into "
+        "balanced 64x64 patch pairs by `python -m pipelines.patches` (seed 0, 96 keypoints per "
+        "image pair). Every 10th training image pair is held out for validation. No test pair "
+        "was used for training, augmentation statistics or threshold tuning.",
+        f"- Training: `python -m pipelines.train --modality {cfg['modality']} --preset "
+        f"{cfg['preset']} --epochs {cfg['epochs']} --batch-size {cfg['batch_size']} --lr "
+        f"{cfg['lr']}` ({cfg['train_pairs']:,} training and {cfg['val_pairs']:,} validation "
+        "patch pairs).",
+        f"- Epochs run: {len(log)}; best validation epoch {ck['epoch']}; training time "
+        f"{log[-1]['elapsed_s'] / 60:.1f} min on {cfg['device']} ({cfg.get('threads') or 'all'} "
+        f"threads, {platform.machine()}, torch {cfg['torch']}).",
+        "- Validation FPR95 (%) at the best epoch: "
+        + ", ".join(f"{k} {v:.2f}" for k, v in ck["val_fpr95"].items()) + ".", "",
+        "| epoch | train loss | validation FPR95 (all, %) |", "|---|---|---|",
+    ]
+    lines += [f"| {r['epoch']} | {r['loss']:.4f} | {r['val_fpr95']['all']:.2f} |" for r in log]
+    if args.patch_eval and args.patch_eval.exists():
+        lines += ["", "## Test FPR95", "",
+                  f"From `{args.patch_eval}` (`python -m pipelines.evaluate patches`):", "",
+                  "| set | pairs | FPR95 % |", "|---|---|---|"]
+        with open(args.patch_eval) as fh:
+            for row in csv.DictReader(fh):
+                lines.append(f"| {row.get('set')} | {row.get('n_pairs', row.get('pairs', ''))} "
+                             f"| {row.get('fpr95', '')} |")
+    (WEIGHTS_DIR / "MODEL_CARD.md").write_text("\n".join(lines) + "\n")
+    print(dest, f"{dest.stat().st_size / 1e6:.2f} MB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

