@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from pipelines.report import update_section
 from register.api import register_pair
 from register.config import Config, config_to_dict, data_root
 from register.io import from_array, read_image
@@ -94,19 +95,6 @@ def main(argv: list[str] | None = None) -> int:
         lines.append(f"| **all** | **{med:.2f}** | |")
         update_section(args.results, "benchmark", "\n".join(lines))
     return 0
-
-
-def update_section(path: Path, name: str, body: str) -> None:
-    """Replace (or append) the block between ``<!-- BEGIN name -->`` and ``<!-- END name -->``."""
-    begin, end = f"<!-- BEGIN {name} -->", f"<!-- END {name} -->"
-    text = path.read_text() if path.exists() else ""
-    block = f"{begin}\n{body}\n{end}"
-    if begin in text and end in text:
-        text = text[:text.index(begin)] + block + text[text.index(end) + len(end):]
-    else:
-        text = text.rstrip() + ("\n\n" if text else "") + block + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
 
 
 if __name__ == "__main__":

@@ -70,16 +70,102 @@ def check_pair(fixed: np.ndarray, moving: np.ndarray, moving_mask: np.ndarray, H
             "shift_best": tb, "H_corrected": H_corr / H_corr[2, 2]}
 
 
+def rotation_between(H_a: np.ndarray, H_b: np.ndarray, shape_fixed: tuple[int, int]) -> float:
+    """Angle (degrees, :func:`register.search.similarity` convention) of ``H_a @ inv(H_b)``
+    at the centre of the fixed image: the extra rotation ``delta`` this check reports."""
+    R = np.asarray(H_a, np.float64) @ np.linalg.inv(np.asarray(H_b, np.float64))
+    h, w = shape_fixed
+    x, y = (w - 1) / 2.0, (h - 1) / 2.0
+    d = R[2, 0] * x + R[2, 1] * y + R[2, 2]
+    u = (R[0, 0] * x + R[0, 1] * y + R[0, 2]) / d
+    J00 = (R[0, 0] - u * R[2, 0]) / d
+    J01 = (R[0, 1] - u * R[2, 1]) / d
+    return float(np.degrees(np.arctan2(J01, J00)))
+
+
+def compare(pairs_csv: Path, check_csv: Path, method: str = "ours") -> list[dict]:
+    """For each test pair an evaluation registered, its extra rotation over the published truth
+    next to the rotation this check found (both in degrees)."""
+    from register.io import read_image
+
+    checks = {r["pair"]: r for r in csv.DictReader(open(check_csv))}
+    truth = {p.name: p for p in split("test/opt-sar")}
+    out = []
+    for row in csv.DictReader(open(pairs_csv)):
+        name = row["pair"].split("/")[-1]
+        if row["set"] != "opt-sar" or row["method"] != method or name not in truth:
+            continue
+        if not row["H"]:
+            out.append({"pair": name, "ours_deg": None, "check_deg": float(checks[name]["delta_deg"])})
+            continue
+        H = np.array(json.loads(row["H"]), np.float64).reshape(3, 3)
+        shape = read_image(data_root() / truth[name].fixed).shape
+        out.append({"pair": name, "ours_deg": rotation_between(H, truth[name].H_array, shape),
+                    "check_deg": float(checks[name]["delta_deg"])})
+    return out
+
+
+def figure(pair_name: str, dest: Path) -> None:
+    """Checkerboards of optical and SAR for one pair: SAR resampled with the published truth,
+    and with the truth rotated by the ``delta`` this check finds (the pair's row is recomputed)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from register.patches import warp_to_frame
+    from register.plot import checkerboard
+
+    pair = next(p for part in ("train/opt-sar", "test/opt-sar") for p in split(part)
+                if p.set == "srif_optical_sar" and p.name == pair_name)
+    root = data_root()
+    fixed = to_gray(read_image(root / pair.fixed)).image
+    mov = to_gray(read_image(root / pair.moving), sar=True)
+    r = check_pair(fixed, mov.image, mov.mask, pair.H_array)
+    fig = Figure(figsize=(10, 5.4), dpi=100)
+    FigureCanvasAgg(fig)
+    for i, (H, title) in enumerate(((pair.H_array, "published ground truth"),
+                                    (r["H_corrected"], f"rotated by {r['delta_deg']:.0f} deg "
+                                                       f"(z {r['z_best']:.1f} vs {r['z_at_gt']:.1f})"))):
+        warped, _ = warp_to_frame(mov.image, mov.mask, H, fixed.shape)
+        ax = fig.add_subplot(1, 2, i + 1)
+        ax.imshow(checkerboard(fixed, warped, tiles=6), cmap="gray", vmin=0, vmax=1)
+        ax.set_title(title)
+        ax.axis("off")
+    fig.suptitle(f"SRIF optical-SAR pair {pair_name}: optical / SAR checkerboard")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(dest, format="png")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m pipelines.check_gt", description=__doc__.split("\n")[0])
     p.add_argument("--out", type=Path, default=OUT)
     p.add_argument("--min-z", type=float, default=10.0)
     p.add_argument("--max-shift", type=float, default=2.5)
+    p.add_argument("--figure", default=None, metavar="PAIR",
+                   help="write docs/srif_optical_sar_gt_PAIR.png (published vs corrected truth)")
+    p.add_argument("--compare", type=Path, default=None,
+                   help="pairs.csv of `pipelines.evaluate registration`: compare its optical-SAR "
+                        "rotations with this check's instead of running the check")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.figure:
+        dest = Path(__file__).resolve().parents[1] / "docs" / f"srif_optical_sar_gt_{args.figure}.png"
+        figure(args.figure, dest)
+        print(dest)
+        return 0
+    if args.compare:
+        rows = compare(args.compare, args.out)
+        agree = [r for r in rows if r["ours_deg"] is not None
+                 and abs((r["ours_deg"] - r["check_deg"] + 180) % 360 - 180) <= 3]
+        at_gt = [r for r in rows if r["ours_deg"] is not None and abs(r["ours_deg"]) <= 3]
+        for r in rows:
+            print(r["pair"], "ours", "failed" if r["ours_deg"] is None else f"{r['ours_deg']:.1f}",
+                  "check", f"{r['check_deg']:.0f}")
+        print(f"{len(rows)} pairs: rotation within 3 deg of the check's {len(agree)}, "
+              f"within 3 deg of the published truth {len(at_gt)}")
+        return 0
     root = data_root()
     rows = []
     for part in ("train/opt-sar", "test/opt-sar"):

@@ -222,20 +222,11 @@ def command_line(argv: Sequence[str] | None) -> str:
 def update_results(path: Path, mode: str, body: str, command: str,
                    date: str | None = None) -> None:
     """Write or replace the ``evaluate:<mode>`` section of a markdown file."""
-    begin, end = f"<!-- BEGIN evaluate:{mode} -->", f"<!-- END evaluate:{mode} -->"
+    from pipelines.report import update_section
+
     date = date or _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
-    section = (f"{begin}\n\nCommand: `{command}`  \nDate: {date}\n\n{body.rstrip()}\n\n{end}")
-    path = Path(path)
-    text = path.read_text() if path.exists() else ""
-    i, j = text.find(begin), text.find(end)
-    if i >= 0 and j > i:
-        text = text[:i] + section + text[j + len(end):]
-    else:
-        text = (text.rstrip() + "\n\n" if text.strip() else "") + section + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+    update_section(path, f"evaluate:{mode}",
+                   f"\nCommand: `{command}`  \nDate: {date}\n\n{body.rstrip()}\n")
 
 
 def _fmt(v: float, pct: bool = False, digits: int = 2) -> str:
@@ -303,6 +294,11 @@ def included_summary(pairs_csv: Path, sets: Sequence[str], skip_methods: Sequenc
     return out
 
 
+def _name(method: str, args) -> str:
+    """Method name in tables: ``ours`` may carry a ``--label`` (e.g. a config variant)."""
+    return args.label if method == "ours" and args.label else method
+
+
 def run_registration(args, log: Callable[[str], None]) -> tuple[list[dict], list[dict]]:
     from pipelines import baselines
     from pipelines.datasets import load_pair
@@ -339,7 +335,8 @@ def run_registration(args, log: Callable[[str], None]) -> tuple[list[dict], list
                 for method in args.methods:
                     if skipped[method]:
                         continue
-                    row = {"set": set_name, "pair": label, "method": method, "reason": "",
+                    row = {"set": set_name, "pair": label, "method": _name(method, args),
+                           "reason": "",
                            "H": "", "timings": ""}
                     H, t0 = None, time.perf_counter()
                     try:
@@ -382,7 +379,7 @@ def run_registration(args, log: Callable[[str], None]) -> tuple[list[dict], list
                     summary.append({"set": set_name, "method": method, "skipped": skipped[method]})
                     continue
                 s = summarise(errors[method], secs[method])
-                summary.append({"set": set_name, "method": method, **s})
+                summary.append({"set": set_name, "method": _name(method, args), **s})
     finally:
         out_csv.close()
     return per_pair, summary
@@ -564,6 +561,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m pipelines.evaluate",
                                 description=__doc__.split("\n")[0])
     p.add_argument("mode", choices=("registration", "patches"))
+    p.add_argument("--label", default=None,
+                   help="name of the 'ours' rows in tables (e.g. a --config variant)")
     p.add_argument("--include", type=Path, nargs="*", default=None,
                    help="pairs.csv of earlier registration runs whose other methods join the "
                         "table (same pairs)")
@@ -610,7 +609,9 @@ def main(argv: list[str] | None = None) -> int:
     def log(s: str) -> None:
         print(s, file=sys.stderr, flush=True)
 
-    resolved = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+    resolved = {k: (str(v) if isinstance(v, Path) else
+                    [str(x) for x in v] if isinstance(v, list) and v and isinstance(v[0], Path)
+                    else v) for k, v in vars(args).items()}
     resolved.update(command=command, data_root=str(data_root()),
                     thresholds_px=list(THRESHOLDS), grid=GRID, dense_margin_px=DENSE_MARGIN,
                     started=_dt.datetime.now().isoformat(timespec="seconds"))
@@ -629,7 +630,8 @@ def main(argv: list[str] | None = None) -> int:
             if cfg_file.exists():
                 included.append(json.loads(cfg_file.read_text()).get("command", str(inc)))
         order = {m: i for i, m in enumerate(METHODS)}
-        summary.sort(key=lambda r: (SETS.index(r["set"]), order.get(r["method"], 99)))
+        summary.sort(key=lambda r: (SETS.index(r["set"]), order.get(r["method"], 99),
+                                    r["method"]))
         table = registration_table(summary)
         fields = (["set", "method", "skipped", "n", "ok"]
                   + [f"success@{t:g}" for t in THRESHOLDS] + [f"auc@{t:g}" for t in THRESHOLDS]
@@ -662,7 +664,8 @@ def main(argv: list[str] | None = None) -> int:
                                          + body)
     print(table)
     if args.results is not None:
-        update_results(args.results, args.mode, body, command)
+        section = args.mode if args.split == "test" else f"{args.mode}:{args.split}"
+        update_results(args.results, section, body, command)
         log(f"updated section evaluate:{args.mode} in {args.results}")
     return 0
 

@@ -37,9 +37,7 @@ still written), 2 bad input or usage, or interrupted (finished tiles are kept: r
 from __future__ import annotations
 
 import argparse
-import csv
 import glob
-import hashlib
 import json
 import math
 import os
@@ -47,52 +45,24 @@ import shlex
 import sys
 import threading
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, NamedTuple
+from typing import Callable
 
-import cv2
 import numpy as np
-import rasterio
-from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from rasterio.windows import Window
 
+from pipelines.tiles_output import (
+    MIN_SIDE, Meta, _bbox_window, _boundary, _centre, _digest, _grow, _polygon, _row, _T, _wlist,
+    finish_pair, px_map, read_meta, shift_at, write_summary)
+from pipelines.tiles_output import (  # noqa: F401 - re-exported: part of this module's API
+    BLOCK, COLUMNS, H_KEYS, combine_tiles, write_aligned_windowed)
 from register.checks import InputError
 from register.config import DEVICES, MODALITIES, Config, config_from_dict, config_to_dict
-from register.io import atomic_path, read_image, write_json
+from register.io import read_image, write_json
 
 RASTER_EXTS = (".tif", ".tiff", ".vrt", ".jp2", ".img")
 MIN_TILE = 128  # smallest --tile-size: tiles are then at least 64 px a side
-MIN_SIDE = 64  # windows smaller than this cannot be registered (read_image refuses them)
-BLOCK = 512  # output block side written at a time by write_aligned_windowed
-H_KEYS = [f"h{i}{j}" for i in range(3) for j in range(3)]
-COLUMNS = (["level", "pair", "tile", "status", "reason", "fixed", "moving", "col_off", "row_off",
-            "width", "height", "shift_x_px", "shift_y_px", "shift_east_m", "shift_north_m",
-            "num_inliers", "num_matches", "rmse_px", "hypothesis", "seconds"] + H_KEYS
-           + ["aligned"])
-
-
-#: Georeferencing of a raster on disk (none of its pixels is read).
-Meta = NamedTuple("Meta", [("path", str), ("crs", Any), ("transform", Any), ("width", int),
-                           ("height", int), ("count", int), ("dtype", str), ("nodata", Any)])
-
-
-def read_meta(path: str | Path) -> Meta:
-    """Open ``path`` and return its :class:`Meta`; InputError when unreadable or not
-    georeferenced."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            with rasterio.open(path) as src:
-                m = Meta(str(path), src.crs, src.transform, src.width, src.height, src.count,
-                         src.dtypes[0], src.nodata)
-    except RasterioIOError as exc:
-        raise InputError(f"{path}: not a readable raster ({str(exc).splitlines()[0]})") from None
-    if m.crs is None or m.transform.is_identity:
-        raise InputError(f"{path}: has no CRS / geotransform; batch tile registration needs "
-                         "georeferenced rasters (use python -m register.run for a plain pair)")
-    return m
 
 
 def expand_inputs(spec: str, *, exclude: Path | None = None) -> list[Path]:
@@ -110,59 +80,6 @@ def expand_inputs(spec: str, *, exclude: Path | None = None) -> list[Path]:
         raise InputError(f"{spec!r} names no raster: expected a file, a directory or a glob "
                          f"matching {'/'.join(RASTER_EXTS)} files; check the path")
     return sorted(set(found))
-
-
-def _T(tx: float, ty: float) -> np.ndarray:  # translation homography
-    return np.array([[1.0, 0.0, tx], [0.0, 1.0, ty], [0.0, 0.0, 1.0]])
-
-
-def _apply(H: np.ndarray, xy: np.ndarray) -> np.ndarray:  # (N, 2) points through a homography
-    p = np.c_[xy, np.ones(len(xy))] @ np.asarray(H, np.float64).T
-    return p[:, :2] / p[:, 2:]
-
-
-def px_map(xy: np.ndarray, src: Meta, dst: Meta) -> np.ndarray:
-    """(N, 2) pixels of ``src`` (0-based centres) -> (N, 2) pixels of ``dst`` through the
-    georeferencing, reprojecting when the CRSs differ."""
-    from rasterio.warp import transform as crs_transform
-
-    xy = np.asarray(xy, np.float64).reshape(-1, 2)
-    X, Y = src.transform @ (xy[:, 0] + 0.5, xy[:, 1] + 0.5)
-    if src.crs != dst.crs:
-        X, Y = crs_transform(src.crs, dst.crs, np.asarray(X), np.asarray(Y))
-    u, v = ~dst.transform @ (np.asarray(X, np.float64), np.asarray(Y, np.float64))
-    return np.c_[np.asarray(u) - 0.5, np.asarray(v) - 0.5]
-
-
-def _boundary(win: Window, n: int = 9) -> np.ndarray:
-    """(4n, 2) points along the outer pixel edges of ``win`` (centre convention); the ring goes
-    down the left edge first, i.e. counter-clockwise on a north-up map."""
-    c0, r0 = win.col_off - 0.5, win.row_off - 0.5
-    c1, r1 = c0 + win.width, r0 + win.height
-    t = np.linspace(0.0, 1.0, n, endpoint=False)[:, None]
-    corners = np.array([[c0, r0], [c0, r1], [c1, r1], [c1, r0], [c0, r0]])
-    return np.concatenate([a + t * (b - a) for a, b in zip(corners[:-1], corners[1:])])
-
-
-def _bbox_window(xy: np.ndarray, width: int, height: int, pad: int = 0) -> Window | None:
-    """Smallest pixel window covering points ``xy`` (centre convention), padded by ``pad`` and
-    clipped to ``width`` x ``height``; None when nothing is left."""
-    if not np.isfinite(xy).all():
-        return None
-    lo, hi = xy.min(0) + 0.5, xy.max(0) + 0.5  # corner convention
-    c0, r0 = (max(0, int(math.floor(v + 1e-6)) - pad) for v in lo)
-    c1, r1 = (min(n, int(math.ceil(v - 1e-6)) + pad) for v, n in zip(hi, (width, height)))
-    return Window(c0, r0, c1 - c0, r1 - r0) if c1 > c0 and r1 > r0 else None
-
-
-def _grow(win: Window, width: int, height: int, n: int = MIN_SIDE) -> Window:
-    """``win`` enlarged inside the raster to at least ``n`` px a side where the raster allows."""
-    def side(a0, length, size):
-        a0 = a0 if length >= n else max(0, min(a0, size - n))
-        return a0, max(length, min(size, a0 + n) - a0)
-    (c0, w), (r0, h) = (side(int(win.col_off), int(win.width), width),
-                        side(int(win.row_off), int(win.height), height))
-    return Window(c0, r0, w, h)
 
 
 def overlap_window(fixed: Meta, moving: Meta) -> Window | None:
@@ -192,29 +109,6 @@ def moving_window(tile: Window, fixed: Meta, moving: Meta, margin: int) -> Windo
                        pad=margin)
     win = None if win is None else _grow(win, moving.width, moving.height)
     return None if win is None or min(win.width, win.height) < MIN_SIDE else win
-
-
-def shift_at(H: np.ndarray, c: np.ndarray, fixed: Meta, moving: Meta) -> dict:
-    """Correction of the moving georeferencing at fixed pixel ``c`` (see the module doc)."""
-    q = _apply(H, px_map(np.asarray(c, np.float64)[None], fixed, moving))[0]
-    dx, dy = q - np.asarray(c, np.float64)
-    X, Y = fixed.transform @ (np.array([q[0], c[0]]) + 0.5, np.array([q[1], c[1]]) + 0.5)
-    de, dn = X[0] - X[1], Y[0] - Y[1]
-    if fixed.crs.is_geographic:  # degrees -> metres, local approximation
-        de, dn = de * 111_320.0 * math.cos(math.radians(Y[1])), dn * 110_574.0
-    elif fixed.crs.linear_units not in ("metre", "meter", "m"):
-        f = float(fixed.crs.linear_units_factor[1])
-        de, dn = de * f, dn * f
-    return {"shift_x_px": float(dx), "shift_y_px": float(dy), "shift_east_m": float(de),
-            "shift_north_m": float(dn)}
-
-
-def _centre(win: Window) -> np.ndarray:
-    return np.array([win.col_off + (win.width - 1) / 2, win.row_off + (win.height - 1) / 2])
-
-
-def _wlist(win: Window) -> list[int]:  # [col_off, row_off, width, height], JSON-friendly
-    return [int(win.col_off), int(win.row_off), int(win.width), int(win.height)]
 
 
 _MODELS: dict = {}
@@ -305,10 +199,6 @@ class Pair:
     jobs: list
 
 
-def _digest(obj: Any) -> str:
-    return hashlib.sha1(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
-
-
 def find_pairs(fixed: list[Meta], moving: list[Meta]) -> tuple[list[Pair], int]:
     """Pairs whose overlap is at least 64 px a side, and the number of combinations left out
     because they do not overlap (a raster is never paired with itself)."""
@@ -365,132 +255,6 @@ def load_done(job: dict, *, retry_failed: bool) -> dict | None:
         return None if retry_failed else rec
     ok = rec.get("H") is not None and (not job["figure"] or Path(job["figure"]).exists())
     return rec if ok else None
-
-
-def combine_tiles(records: list[dict], *, tol_px: float = 2.0
-                  ) -> tuple[np.ndarray | None, list[str]]:
-    """One homography for a pair from its registered tiles (rule in the module doc).
-
-    Returns ``(H or None, names of the tiles used)``.
-    """
-    ok = [r for r in records if r["status"] == "ok" and r.get("H") is not None]
-    if not ok:
-        return None, []
-    s = np.array([[r["shift_x_px"], r["shift_y_px"]] for r in ok])
-    dev = np.hypot(*(s - np.median(s, 0)).T)
-    keep = dev <= max(tol_px, 3 * 1.4826 * float(np.median(dev)))
-    src, dst, used = [], [], []
-    for r in (r for r, k in zip(ok, keep) if k):
-        c, ro, w, h = r["fixed_window"]
-        gx, gy = np.meshgrid(np.linspace(c, c + w - 1, 3), np.linspace(ro, ro + h - 1, 3))
-        fp = np.c_[gx.ravel(), gy.ravel()]
-        src.append(_apply(np.linalg.inv(np.asarray(r["H"])), fp))
-        dst.append(fp)
-        used.append(r["tile"])
-    H, _ = cv2.findHomography(np.vstack(src), np.vstack(dst), 0)
-    if H is None or not np.isfinite(H).all():
-        return None, []
-    return H / H[2, 2], used
-
-
-def write_aligned_windowed(dest: Path, fixed: Meta, moving: Meta, H: np.ndarray,
-                           window: Window, *, block: int = BLOCK) -> None:
-    """Resample ``moving`` with ``H`` onto the fixed grid over ``window`` and write it (all
-    bands, moving dtype and nodata, tiled deflate GeoTIFF) atomically, one ``block`` x
-    ``block`` output block at a time, so memory does not grow with the scene."""
-    from register.warp import default_nodata, warp_raster
-
-    dtype = np.dtype(moving.dtype)
-    nodata = moving.nodata if moving.nodata is not None else default_nodata(dtype)
-    w, h = int(window.width), int(window.height)
-    profile = {"driver": "GTiff", "width": w, "height": h, "count": moving.count,
-               "dtype": dtype.name, "crs": fixed.crs, "nodata": nodata, "compress": "deflate",
-               "tiled": True, "blockxsize": 256, "blockysize": 256,
-               "transform": rasterio.windows.transform(window, fixed.transform)}
-    Hinv = np.linalg.inv(H)
-    with atomic_path(dest) as tmp, rasterio.open(tmp, "w", **profile) as dst:
-        for br in range(0, h, block):
-            for bc in range(0, w, block):
-                bw, bh = min(block, w - bc), min(block, h - br)
-                ox, oy = int(window.col_off) + bc, int(window.row_off) + br
-                corners = np.array([[ox, oy], [ox + bw - 1, oy], [ox, oy + bh - 1],
-                                    [ox + bw - 1, oy + bh - 1]], np.float64)
-                src = _bbox_window(_apply(Hinv, corners), moving.width, moving.height, pad=2)
-                if src is None:
-                    data = np.full((moving.count, bh, bw), nodata, dtype)
-                else:
-                    src = _grow(src, moving.width, moving.height)
-                    Hb = _T(-ox, -oy) @ H @ _T(src.col_off, src.row_off)
-                    data, _ = warp_raster(read_image(moving.path, window=src), Hb, (bh, bw),
-                                          nodata=nodata)
-                dst.write(data, window=Window(bc, br, bw, bh))
-
-
-def _polygon(win: Window, fixed: Meta) -> list:
-    """Closed counter-clockwise lon/lat ring (EPSG:4326) of a fixed-grid window."""
-    from rasterio.warp import transform as crs_transform
-
-    xy = _boundary(win, 3) + 0.5
-    X, Y = fixed.transform @ (xy[:, 0], xy[:, 1])
-    lon, lat = crs_transform(fixed.crs, "EPSG:4326", np.asarray(X), np.asarray(Y))
-    ring = [[round(a, 8), round(b, 8)] for a, b in zip(lon, lat)]
-    return ring + ring[:1]
-
-
-def _row(level: str, pair: Pair, rec: dict, win: Window, aligned: str = "") -> dict:
-    """A summary row (COLUMNS) of a tile or pair record."""
-    row = {k: rec.get(k) for k in COLUMNS}
-    row.update(level=level, pair=pair.name, fixed=pair.fixed.path, moving=pair.moving.path,
-               aligned=aligned, **dict(zip(["col_off", "row_off", "width", "height"],
-                                           _wlist(win))))
-    if rec.get("H") is not None:
-        row.update(zip(H_KEYS, np.ravel(rec["H"]).tolist()))
-    return {k: ("" if v is None else v) for k, v in row.items()}
-
-
-def write_summary(out: Path, rows: list[tuple[dict, list]]) -> None:
-    """``summary.csv`` (COLUMNS) and ``summary.geojson`` (the same rows as polygon features)."""
-    with atomic_path(out / "summary.csv") as tmp, open(tmp, "w", newline="") as fh:
-        wr = csv.DictWriter(fh, fieldnames=COLUMNS)
-        wr.writeheader()
-        wr.writerows(r for r, _ in rows)
-    feats = [{"type": "Feature", "properties": r,
-              "geometry": {"type": "Polygon", "coordinates": [ring]}} for r, ring in rows]
-    write_json(out / "summary.geojson", {"type": "FeatureCollection", "features": feats})
-
-
-def finish_pair(pair: Pair, records: list[dict], out: Path, *, fresh: bool) -> dict:
-    """Combine the tiles of ``pair``; write its aligned output unless an identical complete one
-    exists (and ``fresh`` is False), then ``aligned/<pair>.json``; return its summary row."""
-    H, used = combine_tiles(records)
-    tif, doc = out / "aligned" / f"{pair.name}.tif", out / "aligned" / f"{pair.name}.json"
-    digest = _digest([[r["key"], r["status"], r.get("H")] for r in records])
-    nok = sum(r["status"] == "ok" for r in records)
-    rms = [r["rmse_px"] for r in records if r["tile"] in used]
-    rec = {"pair": pair.name, "fixed": pair.fixed.path, "moving": pair.moving.path,
-           "status": "ok" if H is not None else "failed",
-           "reason": "" if H is not None else f"none of the {len(records)} tiles registered",
-           "H": None if H is None else H.tolist(), "tiles_used": used, "tiles_digest": digest,
-           "num_inliers": sum(r["num_inliers"] for r in records if r["tile"] in used),
-           "num_matches": sum(r["num_matches"] for r in records if r["tile"] in used),
-           "rmse_px": float(np.median(rms)) if rms else None,
-           "hypothesis": f"combined from {len(used)} of {nok} registered tiles "
-                         f"({len(records)} in all)",
-           "seconds": round(sum(r.get("seconds", 0) for r in records), 3)}
-    if H is None:
-        tif.unlink(missing_ok=True)
-    else:
-        rec.update(shift_at(H, _centre(pair.overlap), pair.fixed, pair.moving))
-        try:
-            with rasterio.open(tif) as src:
-                same = (json.loads(doc.read_text()).get("tiles_digest") == digest
-                        and (src.width, src.height) == (pair.overlap.width, pair.overlap.height))
-        except (OSError, ValueError, RasterioIOError):
-            same = False
-        if fresh or not same:
-            write_aligned_windowed(tif, pair.fixed, pair.moving, H, pair.overlap)
-    write_json(doc, rec)
-    return _row("pair", pair, rec, pair.overlap, str(tif) if H is not None else "")
 
 
 class Progress:

@@ -130,6 +130,11 @@ def georef_homography(fixed: Raster, moving: Raster) -> np.ndarray:
     return H / H[2, 2]
 
 
+def network_used(cfg: Config) -> bool:
+    """Whether SSML-QNet's probabilities can change the selected matches under ``cfg``."""
+    return cfg.selection != "structural" or cfg.min_probability > 0
+
+
 def _same(H1: np.ndarray, H2: np.ndarray, shape: tuple[int, int], tol_px: float) -> bool:
     """Whether two moving -> fixed transforms agree within ``tol_px`` at the fixed corners."""
     h, w = shape
@@ -169,12 +174,15 @@ def _match_under(H: np.ndarray, fixed: GrayImage, moving: GrayImage, feat_fixed:
     pm = crop_patches(mi, cands.xy_cand.reshape(-1, 2))
     timer.add("patches", t)
     t = time.perf_counter()
-    ef = embed(model, pf, "fixed", batch_size=cfg.batch_size)
-    em = embed(model, pm, "moving", batch_size=cfg.batch_size)
     n = len(cands)
-    idx_f = np.repeat(np.arange(n), k)
-    prob = score_features(model, ef, em, idx_f, np.arange(n * k),
-                          batch_size=cfg.batch_size).reshape(n, k)
+    if network_used(cfg):
+        ef = embed(model, pf, "fixed", batch_size=cfg.batch_size)
+        em = embed(model, pm, "moving", batch_size=cfg.batch_size)
+        idx_f = np.repeat(np.arange(n), k)
+        prob = score_features(model, ef, em, idx_f, np.arange(n * k),
+                              batch_size=cfg.batch_size).reshape(n, k)
+    else:  # structural ranking without a probability gate: the network cannot change a match
+        prob = np.ones((n, k), np.float32)
     prob = np.where(np.isfinite(cands.structural), prob, 0.0)
     timer.add("score", t)
     keep, best = select(prob, cands.structural, min_probability=cfg.min_probability,
@@ -329,6 +337,7 @@ def report(result: Result, fixed: str, moving: str, cfg: Config) -> dict:
         "hypothesis": result.hypothesis,
         "timings_s": {k: round(v, 4) for k, v in result.timings.items()},
         "device": result.device, "model": result.model,
+        "network_used": network_used(cfg),
         "versions": {"register": __version__, "python": platform.python_version(),
                      "torch": torch.__version__, "kornia": kornia.__version__,
                      "opencv": cv2.__version__, "numpy": np.__version__,
@@ -364,8 +373,8 @@ def write_outputs(result: Result, fixed: str | Path | Raster, moving: str | Path
                              sar_db=cfg.sar_db)
                 m = result.matches
                 plot_matches(tmp / "matches.png", fg.image, mg.image, m.xy_fixed, m.xy_moving,
-                             result.inliers, title=f"{int(result.inliers.sum())} inliers / "
-                                                   f"{len(m)} matches")
+                             result.inliers,
+                             title=f"{Path(mr.path).name or 'moving'} onto {Path(fr.path).name or 'fixed'}")
                 plot_overlay(tmp / "overlay.png", fg.image, mg.image, result.H)
         write_json(tmp / "report.json", report(result, fr.path, mr.path, cfg))
         out.mkdir(parents=True, exist_ok=True)

@@ -49,8 +49,14 @@ class Config:
     # -- match -----------------------------------------------------------------------------------
     search_radius: float = 16.0  # candidate window around each predicted position (px)
     shortlist: int = 4  # structural-correlation peaks per keypoint scored by the network
-    selection: str = "fused"  # rank candidates by "network", "structural" or "fused" score
-    min_probability: float = 0.5  # a match needs at least this match probability
+    # How a keypoint's shortlisted candidates are ranked: "network" (SSML-QNet probability),
+    # "fused" (probability x relative structural correlation) or "structural". Chosen on the
+    # validation split (python -m pipelines.evaluate registration --split val, docs/results.md):
+    # with the shipped CPU-trained lite weights, "structural" without a probability gate is the
+    # most accurate, so the network is not consulted by default; "fused" with
+    # min_probability 0.3 is the best setting that uses it.
+    selection: str = "structural"
+    min_probability: float = 0.0  # a match needs at least this match probability
     ratio: float = 1.0  # best probability must beat ratio x the runner-up candidate
     refine_iterations: int = 2  # network passes after the first, each with a halved window
     # -- score -----------------------------------------------------------------------------------

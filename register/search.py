@@ -17,6 +17,8 @@ All transforms are 3x3 float64 homographies mapping a moving pixel (x = column, 
 from __future__ import annotations
 
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import cv2
@@ -152,34 +154,38 @@ def coarse_hypotheses(fixed: np.ndarray, fixed_mask: np.ndarray, moving: np.ndar
     Ff = np.fft.rfft2(F, s=(ph, pw))
     f_energy = float((F ** 2).sum())
 
-    # pre-smooth the moving image once per scale so the warp does not alias
-    results: list[tuple[float, float, float, np.ndarray]] = []
     hm, wm = moving.shape
     cm = ((wm - 1) / 2.0, (hm - 1) / 2.0)
     angles = np.arange(0.0, 360.0, cfg.search_angle_step_deg)
-    for scale in cfg.search_scales:
+    mask_u8 = moving_mask.astype(np.uint8)
+
+    def one_scale(scale: float) -> list[tuple[float, float, float, np.ndarray]]:
         total = df * scale  # moving px -> coarse fixed px
-        src = moving
-        if total < 0.7:
-            src = cv2.GaussianBlur(moving, (0, 0), 0.5 / total)
+        # pre-smooth the moving image once per scale so the warp does not alias
+        src = cv2.GaussianBlur(moving, (0, 0), 0.5 / total) if total < 0.7 else moving
+        found = []
         for angle in angles:
             A = similarity(angle, total, cm, ((wf - 1) / 2.0, (hf - 1) / 2.0))
             # moving is warped onto a canvas of the fixed size, centred; parts that fall outside
             # are lost, which bounds the search to overlaps of at least half the fixed image
             warped = cv2.warpAffine(src, A[:2], (wf, hf), flags=cv2.INTER_LINEAR)
-            wmask = cv2.warpAffine(moving_mask.astype(np.uint8), A[:2], (wf, hf),
-                                   flags=cv2.INTER_NEAREST).astype(bool)
-            wmask = cv2.erode(wmask.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+            wmask = cv2.warpAffine(mask_u8, A[:2], (wf, hf), flags=cv2.INTER_NEAREST)
+            wmask = cv2.erode(wmask, np.ones((5, 5), np.uint8)).astype(bool)
             if wmask.sum() < 0.1 * hf * wf:
                 continue
             M = oriented_gradient_channels(warped, wmask)
             z, t = correlation_peak(Ff, f_energy, M, (ph, pw))
             T = np.array([[1, 0, t[0]], [0, 1, t[1]], [0, 0, 1.0]])
-            H_coarse = T @ A  # moving px -> coarse fixed px
-            results.append((z, float(angle), float(scale), H_coarse))
+            found.append((z, float(angle), float(scale), T @ A))  # moving px -> coarse fixed
+        return found
+
+    # scales are independent and numpy's FFT and OpenCV release the GIL: run them on threads;
+    # results are sorted by (score, angle, scale) so the outcome does not depend on timing
+    with ThreadPoolExecutor(max_workers=min(len(cfg.search_scales), os.cpu_count() or 1)) as ex:
+        results = [r for part in ex.map(one_scale, cfg.search_scales) for r in part]
     if not results:
         return []
-    results.sort(key=lambda r: -r[0])
+    results.sort(key=lambda r: (-r[0], r[1], r[2]))
     out: list[Hypothesis] = []
     seen: list[np.ndarray] = []
     D = np.diag([1 / df, 1 / df, 1.0])

@@ -91,3 +91,34 @@ def test_select_single_candidate():
     keep, best = select(prob, min_probability=0.5, ratio=2.0)
     np.testing.assert_array_equal(keep, [False, True])
     np.testing.assert_array_equal(best, [0, 0])
+
+
+def test_select_modes_rank_differently():
+    """network ranks by probability, structural by correlation, fused by their product."""
+    prob = np.array([[0.9, 0.6]], np.float32)
+    structural = np.array([[0.5, 1.0]], np.float32)
+    _, best_net = select(prob, structural, min_probability=0.0, ratio=1.0, mode="network")
+    _, best_st = select(prob, structural, min_probability=0.0, ratio=1.0, mode="structural")
+    _, best_fu = select(prob, structural, min_probability=0.0, ratio=1.0, mode="fused")
+    assert best_net[0] == 0 and best_st[0] == 1
+    assert best_fu[0] == 1  # 0.6 * 1.0 beats 0.9 * 0.5
+
+
+def test_select_structural_gate_by_probability():
+    prob = np.array([[0.2, 0.9]], np.float32)
+    structural = np.array([[1.0, 0.1]], np.float32)
+    keep, best = select(prob, structural, min_probability=0.5, ratio=1.0, mode="structural")
+    assert best[0] == 0 and not keep[0]
+
+
+def test_select_ignores_missing_candidates():
+    prob = np.array([[0.8, 0.8]], np.float32)
+    structural = np.array([[0.7, -np.inf]], np.float32)
+    keep, best = select(prob, structural, min_probability=0.0, ratio=1.0, mode="fused")
+    assert keep[0] and best[0] == 0
+
+
+def test_select_rejects_unknown_mode():
+    with pytest.raises(ValueError, match="mode"):
+        select(np.ones((1, 2), np.float32), np.ones((1, 2), np.float32), min_probability=0.0,
+               ratio=1.0, mode="best")

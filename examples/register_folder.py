@@ -1,0 +1,45 @@
+"""Register every image of a folder onto one reference image with the Python API.
+
+    python examples/register_folder.py REFERENCE FOLDER OUT_DIR [--modality opt-sar]
+
+The network is loaded once and reused; each moving image gets its own output folder with
+aligned.tif, matches.png, overlay.png and report.json, exactly as ``python -m register.run``
+writes them. Failed registrations are listed at the end instead of stopping the loop.
+"""
+import argparse
+import sys
+from pathlib import Path
+
+from register import Config, InputError, register_pair, write_outputs
+from register.score import load_model
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("reference", type=Path)
+    p.add_argument("folder", type=Path)
+    p.add_argument("out_dir", type=Path)
+    p.add_argument("--modality", default="auto")
+    args = p.parse_args(argv)
+    cfg = Config(modality=args.modality)
+    model = load_model(cfg.model, "auto", modality=cfg.modality)
+    failed = []
+    for path in sorted(args.folder.iterdir()):
+        if path == args.reference or path.suffix.lower() not in (".tif", ".tiff", ".png", ".jpg"):
+            continue
+        try:
+            result = register_pair(args.reference, path, cfg, model=model)
+        except InputError as exc:
+            failed.append(f"{path.name}: {exc}")
+            continue
+        write_outputs(result, args.reference, path, args.out_dir / path.stem, cfg)
+        print(f"{path.name}: {result.status} {result.reason}")
+        if not result.ok:
+            failed.append(f"{path.name}: {result.reason}")
+    for line in failed:
+        print("failed:", line, file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

