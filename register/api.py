@@ -28,7 +28,7 @@ from .match import Matches, select, shortlist
 from .patches import crop_patches, warp_to_frame
 from .score import embed, load_model, model_info, score_features
 from .search import (Hypothesis, coarse_hypotheses, oriented_gradient_channels,
-                     translation_hypothesis)
+                     translation_hypothesis, verify_alignment)
 
 TEMPLATE_HALF = 20
 
@@ -48,6 +48,8 @@ class Result:
         counts: num_keypoints / num_candidates / num_matches / num_inliers.
         timings: seconds per stage.
         hypothesis: how the start transform was found.
+        verification: the global structural check of the final transform
+            (:func:`register.search.verify_alignment`).
     """
 
     status: str
@@ -59,6 +61,7 @@ class Result:
     counts: dict = field(default_factory=dict)
     timings: dict = field(default_factory=dict)
     hypothesis: str = ""
+    verification: dict = field(default_factory=dict)
     model: dict = field(default_factory=dict)
     device: str = "cpu"
 
@@ -306,15 +309,26 @@ def register_pair(fixed: str | Path | Raster, moving: str | Path | Raster,
             break
         est, matches, nk, nc = e2, m2, nk2, nc2
 
+    t = time.perf_counter()
+    z0, shift = verify_alignment(fw.image, fw.mask, mw.image, mw.mask, est.H, cfg.verify_side)
+    d = min(1.0, cfg.verify_side / max(fw.image.shape))
+    timer.add("verify", t)
+    counts = dict(num_keypoints=nk, num_candidates=nc, num_matches=len(matches),
+                  num_inliers=est.num_inliers)
+    verification = {"z_at_zero_shift": round(z0, 3), "peak_shift_px": round(shift, 3)}
+    if z0 < cfg.verify_min_z or shift * d > cfg.verify_max_shift:
+        return Result("failed", "the transform that RANSAC found is not confirmed by the global "
+                      f"structural check (z {z0:.1f} at zero shift, need {cfg.verify_min_z:g}; "
+                      f"correlation peak {shift:.1f} px away); it is probably wrong",
+                      counts=counts, timings=timer.t, hypothesis=how,
+                      verification=verification, **base)
     H = np.linalg.inv(Sf) @ est.H @ Sm
     H = H / H[2, 2]
     full = Matches((matches.xy_fixed / sf).astype(np.float32),
                    (matches.xy_moving / sm).astype(np.float32), matches.probability)
-    counts = dict(num_keypoints=nk, num_candidates=nc, num_matches=len(matches),
-                  num_inliers=est.num_inliers)
     return Result("ok", "", H, full, est.inliers, est.rmse_px / sf, counts, timer.t,
                   f"{how} (rotation {hyp.angle_deg:.1f} deg, scale {hyp.scale:.3f})"
-                  if how != "georeferencing" else how, **base)
+                  if how != "georeferencing" else how, verification=verification, **base)
 
 
 def report(result: Result, fixed: str, moving: str, cfg: Config) -> dict:
@@ -335,6 +349,7 @@ def report(result: Result, fixed: str, moving: str, cfg: Config) -> dict:
         "num_inliers": result.counts.get("num_inliers", 0),
         "inlier_rmse_px": None if not math.isfinite(result.rmse_px) else result.rmse_px,
         "hypothesis": result.hypothesis,
+        "verification": result.verification,
         "timings_s": {k: round(v, 4) for k, v in result.timings.items()},
         "device": result.device, "model": result.model,
         "network_used": network_used(cfg),

@@ -68,6 +68,13 @@ class Config:
     ransac_iterations: int = 1000
     min_inliers: int = 12
     accept_inlier_fraction: float = 0.3  # a hypothesis with this inlier share ends the search
+    # Final check (register.search.verify_alignment): the moving image resampled with the
+    # result must correlate with the fixed image at zero shift (z-score) and the correlation
+    # peak must lie within verify_max_shift px (at verify_side resolution). On the validation
+    # split every accepted registration had z >= 11.3 and a peak within 0.8 px.
+    verify_side: int = 320
+    verify_min_z: float = 8.0
+    verify_max_shift: float = 2.0
     seed: int = 0
     # -- warp / outputs --------------------------------------------------------------------------
     make_figures: bool = True

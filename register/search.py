@@ -284,3 +284,39 @@ def translation_hypothesis(fixed: np.ndarray, fixed_mask: np.ndarray, moving: np
     T = np.array([[1, 0, t[0] / d], [0, 1, t[1] / d], [0, 0, 1.0]])
     H = T @ H0
     return Hypothesis(H=H / H[2, 2], score=float(z), angle_deg=0.0, scale=1.0)
+
+
+def verify_alignment(fixed: np.ndarray, fixed_mask: np.ndarray, moving: np.ndarray,
+                     moving_mask: np.ndarray, H: np.ndarray, side: int) -> tuple[float, float]:
+    """Global check of a final transform, independent of the matches that produced it.
+
+    The moving image is resampled into the fixed frame with ``H`` (moving px -> fixed px) at a
+    resolution of ``side`` px on the longer side, and the oriented-gradient correlation surface
+    over all shifts is computed. A right transform puts a sharp peak at zero shift; a wrong one
+    that RANSAC fitted to chance inliers does not.
+
+    Returns:
+        (z, shift): the z-score of the correlation at zero shift, and the distance in fixed
+        pixels (at full resolution) from zero shift to the surface's highest peak.
+    """
+    d = _resize_factor(fixed.shape, side)
+    D = np.diag([d, d, 1.0])
+    fs = cv2.resize(fixed, None, fx=d, fy=d, interpolation=cv2.INTER_AREA) if d < 1 else fixed
+    hf, wf = fs.shape
+    fm = cv2.resize(fixed_mask.astype(np.uint8), (wf, hf), interpolation=cv2.INTER_NEAREST)
+    A = D @ np.asarray(H, np.float64)
+    scale = math.sqrt(abs(np.linalg.det(A[:2, :2] / A[2, 2])))
+    src = cv2.GaussianBlur(moving, (0, 0), 0.45 / scale) if scale < 0.8 else moving
+    warped = cv2.warpPerspective(src, A, (wf, hf), flags=cv2.INTER_LINEAR)
+    wm = cv2.warpPerspective(moving_mask.astype(np.uint8), A, (wf, hf), flags=cv2.INTER_NEAREST)
+    wm = cv2.erode(wm, np.ones((5, 5), np.uint8)).astype(bool)
+    if wm.sum() < 0.02 * hf * wf:
+        return 0.0, float("inf")
+    F = oriented_gradient_channels(fs, fm.astype(bool))
+    M = oriented_gradient_channels(warped, wm)
+    canvas = (cv2.getOptimalDFTSize(2 * hf), cv2.getOptimalDFTSize(2 * wf))
+    Ff = np.fft.rfft2(F, s=canvas)
+    corr = np.fft.irfft2((Ff * np.conj(np.fft.rfft2(M, s=canvas))).sum(0), s=canvas)
+    z0 = (float(corr[0, 0]) - float(corr.mean())) / (float(corr.std()) + 1e-9)
+    _, t = correlation_peak(Ff, float((F ** 2).sum()), M, canvas)
+    return z0, math.hypot(*t) / d

@@ -106,3 +106,21 @@ def test_oriented_gradient_channels_contrast_invariant(nir_small):
     assert not np.allclose(np.rot90(a, axes=(1, 2)), r, atol=1e-3)
     shift = N_ORIENTATIONS // 2
     np.testing.assert_allclose(np.rot90(a, axes=(1, 2)), np.roll(r, shift, axis=0), atol=0.05)
+
+
+def test_verify_alignment_confirms_truth_and_rejects_wrong_transform(data_root, srif_opt_ir_pair):
+    """The global check peaks at zero shift for the true transform, not for a rotated one."""
+    from register.search import similarity, verify_alignment
+
+    pair = srif_opt_ir_pair
+    f = to_gray(read_image(data_root / pair.fixed))
+    m = to_gray(read_image(data_root / pair.moving))
+    z_ok, shift_ok = verify_alignment(f.image, f.mask, m.image, m.mask, pair.H_array, 320)
+    h, w = f.image.shape
+    c = ((w - 1) / 2, (h - 1) / 2)
+    wrong = similarity(25.0, 1.0, c, c) @ pair.H_array
+    z_bad, shift_bad = verify_alignment(f.image, f.mask, m.image, m.mask, wrong, 320)
+    cfg = Config()
+    assert z_ok >= cfg.verify_min_z and shift_ok <= cfg.verify_max_shift
+    assert z_bad < cfg.verify_min_z or shift_bad > cfg.verify_max_shift
+    assert z_ok > z_bad + 5
