@@ -58,12 +58,15 @@ def main(argv: list[str] | None = None) -> int:
         "- Data: the training splits of `data/splits.json` (EPFL `country`; SRIF optical-SAR "
         "1-150 with the corrected transforms of `data/srif_optical_sar_gt_check.csv` and the "
         "BigEarthNet S1/S2 pairs; SRIF optical-infrared 1-150; RoadScene and TNO), cut into "
-        "balanced 64x64 patch pairs by `python -m pipelines.patches` (seed 0, 96 keypoints per "
-        "image pair). Every 10th training image pair is held out for validation. No test pair "
+        "balanced 64x64 patch pairs by `python -m pipelines.patches --modality M` for each "
+        "modality M (seed 0, 96 keypoints per image pair; one file per modality, all passed to "
+        "`--patches`). Every 10th training image pair is held out for validation. No test pair "
         "was used for training, augmentation statistics or threshold tuning.",
         f"- Training: `python -m pipelines.train --modality {cfg['modality']} --preset "
         f"{cfg['preset']} --epochs {cfg['epochs']} --batch-size {cfg['batch_size']} --lr "
-        f"{cfg['lr']}` ({cfg['train_pairs']:,} training and {cfg['val_pairs']:,} validation "
+        f"{cfg['lr']} --threads {cfg.get('threads')} --patches "
+        + " ".join(Path(p).name for p in cfg["patches"])
+        + f"` ({cfg['train_pairs']:,} training and {cfg['val_pairs']:,} validation "
         "patch pairs).",
         f"- Epochs run: {len(log)}; best validation epoch {ck['epoch']}; training time "
         f"{log[-1]['elapsed_s'] / 60:.1f} min on {cfg['device']} ({cfg.get('threads') or 'all'} "

@@ -12,7 +12,6 @@ keypoint with K candidates costs one fixed embedding, K moving embeddings and K 
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -167,7 +166,3 @@ def fpr_at_recall(prob: np.ndarray, label: np.ndarray, recall: float = 0.95) -> 
 def model_info(model: SSMLQNet) -> dict:
     """Name and preset of a loaded model, for reports."""
     return {"weights": getattr(model, "source", "unknown"), "preset": model.config.preset}
-
-
-def read_model_card(path: Path = WEIGHTS_DIR / "MODEL_CARD.json") -> dict:
-    return json.loads(path.read_text()) if path.exists() else {}
