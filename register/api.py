@@ -266,22 +266,27 @@ def register_pair(fixed: str | Path | Raster, moving: str | Path | Raster,
     feat_fixed = oriented_gradient_channels(fw.image, fw.mask)
     best: tuple[Estimate, Matches, int, int, Hypothesis] | None = None
     reasons = []
-    for i, hyp in enumerate(hyps):
-        say(f"scoring hypothesis {i + 1}/{len(hyps)} (rotation {hyp.angle_deg:.0f} deg, "
-            f"scale {hyp.scale:.2f})")
-        matches, nk, nc = _match_under(hyp.H, fw, mw, feat_fixed, model, cfg,
-                                       int(cfg.search_radius), timer)
+    def fit(H: np.ndarray, radius: int) -> tuple[Estimate, Matches, int, int]:
+        """Network/structural matches under ``H`` and the RANSAC transform they support."""
+        matches, nk, nc = _match_under(H, fw, mw, feat_fixed, model, cfg, radius, timer)
         t = time.perf_counter()
         try:
             est = estimate(matches.xy_moving, matches.xy_fixed, mw.image.shape,
                            transform=cfg.transform, threshold=cfg.ransac_threshold,
                            iterations=cfg.ransac_iterations, min_inliers=cfg.min_inliers,
                            seed=cfg.seed, weights=matches.probability)
+        finally:
+            timer.add("estimate", t)
+        return est, matches, nk, nc
+
+    for i, hyp in enumerate(hyps):
+        say(f"scoring hypothesis {i + 1}/{len(hyps)} (rotation {hyp.angle_deg:.0f} deg, "
+            f"scale {hyp.scale:.2f})")
+        try:
+            est, matches, nk, nc = fit(hyp.H, int(cfg.search_radius))
         except RegistrationFailed as exc:
             reasons.append(exc.reason)
             continue
-        finally:
-            timer.add("estimate", t)
         if best is None or est.num_inliers > best[0].num_inliers:
             best = (est, matches, nk, nc, hyp)
         if est.num_inliers >= max(3 * cfg.min_inliers, cfg.accept_inlier_fraction * nk):
@@ -295,19 +300,13 @@ def register_pair(fixed: str | Path | Raster, moving: str | Path | Raster,
     for it in range(cfg.refine_iterations):
         radius = max(3.0, radius / 2)
         say(f"refining ({it + 1}/{cfg.refine_iterations})")
-        m2, nk2, nc2 = _match_under(est.H, fw, mw, feat_fixed, model, cfg, int(radius), timer)
-        t = time.perf_counter()
         try:
-            e2 = estimate(m2.xy_moving, m2.xy_fixed, mw.image.shape, transform=cfg.transform,
-                          threshold=cfg.ransac_threshold, iterations=cfg.ransac_iterations,
-                          min_inliers=cfg.min_inliers, seed=cfg.seed, weights=m2.probability)
+            refined = fit(est.H, int(radius))
         except RegistrationFailed:
             break
-        finally:
-            timer.add("estimate", t)
-        if e2.num_inliers < 0.8 * est.num_inliers:
+        if refined[0].num_inliers < 0.8 * est.num_inliers:
             break
-        est, matches, nk, nc = e2, m2, nk2, nc2
+        est, matches, nk, nc = refined
 
     t = time.perf_counter()
     z0, shift = verify_alignment(fw.image, fw.mask, mw.image, mw.mask, est.H, cfg.verify_side)

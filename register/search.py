@@ -296,8 +296,8 @@ def verify_alignment(fixed: np.ndarray, fixed_mask: np.ndarray, moving: np.ndarr
     that RANSAC fitted to chance inliers does not.
 
     Returns:
-        (z, shift): the z-score of the correlation at zero shift, and the distance in fixed
-        pixels (at full resolution) from zero shift to the surface's highest peak.
+        (z, shift): the z-score of the correlation at zero shift, and the distance in pixels of
+        ``fixed`` from zero shift to the surface's highest peak.
     """
     d = _resize_factor(fixed.shape, side)
     D = np.diag([d, d, 1.0])
