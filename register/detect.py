@@ -42,7 +42,8 @@ def response(image: np.ndarray, detector: str = "structure") -> np.ndarray:
         return cv2.cornerMinEigenVal(img, blockSize=7, ksize=3)
     if detector == "fast":
         u8 = (np.clip(img, 0, 1) * 255).astype(np.uint8)
-        fast = cv2.FastFeatureDetector_create(threshold=10, nonmaxSuppression=False)
+        # OpenCV fills in a FAST response only with its own non-maximum suppression on
+        fast = cv2.FastFeatureDetector_create(threshold=10, nonmaxSuppression=True)
         r = np.zeros(img.shape, np.float32)
         for kp in fast.detect(u8):
             r[int(kp.pt[1]), int(kp.pt[0])] = kp.response
