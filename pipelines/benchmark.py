@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from pipelines.report import update_section
-from register.api import register_pair
+from register.api import network_used, register_pair
 from register.config import Config, config_to_dict, data_root
 from register.io import from_array, read_image
 from register.score import load_model
@@ -87,7 +87,8 @@ def main(argv: list[str] | None = None) -> int:
         for r in rows:
             per.setdefault(r["pair"], []).append(r["seconds"])
         lines = [f"Command: `{cmd}` ({date.today()}, {args.threads} CPU threads, device "
-                 f"{args.device}, model `{model.source}`)", "",
+                 f"{args.device}, model `{model.source}`, network consulted: "
+                 f"{'yes' if network_used(cfg) else 'no (default selection)'})", "",
                  "| pair (512x512) | median s | status |", "|---|---|---|"]
         for k, v in per.items():
             st = {r["status"] for r in rows if r["pair"] == k}

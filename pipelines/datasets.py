@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 
 from register.config import data_root
+from register.search import similarity
 
 SPLITS_FILE = Path(__file__).resolve().parents[1] / "data" / "splits.json"
 LWIR_FIELD = "vis_lwir_superfusion_misaligned/MSRS"
@@ -173,14 +174,9 @@ def validation_pairs(modality: str, *, seed: int = 0) -> list[Pair]:
             if pair.name not in fixes:
                 continue
             H = fixes[pair.name]
-        import cv2 as _cv2
-
-        h, w = _cv2.imread(str(data_root() / pair.moving), _cv2.IMREAD_UNCHANGED).shape[:2] \
-            if pair.moving.endswith((".png", ".jpg")) else _raster_shape(pair.moving)
+        h, w = _raster_shape(pair.moving)
         a, sc = rng.uniform(0, 360), float(np.exp(rng.uniform(np.log(0.6), np.log(1.6))))
         t = rng.uniform(-0.1, 0.1, 2) * (w, h)
-        from register.search import similarity
-
         W = similarity(a, sc, ((w - 1) / 2, (h - 1) / 2), ((w - 1) / 2 + t[0], (h - 1) / 2 + t[1]))
         out.append(Pair(f"val_{pair.set}", pair.name, pair.modality, pair.fixed, pair.moving,
                         H=_h(H @ np.linalg.inv(W)), warp=_h(W)))
@@ -228,13 +224,6 @@ def write_splits_file(path: Path = SPLITS_FILE) -> None:
         lines.append(f" {json.dumps(k)}: [\n{rows}\n ]" + ("," if i < len(pairs) - 1 else ""))
     lines.append("}")
     path.write_text("\n".join(lines) + "\n")
-
-
-def read_gray(rel: str) -> np.ndarray:
-    """(H, W) float32 image in [0, 1] (luminance for RGB) of a path relative to the data root."""
-    from register.io import read_image, to_gray
-
-    return to_gray(read_image(data_root() / rel)).image
 
 
 def displacement_field(pair: Pair) -> tuple[np.ndarray, np.ndarray]:

@@ -402,15 +402,6 @@ def msrs_aligned_pairs() -> list[Pair]:
     return out
 
 
-def _save_npz(dest: Path, parts: dict) -> None:
-    from register.io import atomic_path
-
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(dest) as tmp:
-        with open(tmp, "wb") as fh:
-            np.savez(fh, **parts)
-
-
 def _meta_ok(npz: Path, want: dict) -> bool:
     meta = npz.with_suffix(".config.json")
     if not meta.exists():

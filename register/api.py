@@ -27,8 +27,8 @@ from .io import GrayImage, Raster, read_image, to_gray, write_json
 from .match import Matches, select, shortlist
 from .patches import crop_patches, warp_to_frame
 from .score import embed, load_model, model_info, score_features
-from .search import (Hypothesis, coarse_hypotheses, oriented_gradient_channels,
-                     translation_hypothesis, verify_alignment)
+from .search import (Hypothesis, coarse_hypotheses, corner_distance,
+                     oriented_gradient_channels, translation_hypothesis, verify_alignment)
 
 TEMPLATE_HALF = 20
 
@@ -138,15 +138,6 @@ def network_used(cfg: Config) -> bool:
     return cfg.selection != "structural" or cfg.min_probability > 0
 
 
-def _same(H1: np.ndarray, H2: np.ndarray, shape: tuple[int, int], tol_px: float) -> bool:
-    """Whether two moving -> fixed transforms agree within ``tol_px`` at the fixed corners."""
-    h, w = shape
-    c = np.array([[0, 0], [w - 1, 0], [0, h - 1], [w - 1, h - 1]], np.float64)
-    a = transfer(np.linalg.inv(H1), c)
-    b = transfer(np.linalg.inv(H2), c)
-    return float(np.abs(a - b).max()) <= tol_px
-
-
 def _match_under(H: np.ndarray, fixed: GrayImage, moving: GrayImage, feat_fixed: np.ndarray,
                  model, cfg: Config, radius: int, timer: _Timer) -> tuple[Matches, int, int]:
     """Network-scored matches under hypothesis ``H`` (working-resolution moving -> fixed).
@@ -172,22 +163,25 @@ def _match_under(H: np.ndarray, fixed: GrayImage, moving: GrayImage, feat_fixed:
     cands = shortlist(feat_fixed, feat_moving, np.round(kp.xy), radius=radius, k=k,
                       half=TEMPLATE_HALF)
     timer.add("shortlist", t)
-    t = time.perf_counter()
-    pf = crop_patches(fixed.image, cands.xy_fixed)
-    pm = crop_patches(mi, cands.xy_cand.reshape(-1, 2))
-    timer.add("patches", t)
-    t = time.perf_counter()
     n = len(cands)
     if network_used(cfg):
+        t = time.perf_counter()
+        pf = crop_patches(fixed.image, cands.xy_fixed)
+        pm = crop_patches(mi, cands.xy_cand.reshape(-1, 2))
+        timer.add("patches", t)
+        t = time.perf_counter()
         ef = embed(model, pf, "fixed", batch_size=cfg.batch_size)
         em = embed(model, pm, "moving", batch_size=cfg.batch_size)
         idx_f = np.repeat(np.arange(n), k)
         prob = score_features(model, ef, em, idx_f, np.arange(n * k),
                               batch_size=cfg.batch_size).reshape(n, k)
+        timer.add("score", t)
     else:  # structural ranking without a probability gate: the network cannot change a match
         prob = np.ones((n, k), np.float32)
+        now = time.perf_counter()
+        timer.add("patches", now)  # stages skipped, reported as ~0 s so every report has them
+        timer.add("score", now)
     prob = np.where(np.isfinite(cands.structural), prob, 0.0)
-    timer.add("score", t)
     keep, best = select(prob, cands.structural, min_probability=cfg.min_probability,
                         ratio=cfg.ratio, mode=cfg.selection)
     xy_f = cands.xy_fixed[keep]
@@ -251,7 +245,7 @@ def register_pair(fixed: str | Path | Raster, moving: str | Path | Raster,
         H0 = Sf @ georef_homography(fr, mr) @ np.linalg.inv(Sm)
         hyps = [Hypothesis(H=H0, score=float("nan"), angle_deg=0.0, scale=1.0)]
         shifted = translation_hypothesis(fw.image, fw.mask, mw.image, mw.mask, H0, cfg)
-        if not _same(shifted.H, H0, fw.image.shape, 2.0):
+        if corner_distance(shifted.H, H0, fw.image.shape) > 2.0:
             hyps.append(shifted)  # georeferencing off by more than a couple of pixels
         how = "georeferencing"
     else:

@@ -57,7 +57,7 @@ class Config:
     # min_probability 0.3 is the best setting that uses it.
     selection: str = "structural"
     min_probability: float = 0.0  # a match needs at least this match probability
-    ratio: float = 1.0  # best probability must beat ratio x the runner-up candidate
+    ratio: float = 1.0  # the chosen candidate's score must beat ratio x the runner-up's
     refine_iterations: int = 2  # network passes after the first, each with a halved window
     # -- score -----------------------------------------------------------------------------------
     model: str = "auto"  # "auto" | preset weights name | path to a .pt file | "random"

@@ -184,8 +184,6 @@ def to_gray(raster: Raster, *, band: int | None = None, sar: bool = False,
         img = 0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2]
     else:
         img = raster.data[(band or 1) - 1].astype(np.float32)
-    if not valid.any():
-        raise InputError(f"{name}: every pixel is nodata; check the file or its nodata value")
     if sar:
         # float data is calibrated backscatter: linear unless it is already dB; integer data is
         # already display-scaled (8/16-bit amplitude products), so it is not log-scaled again

@@ -91,9 +91,9 @@ def similarity(angle_deg: float, scale: float, center_from: tuple[float, float],
     return T2 @ R @ T1
 
 
-def correlation_peak(fixed_fft: np.ndarray, fixed_energy: float, moving: np.ndarray,
-                     canvas: tuple[int, int]) -> tuple[float, tuple[float, float]]:
-    """Translation that best aligns ``moving`` channels to the fixed ones.
+def correlation_surface(fixed_fft: np.ndarray, fixed_energy: float, moving: np.ndarray,
+                        canvas: tuple[int, int]) -> np.ndarray:
+    """Normalised cross-correlation of channels over all cyclic shifts.
 
     Args:
         fixed_fft: ``np.fft.rfft2`` of the (C, h, w) fixed channels on ``canvas``.
@@ -102,13 +102,17 @@ def correlation_peak(fixed_fft: np.ndarray, fixed_energy: float, moving: np.ndar
         canvas: (rows, cols) of the zero-padded FFT canvas, at least twice the image.
 
     Returns:
-        (z, (dx, dy)): the peak's height in standard deviations of the correlation surface, and
-        the sub-pixel shift such that fixed(p + d) ~ moving(p).
+        (rows, cols) float64 surface; element [dy, dx] scores fixed(p + d) ~ moving(p).
     """
-    ph, pw = canvas
     m_energy = float((moving ** 2).sum())
     corr = np.fft.irfft2((fixed_fft * np.conj(np.fft.rfft2(moving, s=canvas))).sum(0), s=canvas)
-    corr /= math.sqrt(fixed_energy * m_energy) + 1e-9
+    return corr / (math.sqrt(fixed_energy * m_energy) + 1e-9)
+
+
+def surface_peak(corr: np.ndarray) -> tuple[float, tuple[float, float]]:
+    """(z, (dx, dy)): the highest peak of a :func:`correlation_surface` in standard deviations
+    of the surface, and its sub-pixel shift such that fixed(p + d) ~ moving(p)."""
+    ph, pw = corr.shape
     iy, ix = np.unravel_index(int(np.argmax(corr)), corr.shape)
     peak = float(corr[iy, ix])
     z = (peak - float(corr.mean())) / (float(corr.std()) + 1e-9)
@@ -123,6 +127,13 @@ def correlation_peak(fixed_fft: np.ndarray, fixed_energy: float, moving: np.ndar
     dy = (iy if iy < ph // 2 else iy - ph) + sub[0]
     dx = (ix if ix < pw // 2 else ix - pw) + sub[1]
     return z, (float(dx), float(dy))
+
+
+def correlation_peak(fixed_fft: np.ndarray, fixed_energy: float, moving: np.ndarray,
+                     canvas: tuple[int, int]) -> tuple[float, tuple[float, float]]:
+    """Translation that best aligns ``moving`` channels to the fixed ones (see
+    :func:`correlation_surface` for the arguments and :func:`surface_peak` for the result)."""
+    return surface_peak(correlation_surface(fixed_fft, fixed_energy, moving, canvas))
 
 
 def _resize_factor(shape: tuple[int, int], side: int) -> float:
@@ -243,15 +254,46 @@ def _refine(fixed: np.ndarray, fixed_mask: np.ndarray, moving: np.ndarray,
     return Hypothesis(H=H / H[2, 2], score=float(z), angle_deg=float(a % 360), scale=float(s))
 
 
-def _close(H1: np.ndarray, H2: np.ndarray, shape: tuple[int, int], tol_frac: float = 0.08) -> bool:
-    """Whether two transforms map the fixed image's corners to within ``tol_frac`` of its size."""
+def corner_distance(H1: np.ndarray, H2: np.ndarray, shape: tuple[int, int]) -> float:
+    """Largest distance, in moving pixels, between where two moving -> fixed transforms place
+    the corners of a fixed image of ``shape`` (H, W)."""
     h, w = shape
     pts = np.array([[0, 0, 1], [w - 1, 0, 1], [0, h - 1, 1], [w - 1, h - 1, 1.0]]).T
     a = np.linalg.inv(H1) @ pts
     b = np.linalg.inv(H2) @ pts
-    a = a[:2] / a[2]
-    b = b[:2] / b[2]
-    return float(np.abs(a - b).max()) < tol_frac * max(h, w)
+    return float(np.abs(a[:2] / a[2] - b[:2] / b[2]).max())
+
+
+def _close(H1: np.ndarray, H2: np.ndarray, shape: tuple[int, int], tol_frac: float = 0.08) -> bool:
+    """Whether two transforms agree at the fixed corners within ``tol_frac`` of its size."""
+    return corner_distance(H1, H2, shape) < tol_frac * max(shape)
+
+
+def _frame_channels(fixed: np.ndarray, fixed_mask: np.ndarray, moving: np.ndarray,
+                    moving_mask: np.ndarray, H: np.ndarray, side: int):
+    """Oriented-gradient channels of the fixed image and of the moving image resampled with
+    ``H`` (moving px -> fixed px) into the fixed frame, both at ``side`` px on the longer side.
+
+    Returns:
+        (F, M, valid_moving, d): (C, h, w) channels, the (h, w) bool footprint of the moving
+        image there, and the scale factor d from ``fixed`` pixels to that resolution.
+    """
+    d = _resize_factor(fixed.shape, side)
+    fs = cv2.resize(fixed, None, fx=d, fy=d, interpolation=cv2.INTER_AREA) if d < 1 else fixed
+    hf, wf = fs.shape
+    fm = cv2.resize(fixed_mask.astype(np.uint8), (wf, hf), interpolation=cv2.INTER_NEAREST)
+    A = np.diag([d, d, 1.0]) @ np.asarray(H, np.float64)
+    scale = math.sqrt(abs(np.linalg.det(A[:2, :2] / A[2, 2])))
+    src = cv2.GaussianBlur(moving, (0, 0), 0.45 / scale) if scale < 0.8 else moving
+    warped = cv2.warpPerspective(src, A, (wf, hf), flags=cv2.INTER_LINEAR)
+    wm = cv2.warpPerspective(moving_mask.astype(np.uint8), A, (wf, hf), flags=cv2.INTER_NEAREST)
+    wm = cv2.erode(wm, np.ones((5, 5), np.uint8)).astype(bool)
+    F = oriented_gradient_channels(fs, fm.astype(bool))
+    return F, oriented_gradient_channels(warped, wm), wm, d
+
+
+def _canvas(shape: tuple[int, ...]) -> tuple[int, int]:
+    return cv2.getOptimalDFTSize(2 * shape[-2]), cv2.getOptimalDFTSize(2 * shape[-1])
 
 
 def translation_hypothesis(fixed: np.ndarray, fixed_mask: np.ndarray, moving: np.ndarray,
@@ -267,19 +309,8 @@ def translation_hypothesis(fixed: np.ndarray, fixed_mask: np.ndarray, moving: np
         Hypothesis with ``H`` = shift @ ``H0`` (moving px -> fixed px) and the peak's z-score.
     """
     side = min(2 * cfg.search_side, max(fixed.shape))
-    d = _resize_factor(fixed.shape, side)
-    D = np.diag([d, d, 1.0])
-    fs = cv2.resize(fixed, None, fx=d, fy=d, interpolation=cv2.INTER_AREA) if d < 1 else fixed
-    hf, wf = fs.shape
-    fm = cv2.resize(fixed_mask.astype(np.uint8), (wf, hf), interpolation=cv2.INTER_NEAREST)
-    A = D @ H0
-    scale = math.sqrt(abs(np.linalg.det(A[:2, :2])))
-    src = cv2.GaussianBlur(moving, (0, 0), 0.45 / scale) if scale < 0.8 else moving
-    warped = cv2.warpPerspective(src, A, (wf, hf), flags=cv2.INTER_LINEAR)
-    wm = cv2.warpPerspective(moving_mask.astype(np.uint8), A, (wf, hf), flags=cv2.INTER_NEAREST)
-    F = oriented_gradient_channels(fs, fm.astype(bool))
-    M = oriented_gradient_channels(warped, cv2.erode(wm, np.ones((5, 5), np.uint8)).astype(bool))
-    canvas = (cv2.getOptimalDFTSize(2 * hf), cv2.getOptimalDFTSize(2 * wf))
+    F, M, _, d = _frame_channels(fixed, fixed_mask, moving, moving_mask, H0, side)
+    canvas = _canvas(F.shape)
     z, t = correlation_peak(np.fft.rfft2(F, s=canvas), float((F ** 2).sum()), M, canvas)
     T = np.array([[1, 0, t[0] / d], [0, 1, t[1] / d], [0, 0, 1.0]])
     H = T @ H0
@@ -299,24 +330,11 @@ def verify_alignment(fixed: np.ndarray, fixed_mask: np.ndarray, moving: np.ndarr
         (z, shift): the z-score of the correlation at zero shift, and the distance in pixels of
         ``fixed`` from zero shift to the surface's highest peak.
     """
-    d = _resize_factor(fixed.shape, side)
-    D = np.diag([d, d, 1.0])
-    fs = cv2.resize(fixed, None, fx=d, fy=d, interpolation=cv2.INTER_AREA) if d < 1 else fixed
-    hf, wf = fs.shape
-    fm = cv2.resize(fixed_mask.astype(np.uint8), (wf, hf), interpolation=cv2.INTER_NEAREST)
-    A = D @ np.asarray(H, np.float64)
-    scale = math.sqrt(abs(np.linalg.det(A[:2, :2] / A[2, 2])))
-    src = cv2.GaussianBlur(moving, (0, 0), 0.45 / scale) if scale < 0.8 else moving
-    warped = cv2.warpPerspective(src, A, (wf, hf), flags=cv2.INTER_LINEAR)
-    wm = cv2.warpPerspective(moving_mask.astype(np.uint8), A, (wf, hf), flags=cv2.INTER_NEAREST)
-    wm = cv2.erode(wm, np.ones((5, 5), np.uint8)).astype(bool)
-    if wm.sum() < 0.02 * hf * wf:
+    F, M, wm, d = _frame_channels(fixed, fixed_mask, moving, moving_mask, H, side)
+    if wm.sum() < 0.02 * wm.size:
         return 0.0, float("inf")
-    F = oriented_gradient_channels(fs, fm.astype(bool))
-    M = oriented_gradient_channels(warped, wm)
-    canvas = (cv2.getOptimalDFTSize(2 * hf), cv2.getOptimalDFTSize(2 * wf))
-    Ff = np.fft.rfft2(F, s=canvas)
-    corr = np.fft.irfft2((Ff * np.conj(np.fft.rfft2(M, s=canvas))).sum(0), s=canvas)
+    canvas = _canvas(F.shape)
+    corr = correlation_surface(np.fft.rfft2(F, s=canvas), float((F ** 2).sum()), M, canvas)
     z0 = (float(corr[0, 0]) - float(corr.mean())) / (float(corr.std()) + 1e-9)
-    _, t = correlation_peak(Ff, float((F ** 2).sum()), M, canvas)
+    _, t = surface_peak(corr)
     return z0, math.hypot(*t) / d
