@@ -28,7 +28,7 @@ import numpy as np
 from pipelines.datasets import split
 from register.config import data_root
 from register.io import atomic_path, read_image, to_gray
-from register.search import correlation_peak, oriented_gradient_channels, similarity
+from register.search import correlation_peak, oriented_gradient_channels, similarity, spectrum
 
 OUT = Path(__file__).resolve().parents[1] / "data" / "srif_optical_sar_gt_check.csv"
 
@@ -46,9 +46,7 @@ def check_pair(fixed: np.ndarray, moving: np.ndarray, moving_mask: np.ndarray, H
     fs = cv2.resize(fixed, None, fx=d, fy=d, interpolation=cv2.INTER_AREA)
     h, w = fs.shape
     F = oriented_gradient_channels(fs, None, sigma=2.0)
-    canvas = (2 * h, 2 * w)
-    Ff = np.fft.rfft2(F, s=canvas)
-    fe = float((F ** 2).sum())
+    ref = spectrum(F, (2 * h, 2 * w))
     c = ((w - 1) / 2.0, (h - 1) / 2.0)
 
     def score(delta: float):
@@ -56,7 +54,7 @@ def check_pair(fixed: np.ndarray, moving: np.ndarray, moving_mask: np.ndarray, H
         wi = cv2.warpAffine(moving, A[:2], (w, h), flags=cv2.INTER_LINEAR)
         wm = cv2.warpAffine(moving_mask.astype(np.uint8), A[:2], (w, h), flags=cv2.INTER_NEAREST)
         wm = cv2.erode(wm, np.ones((5, 5), np.uint8)).astype(bool)
-        z, t = correlation_peak(Ff, fe, oriented_gradient_channels(wi, wm, sigma=2.0), canvas)
+        z, t = correlation_peak(ref, oriented_gradient_channels(wi, wm, sigma=2.0))
         return z, t, A
 
     z0, t0, _ = score(0.0)

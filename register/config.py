@@ -42,6 +42,7 @@ class Config:
     search_angle_step_deg: float = 7.5
     search_scales: tuple[float, ...] = (0.5, 0.59, 0.71, 0.84, 1.0, 1.19, 1.41, 1.68, 2.0)
     search_top_k: int = 4  # hypotheses handed to the network stage
+    search_rescore: int = 0  # best coarse peaks rescored at twice the resolution before refining
     # -- detect ----------------------------------------------------------------------------------
     max_keypoints: int = 300  # keypoints kept in the fixed image
     detector: str = "structure"  # "structure" (structure-tensor corners) | "fast" | "grid"

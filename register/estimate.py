@@ -13,6 +13,7 @@ import torch
 from kornia.geometry.ransac import RANSAC
 
 from .checks import RegistrationFailed, check_points
+from .threads import torch_threads
 
 
 @dataclass(frozen=True)
@@ -104,13 +105,9 @@ def estimate(xy_moving: np.ndarray, xy_fixed: np.ndarray, shape_moving: tuple[in
                     prosac_sampling=weights is not None, batch_size=256)
     # RANSAC runs many tiny tensor ops: one thread is far faster than several fighting over
     # them (measured 0.01 s vs 0.35 s per call on 2 busy cores)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with torch_threads(1):
         H, mask = ransac(torch.from_numpy(xm[order]).double(),
                          torch.from_numpy(xf[order]).double())
-    finally:
-        torch.set_num_threads(threads)
     H = H.numpy().astype(np.float64)
     inl = np.zeros(len(xm), bool)
     inl[order] = mask.numpy().astype(bool)

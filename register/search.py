@@ -23,8 +23,10 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+import torch
 
 from .config import Config
+from .threads import torch_threads
 
 N_ORIENTATIONS = 6
 
@@ -55,24 +57,28 @@ def oriented_gradient_channels(image: np.ndarray, mask: np.ndarray | None = None
     img = cv2.GaussianBlur(image.astype(np.float32), (0, 0), 0.8)
     gx = cv2.Sobel(img, cv2.CV_32F, 1, 0, ksize=3)
     gy = cv2.Sobel(img, cv2.CV_32F, 0, 1, ksize=3)
-    mag = np.sqrt(gx * gx + gy * gy)
-    theta = np.mod(np.arctan2(gy, gx), np.pi)  # unsigned orientation in [0, pi)
-    pos = theta / np.pi * N_ORIENTATIONS
-    lo = np.floor(pos).astype(np.int32) % N_ORIENTATIONS
-    w_hi = (pos - np.floor(pos)).astype(np.float32)
+    mag, theta = cv2.cartToPolar(gx, gy)  # theta in [0, 2 pi); bins fold it to [0, pi)
+    # each pixel's magnitude is split linearly between its two nearest orientation bins
+    pos = theta.ravel() * np.float32(N_ORIENTATIONS / np.pi)
+    floor = np.floor(pos)
+    w_hi = pos - floor
+    lo = floor.astype(np.intp) % N_ORIENTATIONS
     hi = (lo + 1) % N_ORIENTATIONS
-    chans = np.zeros((N_ORIENTATIONS,) + img.shape, np.float32)
+    m = mag.ravel()
+    idx = np.arange(m.size)
+    chans = np.zeros((N_ORIENTATIONS, m.size), np.float32)
+    chans[lo, idx] = m * (1 - w_hi)
+    chans[hi, idx] += m * w_hi  # hi != lo, so no pixel index repeats
+    chans = chans.reshape((N_ORIENTATIONS,) + img.shape)
     for k in range(N_ORIENTATIONS):
-        chans[k] = mag * ((lo == k) * (1 - w_hi) + (hi == k) * w_hi)
-    for k in range(N_ORIENTATIONS):
-        chans[k] = cv2.GaussianBlur(chans[k], (0, 0), sigma)
-    norm = np.sqrt((chans ** 2).sum(0)) + 1e-3 * (mag.mean() + 1e-6)
-    chans /= norm
+        cv2.GaussianBlur(chans[k], (0, 0), sigma, dst=chans[k])
+    chans /= np.sqrt((chans ** 2).sum(0)) + 1e-3 * (float(mag.mean()) + 1e-6)
     if mask is not None:
-        valid = mask.astype(bool)
-        if valid.any():
-            chans -= chans[:, valid].mean(1)[:, None, None]
-        chans[:, ~valid] = 0
+        valid = mask.astype(np.float32)
+        n = float(valid.sum())
+        if n > 0:
+            chans -= ((chans.reshape(N_ORIENTATIONS, -1) @ valid.ravel()) / n)[:, None, None]
+        chans *= valid
     else:
         chans -= chans.mean((1, 2), keepdims=True)
     return chans
@@ -91,22 +97,53 @@ def similarity(angle_deg: float, scale: float, center_from: tuple[float, float],
     return T2 @ R @ T1
 
 
-def correlation_surface(fixed_fft: np.ndarray, fixed_energy: float, moving: np.ndarray,
-                        canvas: tuple[int, int]) -> np.ndarray:
+@dataclass(frozen=True)
+class Spectrum:
+    """Fixed-image channels prepared for correlation (see :func:`spectrum`).
+
+    ``fft``: (C, rows, cols // 2 + 1) complex64 conjugated real FFT of the channels zero-padded to
+    ``canvas`` = (rows, cols); ``energy``: sum of squares of the channels.
+    """
+
+    fft: torch.Tensor
+    energy: float
+    canvas: tuple[int, int]
+
+
+def fft_canvas(shape: tuple[int, ...]) -> tuple[int, int]:
+    """FFT-friendly (rows, cols) of at least twice the last two dimensions of ``shape``, so that
+    every shift with some overlap is seen without cyclic wrap-around."""
+    return cv2.getOptimalDFTSize(2 * shape[-2]), cv2.getOptimalDFTSize(2 * shape[-1])
+
+
+def spectrum(channels: np.ndarray, canvas: tuple[int, int] | None = None) -> Spectrum:
+    """Prepare (C, h, w) float32 fixed channels for :func:`correlation_surface`; ``canvas``
+    defaults to :func:`fft_canvas` of their shape. The FFTs run in float32 with torch, which
+    is several times faster than numpy's on CPU."""
+    canvas = canvas or fft_canvas(channels.shape)
+    t = torch.from_numpy(np.ascontiguousarray(channels, dtype=np.float32))
+    return Spectrum(fft=torch.conj_physical(torch.fft.rfft2(t, s=canvas)),
+                    energy=float(np.square(channels, dtype=np.float64).sum()), canvas=canvas)
+
+
+def correlation_surface(ref: Spectrum, moving: np.ndarray) -> np.ndarray:
     """Normalised cross-correlation of channels over all cyclic shifts.
 
     Args:
-        fixed_fft: ``np.fft.rfft2`` of the (C, h, w) fixed channels on ``canvas``.
-        fixed_energy: sum of squares of the fixed channels.
+        ref: the fixed channels' :class:`Spectrum`.
         moving: (C, h, w) float32 channels of the moving image in the fixed frame.
-        canvas: (rows, cols) of the zero-padded FFT canvas, at least twice the image.
 
     Returns:
-        (rows, cols) float64 surface; element [dy, dx] scores fixed(p + d) ~ moving(p).
+        (rows, cols) float32 surface on ``ref.canvas``; element [dy, dx] scores
+        fixed(p + d) ~ moving(p).
     """
-    m_energy = float((moving ** 2).sum())
-    corr = np.fft.irfft2((fixed_fft * np.conj(np.fft.rfft2(moving, s=canvas))).sum(0), s=canvas)
-    return corr / (math.sqrt(fixed_energy * m_energy) + 1e-9)
+    m_energy = float(np.square(moving, dtype=np.float64).sum())
+    mf = torch.fft.rfft2(torch.from_numpy(np.ascontiguousarray(moving, dtype=np.float32)),
+                         s=ref.canvas)
+    # sum_p fixed(p + d) moving(p) has the spectrum F * conj(M) = conj(conj(F) * M)
+    prod = torch.conj_physical((ref.fft * mf).sum(0))
+    corr = torch.fft.irfft2(prod, s=ref.canvas).numpy()
+    return corr / np.float32(math.sqrt(ref.energy * m_energy) + 1e-9)
 
 
 def surface_peak(corr: np.ndarray) -> tuple[float, tuple[float, float]]:
@@ -129,15 +166,96 @@ def surface_peak(corr: np.ndarray) -> tuple[float, tuple[float, float]]:
     return z, (float(dx), float(dy))
 
 
-def correlation_peak(fixed_fft: np.ndarray, fixed_energy: float, moving: np.ndarray,
-                     canvas: tuple[int, int]) -> tuple[float, tuple[float, float]]:
+def correlation_peak(ref: Spectrum, moving: np.ndarray) -> tuple[float, tuple[float, float]]:
     """Translation that best aligns ``moving`` channels to the fixed ones (see
     :func:`correlation_surface` for the arguments and :func:`surface_peak` for the result)."""
-    return surface_peak(correlation_surface(fixed_fft, fixed_energy, moving, canvas))
+    return surface_peak(correlation_surface(ref, moving))
 
 
 def _resize_factor(shape: tuple[int, int], side: int) -> float:
     return min(1.0, side / max(shape))
+
+
+@dataclass(frozen=True)
+class _Level:
+    """The fixed image at one search resolution: its (h, w), the factor ``d`` from full-size
+    fixed pixels to it, and the spectrum of its channels."""
+
+    shape: tuple[int, int]
+    d: float
+    ref: Spectrum
+    half_turn: torch.Tensor  # spectrum factor of a half-turn about the frame centre
+
+
+def _half_turn_phase(shape: tuple[int, int], canvas: tuple[int, int]) -> torch.Tensor:
+    """exp(2 pi i (k1 (h - 1) / N1 + k2 (w - 1) / N2)) on the rfft2 half-plane of ``canvas``.
+
+    A channel image turned by 180 degrees about the centre of its (h, w) frame,
+    M'(x, y) = M(w - 1 - x, h - 1 - y), has the spectrum exp(-i phi) conj(M^); so the
+    correlation spectrum with it is exp(i phi) conj(conj(F^) conj(M^)). This lets one FFT of
+    the moving channels score both an angle and the angle + 180 degrees.
+    """
+    n1, n2 = canvas
+    k1 = torch.arange(n1, dtype=torch.float64)[:, None]
+    k2 = torch.arange(n2 // 2 + 1, dtype=torch.float64)[None, :]
+    phi = 2 * math.pi * (k1 * (shape[0] - 1) / n1 + k2 * (shape[1] - 1) / n2)
+    return torch.polar(torch.ones_like(phi), phi).to(torch.complex64)
+
+
+def _fixed_level(fixed: np.ndarray, fixed_mask: np.ndarray, side: int, *,
+                 erode: bool = False) -> _Level:
+    d = _resize_factor(fixed.shape, side)
+    fs = cv2.resize(fixed, None, fx=d, fy=d, interpolation=cv2.INTER_AREA) if d < 1 else fixed
+    fm = cv2.resize(fixed_mask.astype(np.uint8), (fs.shape[1], fs.shape[0]),
+                    interpolation=cv2.INTER_NEAREST)
+    if erode:
+        fm = cv2.erode(fm, np.ones((3, 3), np.uint8))
+    ref = spectrum(oriented_gradient_channels(fs, fm.astype(bool)))
+    return _Level(shape=fs.shape, d=d, ref=ref, half_turn=_half_turn_phase(fs.shape, ref.canvas))
+
+
+def _antialiased(moving: np.ndarray, total_scale: float) -> np.ndarray:
+    """``moving`` smoothed so that resampling it by ``total_scale`` does not alias."""
+    return cv2.GaussianBlur(moving, (0, 0), 0.5 / total_scale) if total_scale < 0.7 else moving
+
+
+def _similarity_peaks(level: _Level, src: np.ndarray, mask_u8: np.ndarray, angle: float,
+                      total_scale: float, min_cover: float, *, half_turn: bool = False):
+    """Resample ``src`` (the moving image, maybe pre-smoothed) by a similarity of ``angle`` and
+    ``total_scale`` about its centre onto the centre of ``level``'s frame, and find the best
+    shift there; with ``half_turn`` also for ``angle + 180`` from the same FFT (exact: a
+    half-turn about the frame centre maps pixels onto pixels, and unsigned orientation
+    channels are unchanged by it). Parts that fall outside the frame are lost, which bounds the
+    search to overlaps of at least about half the fixed image.
+
+    Returns:
+        List of (z, angle, A): the peak's z-score, the angle in degrees and the 3x3 transform
+        moving px -> level px (shift included); empty when less than ``min_cover`` of the
+        frame is covered.
+    """
+    hf, wf = level.shape
+    hm, wm = src.shape
+    centre_m, centre_f = ((wm - 1) / 2.0, (hm - 1) / 2.0), ((wf - 1) / 2.0, (hf - 1) / 2.0)
+    A = similarity(angle, total_scale, centre_m, centre_f)
+    warped = cv2.warpAffine(src, A[:2], (wf, hf), flags=cv2.INTER_LINEAR)
+    wmask = cv2.warpAffine(mask_u8, A[:2], (wf, hf), flags=cv2.INTER_NEAREST)
+    wmask = cv2.erode(wmask, np.ones((5, 5), np.uint8)).astype(bool)
+    if wmask.sum() < min_cover * hf * wf:
+        return []
+    M = oriented_gradient_channels(warped, wmask)
+    norm = np.float32(math.sqrt(level.ref.energy * float(np.square(M, dtype=np.float64).sum()))
+                      + 1e-9)
+    mf = torch.fft.rfft2(torch.from_numpy(M), s=level.ref.canvas)
+    spectra = [(angle, A, torch.conj_physical((level.ref.fft * mf).sum(0)))]
+    if half_turn:
+        turned = torch.conj_physical((level.ref.fft * torch.conj_physical(mf)).sum(0))
+        spectra.append((angle + 180.0, similarity(angle + 180.0, total_scale, centre_m, centre_f),
+                        turned * level.half_turn))
+    out = []
+    for a, Aa, spec in spectra:
+        z, t = surface_peak(torch.fft.irfft2(spec, s=level.ref.canvas).numpy() / norm)
+        out.append((z, a, np.array([[1, 0, t[0]], [0, 1, t[1]], [0, 0, 1.0]]) @ Aa))
+    return out
 
 
 def coarse_hypotheses(fixed: np.ndarray, fixed_mask: np.ndarray, moving: np.ndarray,
@@ -153,104 +271,119 @@ def coarse_hypotheses(fixed: np.ndarray, fixed_mask: np.ndarray, moving: np.ndar
         Up to ``cfg.search_top_k`` hypotheses, best first; ``H`` maps moving px -> fixed px in the
         coordinates of ``moving`` and ``fixed`` (x = column, y = row, 0-based).
     """
-    df = _resize_factor(fixed.shape, cfg.search_side)
-    fs = cv2.resize(fixed, None, fx=df, fy=df, interpolation=cv2.INTER_AREA) if df < 1 else fixed
-    fm = cv2.resize(fixed_mask.astype(np.uint8), (fs.shape[1], fs.shape[0]),
-                    interpolation=cv2.INTER_NEAREST).astype(bool)
-    fm = cv2.erode(fm.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
-    F = oriented_gradient_channels(fs, fm)
-    hf, wf = fs.shape
-    # canvas: fixed padded so that any translation with some overlap is seen
-    ph, pw = cv2.getOptimalDFTSize(2 * hf), cv2.getOptimalDFTSize(2 * wf)
-    Ff = np.fft.rfft2(F, s=(ph, pw))
-    f_energy = float((F ** 2).sum())
+    # many small FFTs on a thread pool of our own: one torch thread each (register.threads)
+    with torch_threads(1):
+        return _search(fixed, fixed_mask, moving, moving_mask, cfg)
 
-    hm, wm = moving.shape
-    cm = ((wm - 1) / 2.0, (hm - 1) / 2.0)
+
+def _search(fixed: np.ndarray, fixed_mask: np.ndarray, moving: np.ndarray,
+            moving_mask: np.ndarray, cfg: Config) -> list[Hypothesis]:
+    coarse = _fixed_level(fixed, fixed_mask, cfg.search_side, erode=True)
     angles = np.arange(0.0, 360.0, cfg.search_angle_step_deg)
+    # when the angle grid is symmetric under a half-turn, one FFT scores a and a + 180
+    pair = abs(180.0 / cfg.search_angle_step_deg - round(180.0 / cfg.search_angle_step_deg)) < 1e-9
+    if pair:
+        angles = angles[angles < 180.0 - 1e-9]
     mask_u8 = moving_mask.astype(np.uint8)
 
     def one_scale(scale: float) -> list[tuple[float, float, float, np.ndarray]]:
-        total = df * scale  # moving px -> coarse fixed px
-        # pre-smooth the moving image once per scale so the warp does not alias
-        src = cv2.GaussianBlur(moving, (0, 0), 0.5 / total) if total < 0.7 else moving
+        total = coarse.d * scale  # moving px -> coarse fixed px
+        src = _antialiased(moving, total)  # once per scale
         found = []
         for angle in angles:
-            A = similarity(angle, total, cm, ((wf - 1) / 2.0, (hf - 1) / 2.0))
-            # moving is warped onto a canvas of the fixed size, centred; parts that fall outside
-            # are lost, which bounds the search to overlaps of at least half the fixed image
-            warped = cv2.warpAffine(src, A[:2], (wf, hf), flags=cv2.INTER_LINEAR)
-            wmask = cv2.warpAffine(mask_u8, A[:2], (wf, hf), flags=cv2.INTER_NEAREST)
-            wmask = cv2.erode(wmask, np.ones((5, 5), np.uint8)).astype(bool)
-            if wmask.sum() < 0.1 * hf * wf:
-                continue
-            M = oriented_gradient_channels(warped, wmask)
-            z, t = correlation_peak(Ff, f_energy, M, (ph, pw))
-            T = np.array([[1, 0, t[0]], [0, 1, t[1]], [0, 0, 1.0]])
-            found.append((z, float(angle), float(scale), T @ A))  # moving px -> coarse fixed
+            for z, a, A in _similarity_peaks(coarse, src, mask_u8, float(angle), total, 0.1,
+                                             half_turn=pair):
+                found.append((z, float(a), float(scale), A))
         return found
 
-    # scales are independent and numpy's FFT and OpenCV release the GIL: run them on threads;
+    # scales are independent and the FFTs and OpenCV release the GIL: run them on threads;
     # results are sorted by (score, angle, scale) so the outcome does not depend on timing
-    with ThreadPoolExecutor(max_workers=min(len(cfg.search_scales), os.cpu_count() or 1)) as ex:
-        results = [r for part in ex.map(one_scale, cfg.search_scales) for r in part]
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        results = [r for part in pool.map(one_scale, cfg.search_scales) for r in part]
+        return _best_refined(results, fixed, fixed_mask, moving, mask_u8, coarse, cfg, pool)
+
+
+_CALIBRATE = True
+
+
+def _calibrated(results):
+    """Peak z-scores standardised against the other angles at the same scale.
+
+    A small moving footprint (a small scale) is matched at more positions than a large one, so
+    its best chance peak is higher: raw peak z-scores favour the smallest scales. At each scale
+    almost all angles are wrong, so their z-scores sample that scale's chance distribution; a
+    peak is scored by how far it stands above it (median and MAD over the angles).
+    """
+    by_scale: dict[float, list[float]] = {}
+    for z, _, scale, _ in results:
+        by_scale.setdefault(scale, []).append(z)
+    stats = {}
+    for scale, zs in by_scale.items():
+        med = float(np.median(zs))
+        mad = 1.4826 * float(np.median(np.abs(np.asarray(zs) - med)))
+        stats[scale] = (med, max(mad, 1e-3))
+    return [((z - stats[sc][0]) / stats[sc][1], a, sc, A) for z, a, sc, A in results]
+
+
+def _best_refined(results, fixed, fixed_mask, moving, mask_u8, coarse: _Level, cfg: Config,
+                  pool: ThreadPoolExecutor) -> list[Hypothesis]:
+    """From the coarse peaks (z, angle, scale, A), the best distinct ones are rescored at twice
+    the search resolution (``cfg.search_rescore`` of them), and refined in that order until
+    ``cfg.search_top_k`` distinct hypotheses are found."""
     if not results:
         return []
+    results = _calibrated(results) if _CALIBRATE else results
     results.sort(key=lambda r: (-r[0], r[1], r[2]))
-    out: list[Hypothesis] = []
-    seen: list[np.ndarray] = []
-    D = np.diag([1 / df, 1 / df, 1.0])
-    for score, angle, scale, Hc in results:
-        if len(out) >= cfg.search_top_k:
+    fine = _fixed_level(fixed, fixed_mask, min(2 * cfg.search_side, max(fixed.shape)))
+    D = np.diag([1 / coarse.d, 1 / coarse.d, 1.0])
+    distinct: list[tuple[float, float, np.ndarray]] = []  # (angle, scale, H full-res)
+    limit = max(cfg.search_rescore, cfg.search_top_k)
+    for _, angle, scale, Hc in results:
+        if len(distinct) >= limit:
             break
         Hc = D @ Hc
-        if any(_close(Hc, h, fixed.shape) for h in seen):
-            continue
-        seen.append(Hc)
-        hyp = _refine(fixed, fixed_mask, moving, moving_mask, angle, scale, cfg)
+        if not any(_close(Hc, h, fixed.shape) for _, _, h in distinct):
+            distinct.append((angle, scale, Hc))
+    if cfg.search_rescore > 0:
+        def fine_z(c):
+            total = fine.d * c[1]
+            found = _similarity_peaks(fine, _antialiased(moving, total), mask_u8, c[0], total, 0.05)
+            return found[0][0] if found else -np.inf
+        zs = list(pool.map(fine_z, distinct))
+        order = sorted(range(len(distinct)), key=lambda i: (-zs[i], i))
+        distinct = [distinct[i] for i in order]
+    out: list[Hypothesis] = []
+    for angle, scale, _ in distinct:
+        if len(out) >= cfg.search_top_k:
+            break
+        hyp = _refine(fine, moving, mask_u8, angle, scale, cfg, pool)
         if any(_close(hyp.H, h.H, fixed.shape) for h in out):
             continue
         out.append(hyp)
     return out
 
 
-def _refine(fixed: np.ndarray, fixed_mask: np.ndarray, moving: np.ndarray,
-            moving_mask: np.ndarray, angle: float, scale: float, cfg: Config) -> Hypothesis:
-    """Finer angle / scale search around a coarse peak, at twice the search resolution."""
-    side = min(2 * cfg.search_side, max(fixed.shape))
-    df = _resize_factor(fixed.shape, side)
-    fs = cv2.resize(fixed, None, fx=df, fy=df, interpolation=cv2.INTER_AREA) if df < 1 else fixed
-    fm = cv2.resize(fixed_mask.astype(np.uint8), (fs.shape[1], fs.shape[0]),
-                    interpolation=cv2.INTER_NEAREST).astype(bool)
-    F = oriented_gradient_channels(fs, fm)
-    hf, wf = fs.shape
-    canvas = (cv2.getOptimalDFTSize(2 * hf), cv2.getOptimalDFTSize(2 * wf))
-    Ff = np.fft.rfft2(F, s=canvas)
-    fe = float((F ** 2).sum())
-    hm, wm = moving.shape
-    cm = ((wm - 1) / 2.0, (hm - 1) / 2.0)
+def _refine(level: _Level, moving: np.ndarray, mask_u8: np.ndarray, angle: float, scale: float,
+            cfg: Config, pool: ThreadPoolExecutor) -> Hypothesis:
+    """Finer angle / scale search around a coarse peak, at ``level`` (twice the search
+    resolution): a third of the angle step and of the scale step either way."""
     step = cfg.search_angle_step_deg / 3.0
     ratio = max(b / a for a, b in zip(cfg.search_scales[:-1], cfg.search_scales[1:])) \
         if len(cfg.search_scales) > 1 else 1.1
+    src = _antialiased(moving, level.d * scale)
+    grid = [(da, ds) for da in (-step, 0.0, step) for ds in (ratio ** -0.33, 1.0, ratio ** 0.33)]
+    peaks = pool.map(lambda g: [(z, a, scale * g[1], A) for z, a, A in _similarity_peaks(
+        level, src, mask_u8, angle + g[0], level.d * scale * g[1], 0.05)], grid)
+    # first best in grid order, so the outcome does not depend on thread timing
     best = None
-    for da in (-step, 0.0, step):
-        for ds in (ratio ** -0.33, 1.0, ratio ** 0.33):
-            total = df * scale * ds
-            src = cv2.GaussianBlur(moving, (0, 0), 0.5 / total) if total < 0.7 else moving
-            A = similarity(angle + da, total, cm, ((wf - 1) / 2.0, (hf - 1) / 2.0))
-            warped = cv2.warpAffine(src, A[:2], (wf, hf), flags=cv2.INTER_LINEAR)
-            wmask = cv2.warpAffine(moving_mask.astype(np.uint8), A[:2], (wf, hf),
-                                   flags=cv2.INTER_NEAREST)
-            wmask = cv2.erode(wmask, np.ones((5, 5), np.uint8)).astype(bool)
-            if wmask.sum() < 0.05 * hf * wf:
-                continue
-            z, t = correlation_peak(Ff, fe, oriented_gradient_channels(warped, wmask), canvas)
-            if best is None or z > best[0]:
-                T = np.array([[1, 0, t[0]], [0, 1, t[1]], [0, 0, 1.0]])
-                best = (z, angle + da, scale * ds, np.diag([1 / df, 1 / df, 1.0]) @ T @ A)
+    for found in peaks:
+        for cand in found:
+            if best is None or cand[0] > best[0]:
+                best = cand
     if best is None:
         raise ValueError("hypothesis refinement found no overlap")
-    z, a, s, H = best
+    z, a, s, A = best
+    H = np.diag([1 / level.d, 1 / level.d, 1.0]) @ A
     return Hypothesis(H=H / H[2, 2], score=float(z), angle_deg=float(a % 360), scale=float(s))
 
 
@@ -292,10 +425,6 @@ def _frame_channels(fixed: np.ndarray, fixed_mask: np.ndarray, moving: np.ndarra
     return F, oriented_gradient_channels(warped, wm), wm, d
 
 
-def _canvas(shape: tuple[int, ...]) -> tuple[int, int]:
-    return cv2.getOptimalDFTSize(2 * shape[-2]), cv2.getOptimalDFTSize(2 * shape[-1])
-
-
 def translation_hypothesis(fixed: np.ndarray, fixed_mask: np.ndarray, moving: np.ndarray,
                            moving_mask: np.ndarray, H0: np.ndarray, cfg: Config) -> Hypothesis:
     """Correct a start transform ``H0`` (e.g. from georeferencing) by a global shift.
@@ -310,8 +439,7 @@ def translation_hypothesis(fixed: np.ndarray, fixed_mask: np.ndarray, moving: np
     """
     side = min(2 * cfg.search_side, max(fixed.shape))
     F, M, _, d = _frame_channels(fixed, fixed_mask, moving, moving_mask, H0, side)
-    canvas = _canvas(F.shape)
-    z, t = correlation_peak(np.fft.rfft2(F, s=canvas), float((F ** 2).sum()), M, canvas)
+    z, t = correlation_peak(spectrum(F), M)
     T = np.array([[1, 0, t[0] / d], [0, 1, t[1] / d], [0, 0, 1.0]])
     H = T @ H0
     return Hypothesis(H=H / H[2, 2], score=float(z), angle_deg=0.0, scale=1.0)
@@ -333,8 +461,7 @@ def verify_alignment(fixed: np.ndarray, fixed_mask: np.ndarray, moving: np.ndarr
     F, M, wm, d = _frame_channels(fixed, fixed_mask, moving, moving_mask, H, side)
     if wm.sum() < 0.02 * wm.size:
         return 0.0, float("inf")
-    canvas = _canvas(F.shape)
-    corr = correlation_surface(np.fft.rfft2(F, s=canvas), float((F ** 2).sum()), M, canvas)
+    corr = correlation_surface(spectrum(F), M)
     z0 = (float(corr[0, 0]) - float(corr.mean())) / (float(corr.std()) + 1e-9)
     _, t = surface_peak(corr)
     return z0, math.hypot(*t) / d

@@ -124,3 +124,22 @@ def test_verify_alignment_confirms_truth_and_rejects_wrong_transform(data_root, 
     assert z_ok >= cfg.verify_min_z and shift_ok <= cfg.verify_max_shift
     assert z_bad < cfg.verify_min_z or shift_bad > cfg.verify_max_shift
     assert z_ok > z_bad + 5
+
+
+def test_similarity_peaks_half_turn_equals_direct(data_root):
+    """Scoring angle + 180 from the angle's FFT gives what warping by angle + 180 gives."""
+    from register.search import _fixed_level, _similarity_peaks
+    f = to_gray(read_image(data_root / "mifnet_examples" / "opt_nir_1.png"))
+    m = to_gray(read_image(data_root / "mifnet_examples" / "opt_nir_2.png"))
+    level = _fixed_level(f.image, f.mask, 160)
+    mask_u8 = m.mask.astype(np.uint8)
+    for angle in (0.0, 37.5, 112.5):
+        paired = _similarity_peaks(level, m.image, mask_u8, angle, 0.3, 0.1, half_turn=True)
+        direct = _similarity_peaks(level, m.image, mask_u8, angle + 180.0, 0.3, 0.1)
+        assert len(paired) == 2 and len(direct) == 1
+        z_pair, a_pair, A_pair = paired[1]
+        z_direct, a_direct, A_direct = direct[0]
+        assert a_pair == a_direct
+        # equal up to OpenCV's fixed-point rounding of sample positions in the mask warp
+        assert z_pair == pytest.approx(z_direct, rel=1e-2)
+        np.testing.assert_allclose(A_pair, A_direct, atol=0.1)
