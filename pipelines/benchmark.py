@@ -19,7 +19,6 @@ import time
 from datetime import date
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from pipelines.report import update_section

@@ -158,16 +158,21 @@ def all_pairs(root: str | None = None) -> dict[str, list[Pair]]:
 VAL_EVERY = 10  # every 10th training image pair (index % 10 == 9) validates
 
 
-def validation_pairs(modality: str, *, seed: int = 0) -> list[Pair]:
+def validation_pairs(modality: str, *, seed: int = 0, every: int = VAL_EVERY) -> list[Pair]:
     """Held-out training image pairs under a seeded random similarity (any rotation, scale
-    0.6-1.6, shift up to 10 %), for choosing options without touching test pairs."""
+    0.6-1.6, shift up to 10 %), for choosing options without touching test pairs.
+
+    ``every``: every N-th training pair (index % N == N - 1). The default pairs are held out
+    of network training; other values also take pairs the shipped network trained on, which
+    is sound only for choosing options that do not consult the network.
+    """
     from pipelines.patches import read_gt_fixes
 
     fixes = read_gt_fixes()
     rng = np.random.default_rng(seed)
     out = []
     for i, pair in enumerate(split(f"train/{modality}")):
-        if i % VAL_EVERY != VAL_EVERY - 1:
+        if i % every != every - 1:
             continue
         H = pair.H_array
         if pair.set == "srif_optical_sar":
@@ -205,10 +210,11 @@ def load_pair(pair: Pair):
     return fixed, from_array(np.stack(bands), path=moving.path + " (warped)")
 
 
-def split(name: str) -> list[Pair]:
-    """Pairs of one split, e.g. ``split("test/opt-sar")``."""
+def split(name: str, *, val_every: int = VAL_EVERY) -> list[Pair]:
+    """Pairs of one split, e.g. ``split("test/opt-sar")``; ``val_every`` picks the validation
+    pairs (see :func:`validation_pairs`)."""
     if name.startswith("val/"):
-        return validation_pairs(name.split("/", 1)[1])
+        return validation_pairs(name.split("/", 1)[1], every=val_every)
     pairs = all_pairs(str(data_root()))
     if name not in pairs:
         raise KeyError(f"unknown split {name!r}; known: {sorted(pairs)}")

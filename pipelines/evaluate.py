@@ -35,7 +35,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from pipelines.datasets import LWIR_FIELD, IDENTITY, Pair, split
+from pipelines.datasets import LWIR_FIELD, IDENTITY, VAL_EVERY, Pair, split
 from pipelines.metrics import DENSE_MARGIN, GRID, THRESHOLDS, checkpoints, pair_error, summarise
 from pipelines.patches import DEFAULT_CACHE, MODALITY_NAMES
 from register.config import MODALITIES, config_from_dict, config_to_dict, data_root
@@ -172,7 +172,7 @@ def _write_csv(path: Path, rows: list[dict], fields: Sequence[str]) -> None:
 # ---------------------------------------------------------------------------------------------
 
 PAIR_FIELDS = ("set", "pair", "method", "status", "reason", "error_px", "n_checkpoints",
-               "seconds", "H", "timings")
+               "seconds", "H", "timings", "verify_z")
 
 
 def included_summary(pairs_csv: Path, sets: Sequence[str], skip_methods: Sequence[str]
@@ -215,7 +215,8 @@ def run_registration(args, log: Callable[[str], None]) -> tuple[list[dict], list
     writer.writeheader()
     try:
         for set_name in args.sets:
-            pairs = _select(split(f"{args.split}/{set_name}"), args.limit)
+            pairs = _select(split(f"{args.split}/{set_name}", val_every=args.val_every),
+                            args.limit)
             cfg = base_cfg.replace(modality=config_modality(set_name))
             errors = {m: [] for m in args.methods}
             secs = {m: [] for m in args.methods}
@@ -234,7 +235,7 @@ def run_registration(args, log: Callable[[str], None]) -> tuple[list[dict], list
                         continue
                     row = {"set": set_name, "pair": label, "method": _name(method, args),
                            "reason": "",
-                           "H": "", "timings": ""}
+                           "H": "", "timings": "", "verify_z": ""}
                     H, t0 = None, time.perf_counter()
                     try:
                         if fixed is None:
@@ -246,6 +247,7 @@ def run_registration(args, log: Callable[[str], None]) -> tuple[list[dict], list
                             row["reason"] = res.reason or ""
                             row["timings"] = json.dumps(
                                 {k: round(float(v), 4) for k, v in (res.timings or {}).items()})
+                            row["verify_z"] = (res.verification or {}).get("z_at_zero_shift", "")
                         else:
                             H = baselines.BASELINES[method](fixed, moving)
                             if H is None:
@@ -451,6 +453,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("mode", choices=("registration", "patches"))
     p.add_argument("--label", default=None,
                    help="name of the 'ours' rows in tables (e.g. a --config variant)")
+    p.add_argument("--val-every", type=int, default=VAL_EVERY,
+                   help="with --split val: every N-th training pair validates (default "
+                        f"{VAL_EVERY}, the pairs held out of network training)")
+    p.add_argument("--section", default=None,
+                   help="name of the --results section (default: the mode, plus :SPLIT off test)")
     p.add_argument("--include", type=Path, nargs="*", default=None,
                    help="pairs.csv of earlier registration runs whose other methods join the "
                         "table (same pairs)")
@@ -552,9 +559,9 @@ def main(argv: list[str] | None = None) -> int:
                                          + body)
     print(table)
     if args.results is not None:
-        section = args.mode if args.split == "test" else f"{args.mode}:{args.split}"
+        section = args.section or (args.mode if args.split == "test" else f"{args.mode}:{args.split}")
         update_results(args.results, section, body, command)
-        log(f"updated section evaluate:{args.mode} in {args.results}")
+        log(f"updated section evaluate:{section} in {args.results}")
     return 0
 
 

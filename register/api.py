@@ -273,6 +273,20 @@ def register_pair(fixed: str | Path | Raster, moving: str | Path | Raster,
             timer.add("estimate", t)
         return est, matches, nk, nc
 
+    d_verify = min(1.0, cfg.verify_side / max(fw.image.shape))
+
+    def check(H: np.ndarray) -> tuple[bool, float, float]:
+        """(confirmed, z, shift) of the global structural check of ``H``."""
+        t = time.perf_counter()
+        z0, shift = verify_alignment(fw.image, fw.mask, mw.image, mw.mask, H, cfg.verify_side)
+        timer.add("verify", t)
+        ok = z0 >= cfg.verify_min_z and shift * d_verify <= cfg.verify_max_shift
+        return ok, z0, shift
+
+    # Among the hypotheses that RANSAC supports, the one the global check likes best wins
+    # (confirmed first, then the higher z): inlier counts favour large overlaps, so a wrong
+    # hypothesis covering the whole image can out-count a right one at a small scale.
+    best_key: tuple[bool, float] | None = None
     for i, hyp in enumerate(hyps):
         say(f"scoring hypothesis {i + 1}/{len(hyps)} (rotation {hyp.angle_deg:.0f} deg, "
             f"scale {hyp.scale:.2f})")
@@ -281,10 +295,12 @@ def register_pair(fixed: str | Path | Raster, moving: str | Path | Raster,
         except RegistrationFailed as exc:
             reasons.append(exc.reason)
             continue
-        if best is None or est.num_inliers > best[0].num_inliers:
-            best = (est, matches, nk, nc, hyp)
-        if est.num_inliers >= max(3 * cfg.min_inliers, cfg.accept_inlier_fraction * nk):
-            break  # clearly supported: the remaining hypotheses cannot matter
+        confirmed, z0, _ = check(est.H)
+        if best_key is None or (confirmed, z0) > best_key:
+            best, best_key = (est, matches, nk, nc, hyp), (confirmed, z0)
+        if confirmed and est.num_inliers >= max(3 * cfg.min_inliers,
+                                                cfg.accept_inlier_fraction * nk):
+            break  # confirmed and clearly supported: the remaining hypotheses cannot matter
     if best is None:
         return Result("failed", f"no hypothesis was supported by the matches ({reasons[0]})",
                       timings=timer.t, hypothesis=how, **base)
@@ -302,14 +318,11 @@ def register_pair(fixed: str | Path | Raster, moving: str | Path | Raster,
             break
         est, matches, nk, nc = refined
 
-    t = time.perf_counter()
-    z0, shift = verify_alignment(fw.image, fw.mask, mw.image, mw.mask, est.H, cfg.verify_side)
-    d = min(1.0, cfg.verify_side / max(fw.image.shape))
-    timer.add("verify", t)
+    confirmed, z0, shift = check(est.H)
     counts = dict(num_keypoints=nk, num_candidates=nc, num_matches=len(matches),
                   num_inliers=est.num_inliers)
     verification = {"z_at_zero_shift": round(z0, 3), "peak_shift_px": round(shift, 3)}
-    if z0 < cfg.verify_min_z or shift * d > cfg.verify_max_shift:
+    if not confirmed:
         return Result("failed", "the transform that RANSAC found is not confirmed by the global "
                       f"structural check (z {z0:.1f} at zero shift, need {cfg.verify_min_z:g}; "
                       f"correlation peak {shift:.1f} px away); it is probably wrong",

@@ -8,8 +8,10 @@ rotations of any angle and scales in ``cfg.search_scales`` at low resolution.
 For each (angle, scale) the moving image is resampled into the fixed frame and the translation
 is found by FFT cross-correlation of dense *oriented-gradient channels* (unsigned gradient
 orientation histograms, smoothed; the structural descriptor family of CFOG/HOPC, which survives
-the contrast reversals between optical, SAR and thermal images). The peaks are ranked by their
-height over the correlation surface's spread, and the best distinct ones are returned.
+the contrast reversals between optical, SAR and thermal images). Each peak's height over its
+correlation surface's spread (a z-score) is standardised against the other angles at the same
+scale, the best distinct peaks are rescored at twice the resolution, and the best of those are
+refined in angle and scale and returned.
 
 All transforms are 3x3 float64 homographies mapping a moving pixel (x = column, y = row,
 0-based) to a fixed pixel, in the coordinates of the arrays handed in.
@@ -265,11 +267,14 @@ def coarse_hypotheses(fixed: np.ndarray, fixed_mask: np.ndarray, moving: np.ndar
     Args:
         fixed, moving: (H, W) float32 images, normalised to [0, 1].
         fixed_mask, moving_mask: (H, W) bool validity masks.
-        cfg: reads ``search_side``, ``search_angle_step_deg``, ``search_scales``, ``search_top_k``.
+        cfg: reads ``search_side``, ``search_angle_step_deg``, ``search_scales``,
+            ``search_calibrate``, ``search_rescore`` and ``search_top_k``.
 
     Returns:
-        Up to ``cfg.search_top_k`` hypotheses, best first; ``H`` maps moving px -> fixed px in the
-        coordinates of ``moving`` and ``fixed`` (x = column, y = row, 0-based).
+        Up to ``cfg.search_top_k`` hypotheses in the order of their score at twice the search
+        resolution, best first; ``H`` maps moving px -> fixed px in the coordinates of
+        ``moving`` and ``fixed`` (x = column, y = row, 0-based); ``score`` is the refined
+        peak's z-score.
     """
     # many small FFTs on a thread pool of our own: one torch thread each (register.threads)
     with torch_threads(1):
@@ -303,9 +308,6 @@ def _search(fixed: np.ndarray, fixed_mask: np.ndarray, moving: np.ndarray,
         return _best_refined(results, fixed, fixed_mask, moving, mask_u8, coarse, cfg, pool)
 
 
-_CALIBRATE = True
-
-
 def _calibrated(results):
     """Peak z-scores standardised against the other angles at the same scale.
 
@@ -332,7 +334,7 @@ def _best_refined(results, fixed, fixed_mask, moving, mask_u8, coarse: _Level, c
     ``cfg.search_top_k`` distinct hypotheses are found."""
     if not results:
         return []
-    results = _calibrated(results) if _CALIBRATE else results
+    results = _calibrated(results) if cfg.search_calibrate else results
     results.sort(key=lambda r: (-r[0], r[1], r[2]))
     fine = _fixed_level(fixed, fixed_mask, min(2 * cfg.search_side, max(fixed.shape)))
     D = np.diag([1 / coarse.d, 1 / coarse.d, 1.0])

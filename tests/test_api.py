@@ -154,3 +154,18 @@ def test_register_pair_non_overlapping_footprints(rgbn, random_model, tmp_path):
     write_raster(far, mr.data, crs=mr.crs, transform=Affine(t.a, t.b, t.c + 1e5, t.d, t.e, t.f))
     with pytest.raises(InputError, match="overlap"):
         register_pair(fixed, far, Config(max_keypoints=32), model=random_model)
+
+
+def test_register_pair_picks_confirmed_hypothesis_not_most_inliers(random_model):
+    """Validation pair where a wrong hypothesis covering the whole image out-counts the right
+    one at scale ~0.47 in RANSAC inliers; the global check must pick the right one."""
+    from pipelines.datasets import load_pair, validation_pairs
+    from pipelines.metrics import checkpoints, pair_error
+
+    pair = next(p for p in validation_pairs("opt-ir") if p.name == "20")
+    fixed, moving = load_pair(pair)
+    res = register_pair(fixed, moving, Config(), model=random_model)
+    assert res.status == "ok", res.reason
+    m, c = checkpoints(pair, fixed.shape, moving.shape)
+    assert pair_error(res.H, m, c) < 5.0
+    assert res.verification["z_at_zero_shift"] >= Config().verify_min_z

@@ -2,11 +2,9 @@
 import json
 
 import numpy as np
-import pytest
 
 from pipelines.datasets import SPLITS_FILE, all_pairs, gt_map, load_pair, split
 from pipelines.check_gt import check_pair
-from register.config import data_root
 from register.io import to_gray
 
 

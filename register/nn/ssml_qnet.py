@@ -33,7 +33,7 @@ FLOPs per pair (multiply-adds x 2, counted by :func:`count_flops` at batch 1, 64
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
