@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import shlex
 import statistics
 import sys
 import time
@@ -27,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from pipelines import datasets
-from pipelines.evaluate import command_line, update_results
+from pipelines.evaluate import update_results
 from register.api import _is_sar, _resize
 from register.config import Config, config_from_dict, config_to_dict
 from register.io import to_gray
@@ -107,7 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "results.md").write_text(table)
     print(table)
     if args.results:
-        update_results(args.results, "search_sweep", table, command_line(argv))
+        cmd = "python -m pipelines.search_sweep " + shlex.join(sys.argv[1:] if argv is None else argv)
+        update_results(args.results, "search_sweep", table, cmd.rstrip())
     return 0
 
 

@@ -1,8 +1,9 @@
 """``register_pair``: the whole pipeline as one function, and writing its outputs.
 
-Stages: io -> hypotheses (georeferencing, or a rotation/scale search) -> for each hypothesis:
-detect -> shortlist candidates -> patches -> score (SSML-QNet) -> select -> estimate (RANSAC);
-keep the hypothesis the matches support best, then refine it with smaller search windows.
+Stages: io -> hypotheses (georeferencing; or a SIFT similarity, then a rotation/scale search)
+-> for each hypothesis: detect -> shortlist candidates -> patches -> score (SSML-QNet) -> select
+-> estimate (RANSAC) -> global check; keep the supported hypothesis the global check confirms
+best, refine it with smaller search windows and check it again.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import cv2
 import numpy as np
@@ -27,7 +28,7 @@ from .io import GrayImage, Raster, read_image, to_gray, write_json
 from .match import Matches, select, shortlist
 from .patches import crop_patches, warp_to_frame
 from .score import embed, load_model, model_info, score_features
-from .search import (Hypothesis, coarse_hypotheses, corner_distance,
+from .search import (Hypothesis, coarse_hypotheses, corner_distance, keypoint_hypothesis,
                      oriented_gradient_channels, translation_hypothesis, verify_alignment)
 
 TEMPLATE_HALF = 20
@@ -240,25 +241,32 @@ def register_pair(fixed: str | Path | Raster, moving: str | Path | Raster,
     dev = str(next(model.parameters()).device)
     base = dict(model=model_info(model), device=dev)
 
-    t = time.perf_counter()
-    if fr.georeferenced and mr.georeferenced:
-        H0 = Sf @ georef_homography(fr, mr) @ np.linalg.inv(Sm)
-        hyps = [Hypothesis(H=H0, score=float("nan"), angle_deg=0.0, scale=1.0)]
-        shifted = translation_hypothesis(fw.image, fw.mask, mw.image, mw.mask, H0, cfg)
-        if corner_distance(shifted.H, H0, fw.image.shape) > 2.0:
-            hyps.append(shifted)  # georeferencing off by more than a couple of pixels
-        how = "georeferencing"
-    else:
+    def hypotheses() -> Iterator[tuple[Hypothesis, str]]:
+        """(hypothesis, where it came from), lazily: the search runs only when the cheaper
+        hypotheses before it were not confirmed."""
+        t = time.perf_counter()
+        if fr.georeferenced and mr.georeferenced:
+            H0 = Sf @ georef_homography(fr, mr) @ np.linalg.inv(Sm)
+            shifted = translation_hypothesis(fw.image, fw.mask, mw.image, mw.mask, H0, cfg)
+            timer.add("hypotheses", t)
+            yield Hypothesis(H=H0, score=float("nan"), angle_deg=0.0, scale=1.0), "georeferencing"
+            if corner_distance(shifted.H, H0, fw.image.shape) > 2.0:
+                yield shifted, "georeferencing"  # off by more than a couple of pixels
+            return
+        if cfg.keypoint_hypothesis:
+            kh = keypoint_hypothesis(fw.image, fw.mask, mw.image, mw.mask, cfg)
+            timer.add("hypotheses", t)
+            if kh is not None:
+                yield kh, "keypoint similarity"
         say("searching rotation and scale hypotheses")
-        hyps = coarse_hypotheses(fw.image, fw.mask, mw.image, mw.mask, cfg)
-        how = "rotation/scale search"
-    timer.add("hypotheses", t)
-    if not hyps:
-        return Result("failed", "no rotation/scale hypothesis overlaps the fixed image",
-                      timings=timer.t, hypothesis=how, **base)
+        t = time.perf_counter()
+        found = coarse_hypotheses(fw.image, fw.mask, mw.image, mw.mask, cfg)
+        timer.add("hypotheses", t)
+        for h in found:
+            yield h, "rotation/scale search"
 
     feat_fixed = oriented_gradient_channels(fw.image, fw.mask)
-    best: tuple[Estimate, Matches, int, int, Hypothesis] | None = None
+    best: tuple[Estimate, Matches, int, int, Hypothesis, str] | None = None
     reasons = []
     def fit(H: np.ndarray, radius: int) -> tuple[Estimate, Matches, int, int]:
         """Network/structural matches under ``H`` and the RANSAC transform they support."""
@@ -287,8 +295,12 @@ def register_pair(fixed: str | Path | Raster, moving: str | Path | Raster,
     # (confirmed first, then the higher z): inlier counts favour large overlaps, so a wrong
     # hypothesis covering the whole image can out-count a right one at a small scale.
     best_key: tuple[bool, float] | None = None
-    for i, hyp in enumerate(hyps):
-        say(f"scoring hypothesis {i + 1}/{len(hyps)} (rotation {hyp.angle_deg:.0f} deg, "
+    tried = 0
+    sources: dict[str, None] = {}  # where the tried hypotheses came from, in order
+    for hyp, source in hypotheses():
+        tried += 1
+        sources[source] = None
+        say(f"scoring hypothesis {tried} ({source}: rotation {hyp.angle_deg:.0f} deg, "
             f"scale {hyp.scale:.2f})")
         try:
             est, matches, nk, nc = fit(hyp.H, int(cfg.search_radius))
@@ -297,15 +309,19 @@ def register_pair(fixed: str | Path | Raster, moving: str | Path | Raster,
             continue
         confirmed, z0, _ = check(est.H)
         if best_key is None or (confirmed, z0) > best_key:
-            best, best_key = (est, matches, nk, nc, hyp), (confirmed, z0)
+            best, best_key = (est, matches, nk, nc, hyp, source), (confirmed, z0)
         if confirmed and est.num_inliers >= max(3 * cfg.min_inliers,
                                                 cfg.accept_inlier_fraction * nk):
             break  # confirmed and clearly supported: the remaining hypotheses cannot matter
+    how = ", ".join(sources) or "rotation/scale search"
+    if tried == 0:
+        return Result("failed", "no rotation/scale hypothesis overlaps the fixed image",
+                      timings=timer.t, hypothesis=how, **base)
     if best is None:
         return Result("failed", f"no hypothesis was supported by the matches ({reasons[0]})",
                       timings=timer.t, hypothesis=how, **base)
 
-    est, matches, nk, nc, hyp = best
+    est, matches, nk, nc, hyp, how = best
     radius = float(cfg.search_radius)
     for it in range(cfg.refine_iterations):
         radius = max(3.0, radius / 2)

@@ -48,6 +48,11 @@ class Config:
     # ``python -m pipelines.search_sweep`` on validation pairs (docs/results.md, "Search").
     search_calibrate: bool = True
     search_rescore: int = 16
+    # A SIFT similarity is tried before the search (register.search.keypoint_hypothesis); when
+    # it is confirmed and clearly supported, the search does not run.
+    keypoint_hypothesis: bool = True
+    keypoint_max: int = 2000  # SIFT keypoints per image
+    keypoint_min_inliers: int = 15
     # -- detect ----------------------------------------------------------------------------------
     max_keypoints: int = 300  # keypoints kept in the fixed image
     detector: str = "structure"  # "structure" (structure-tensor corners) | "fast" | "grid"

@@ -389,6 +389,46 @@ def _refine(level: _Level, moving: np.ndarray, mask_u8: np.ndarray, angle: float
     return Hypothesis(H=H / H[2, 2], score=float(z), angle_deg=float(a % 360), scale=float(s))
 
 
+def keypoint_hypothesis(fixed: np.ndarray, fixed_mask: np.ndarray, moving: np.ndarray,
+                        moving_mask: np.ndarray, cfg: Config) -> Hypothesis | None:
+    """A similarity from SIFT keypoints, for pairs whose appearance is close enough (often
+    VIS-NIR): up to ``cfg.keypoint_max`` keypoints per image, Lowe's ratio test at 0.8, a
+    RANSAC similarity at 3 px with at least ``cfg.keypoint_min_inliers`` inliers. It is only a
+    hypothesis: the matching stage and the global check decide, as for the search's.
+
+    Returns:
+        The hypothesis (``H`` moving px -> fixed px, x = column, y = row, 0-based; ``score`` =
+        inlier count) or None when the keypoints do not agree on one.
+    """
+    det = cv2.SIFT_create(nfeatures=cfg.keypoint_max)
+
+    def features(img: np.ndarray, mask: np.ndarray):
+        u8 = np.clip(img * 255.0, 0, 255).astype(np.uint8)
+        return det.detectAndCompute(u8, mask.astype(np.uint8))
+
+    kf, df = features(fixed, fixed_mask)
+    km, dm = features(moving, moving_mask)
+    if df is None or dm is None or len(kf) < 2 or len(km) < 2:
+        return None
+    knn = cv2.BFMatcher(cv2.NORM_L2).knnMatch(dm, df, k=2)
+    good = [m[0] for m in knn if len(m) == 2 and m[0].distance < 0.8 * m[1].distance]
+    if len(good) < cfg.keypoint_min_inliers:
+        return None
+    src = np.float32([km[m.queryIdx].pt for m in good])
+    dst = np.float32([kf[m.trainIdx].pt for m in good])
+    A, inl = cv2.estimateAffinePartial2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=3.0,
+                                         maxIters=2000, confidence=0.999, refineIters=10)
+    if A is None or inl is None or int(inl.sum()) < cfg.keypoint_min_inliers:
+        return None
+    H = np.vstack([A, [0.0, 0.0, 1.0]])
+    scale = math.sqrt(abs(np.linalg.det(A[:, :2]))) if np.isfinite(A).all() else 0.0
+    lo, hi = min(cfg.search_scales), max(cfg.search_scales)
+    if not lo / 1.25 <= scale <= hi * 1.25:
+        return None  # degenerate, or outside the scales the search would consider
+    angle = math.degrees(math.atan2(A[0, 1], A[0, 0])) % 360
+    return Hypothesis(H=H, score=float(inl.sum()), angle_deg=float(angle), scale=float(scale))
+
+
 def corner_distance(H1: np.ndarray, H2: np.ndarray, shape: tuple[int, int]) -> float:
     """Largest distance, in moving pixels, between where two moving -> fixed transforms place
     the corners of a fixed image of ``shape`` (H, W)."""

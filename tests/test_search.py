@@ -10,8 +10,8 @@ import pytest
 from register.config import Config
 from register.estimate import transfer
 from register.io import read_image, to_gray
-from register.search import (N_ORIENTATIONS, coarse_hypotheses, oriented_gradient_channels,
-                             similarity)
+from register.search import (N_ORIENTATIONS, coarse_hypotheses, corner_distance,
+                             oriented_gradient_channels, similarity)
 
 
 def test_coarse_hypotheses_srif_optical_infrared(data_root, srif_opt_ir_pair, corner_error):
@@ -158,3 +158,30 @@ def test_calibrated_removes_per_scale_offset():
     cal = _calibrated(small + large)
     best = max(cal, key=lambda r: r[0])
     assert (best[1], best[2]) == (75.0, 1.0)
+
+
+def test_keypoint_hypothesis_recovers_similarity_on_vis_nir_pair(data_root):
+    """A known similarity applied to an aligned EPFL country NIR image is recovered by SIFT."""
+    from register.search import keypoint_hypothesis
+    f = to_gray(read_image(data_root / "vis_nir_epfl_registration" / "country" / "0001_rgb.jpg"))
+    m = to_gray(read_image(data_root / "vis_nir_epfl_registration" / "country" / "0001_nir.jpg"))
+    fi = cv2.resize(f.image, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA)
+    mi = cv2.resize(m.image, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA)
+    h, w = mi.shape
+    W = similarity(20.0, 0.9, ((w - 1) / 2, (h - 1) / 2), ((w - 1) / 2 + 10, (h - 1) / 2 - 5))
+    warped = cv2.warpAffine(mi, W[:2], (w, h))
+    valid = cv2.warpAffine(np.ones_like(mi, np.uint8), W[:2], (w, h)).astype(bool)
+    hyp = keypoint_hypothesis(fi, np.ones_like(fi, bool), warped, valid, Config())
+    assert hyp is not None
+    truth = np.linalg.inv(W)  # warped moving px -> fixed px (the pair is aligned)
+    assert corner_distance(hyp.H, truth, fi.shape) < 3.0
+    assert hyp.scale == pytest.approx(1 / 0.9, rel=0.02)
+
+
+def test_keypoint_hypothesis_none_on_unrelated_images(data_root, nir_small):
+    """Keypoints of two different scenes do not agree on a transform."""
+    from register.search import keypoint_hypothesis
+    other = to_gray(read_image(data_root / "mifnet_examples" / "opt_sar_1.png"))
+    o = cv2.resize(other.image, (256, 256), interpolation=cv2.INTER_AREA)
+    ones = np.ones((256, 256), bool)
+    assert keypoint_hypothesis(nir_small, ones, o, ones, Config()) is None
