@@ -20,6 +20,8 @@ from typing import Callable
 import cv2
 import numpy as np
 
+from register.search import sift_correspondences
+
 try:  # optional dependency
     import SimpleITK as sitk
 except ImportError:  # pragma: no cover - depends on the environment
@@ -43,17 +45,9 @@ def _u8(img: np.ndarray) -> np.ndarray:
 
 def sift(fixed: np.ndarray, moving: np.ndarray) -> np.ndarray | None:
     """SIFT + ratio test + RANSAC homography; None with fewer than 8 inliers."""
-    det = cv2.SIFT_create()
-    kf, df = det.detectAndCompute(_u8(fixed), None)
-    km, dm = det.detectAndCompute(_u8(moving), None)
-    if df is None or dm is None or len(kf) < 2 or len(km) < 2:
+    src, dst = sift_correspondences(_u8(fixed), _u8(moving), ratio=SIFT_RATIO)
+    if len(src) < SIFT_MIN_INLIERS:
         return None
-    knn = cv2.BFMatcher(cv2.NORM_L2).knnMatch(dm, df, k=2)
-    good = [m[0] for m in knn if len(m) == 2 and m[0].distance < SIFT_RATIO * m[1].distance]
-    if len(good) < SIFT_MIN_INLIERS:
-        return None
-    src = np.float32([km[m.queryIdx].pt for m in good])
-    dst = np.float32([kf[m.trainIdx].pt for m in good])
     cv2.setRNGSeed(0)
     H, inl = cv2.findHomography(src, dst, cv2.RANSAC, SIFT_RANSAC_PX)
     if H is None or inl is None or int(inl.sum()) < SIFT_MIN_INLIERS:

@@ -247,9 +247,11 @@ def register_pair(fixed: str | Path | Raster, moving: str | Path | Raster,
         t = time.perf_counter()
         if fr.georeferenced and mr.georeferenced:
             H0 = Sf @ georef_homography(fr, mr) @ np.linalg.inv(Sm)
-            shifted = translation_hypothesis(fw.image, fw.mask, mw.image, mw.mask, H0, cfg)
             timer.add("hypotheses", t)
             yield Hypothesis(H=H0, score=float("nan"), angle_deg=0.0, scale=1.0), "georeferencing"
+            t = time.perf_counter()  # only when the georeferencing itself was not confirmed
+            shifted = translation_hypothesis(fw.image, fw.mask, mw.image, mw.mask, H0, cfg)
+            timer.add("hypotheses", t)
             if corner_distance(shifted.H, H0, fw.image.shape) > 2.0:
                 yield shifted, "georeferencing"  # off by more than a couple of pixels
             return
@@ -266,7 +268,7 @@ def register_pair(fixed: str | Path | Raster, moving: str | Path | Raster,
             yield h, "rotation/scale search"
 
     feat_fixed = oriented_gradient_channels(fw.image, fw.mask)
-    best: tuple[Estimate, Matches, int, int, Hypothesis, str] | None = None
+    best: tuple[Estimate, Matches, int, int, Hypothesis, str, tuple] | None = None
     reasons = []
     def fit(H: np.ndarray, radius: int) -> tuple[Estimate, Matches, int, int]:
         """Network/structural matches under ``H`` and the RANSAC transform they support."""
@@ -294,7 +296,6 @@ def register_pair(fixed: str | Path | Raster, moving: str | Path | Raster,
     # Among the hypotheses that RANSAC supports, the one the global check likes best wins
     # (confirmed first, then the higher z): inlier counts favour large overlaps, so a wrong
     # hypothesis covering the whole image can out-count a right one at a small scale.
-    best_key: tuple[bool, float] | None = None
     tried = 0
     sources: dict[str, None] = {}  # where the tried hypotheses came from, in order
     for hyp, source in hypotheses():
@@ -307,11 +308,11 @@ def register_pair(fixed: str | Path | Raster, moving: str | Path | Raster,
         except RegistrationFailed as exc:
             reasons.append(exc.reason)
             continue
-        confirmed, z0, _ = check(est.H)
-        if best_key is None or (confirmed, z0) > best_key:
-            best, best_key = (est, matches, nk, nc, hyp, source), (confirmed, z0)
-        if confirmed and est.num_inliers >= max(3 * cfg.min_inliers,
-                                                cfg.accept_inlier_fraction * nk):
+        checked = check(est.H)
+        if best is None or checked[:2] > best[-1][:2]:  # (confirmed, z)
+            best = (est, matches, nk, nc, hyp, source, checked)
+        if checked[0] and est.num_inliers >= max(3 * cfg.min_inliers,
+                                                 cfg.accept_inlier_fraction * nk):
             break  # confirmed and clearly supported: the remaining hypotheses cannot matter
     how = ", ".join(sources) or "rotation/scale search"
     if tried == 0:
@@ -321,7 +322,7 @@ def register_pair(fixed: str | Path | Raster, moving: str | Path | Raster,
         return Result("failed", f"no hypothesis was supported by the matches ({reasons[0]})",
                       timings=timer.t, hypothesis=how, **base)
 
-    est, matches, nk, nc, hyp, how = best
+    est, matches, nk, nc, hyp, how, checked = best
     radius = float(cfg.search_radius)
     for it in range(cfg.refine_iterations):
         radius = max(3.0, radius / 2)
@@ -333,8 +334,9 @@ def register_pair(fixed: str | Path | Raster, moving: str | Path | Raster,
         if refined[0].num_inliers < 0.8 * est.num_inliers:
             break
         est, matches, nk, nc = refined
+        checked = None  # a new transform: check it again
 
-    confirmed, z0, shift = check(est.H)
+    confirmed, z0, shift = checked or check(est.H)
     counts = dict(num_keypoints=nk, num_candidates=nc, num_matches=len(matches),
                   num_inliers=est.num_inliers)
     verification = {"z_at_zero_shift": round(z0, 3), "peak_shift_px": round(shift, 3)}

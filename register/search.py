@@ -204,12 +204,20 @@ def _half_turn_phase(shape: tuple[int, int], canvas: tuple[int, int]) -> torch.T
     return torch.polar(torch.ones_like(phi), phi).to(torch.complex64)
 
 
-def _fixed_level(fixed: np.ndarray, fixed_mask: np.ndarray, side: int, *,
-                 erode: bool = False) -> _Level:
+def _downsized(fixed: np.ndarray, fixed_mask: np.ndarray, side: int
+               ) -> tuple[np.ndarray, np.ndarray, float]:
+    """(image, uint8 mask, d): ``fixed`` and its mask at ``side`` px on the longer side (never
+    enlarged), and the factor d from full-size pixels to that resolution."""
     d = _resize_factor(fixed.shape, side)
     fs = cv2.resize(fixed, None, fx=d, fy=d, interpolation=cv2.INTER_AREA) if d < 1 else fixed
     fm = cv2.resize(fixed_mask.astype(np.uint8), (fs.shape[1], fs.shape[0]),
                     interpolation=cv2.INTER_NEAREST)
+    return fs, fm, d
+
+
+def _fixed_level(fixed: np.ndarray, fixed_mask: np.ndarray, side: int, *,
+                 erode: bool = False) -> _Level:
+    fs, fm, d = _downsized(fixed, fixed_mask, side)
     if erode:
         fm = cv2.erode(fm, np.ones((3, 3), np.uint8))
     ref = spectrum(oriented_gradient_channels(fs, fm.astype(bool)))
@@ -346,36 +354,46 @@ def _best_refined(results, fixed, fixed_mask, moving, mask_u8, coarse: _Level, c
         Hc = D @ Hc
         if not any(_close(Hc, h, fixed.shape) for _, _, h in distinct):
             distinct.append((angle, scale, Hc))
+    smoothed: dict[float, np.ndarray] = {}  # the moving image pre-smoothed per coarse scale
+    for _, scale, _ in distinct:
+        if scale not in smoothed:
+            smoothed[scale] = _antialiased(moving, fine.d * scale)
+    centre: dict[int, list] = {}  # _similarity_peaks at each candidate's own angle and scale
     if cfg.search_rescore > 0:
-        def fine_z(c):
-            total = fine.d * c[1]
-            found = _similarity_peaks(fine, _antialiased(moving, total), mask_u8, c[0], total, 0.05)
-            return found[0][0] if found else -np.inf
-        zs = list(pool.map(fine_z, distinct))
-        order = sorted(range(len(distinct)), key=lambda i: (-zs[i], i))
+        peaks = list(pool.map(lambda c: _similarity_peaks(
+            fine, smoothed[c[1]], mask_u8, c[0], fine.d * c[1], 0.05), distinct))
+        order = sorted(range(len(distinct)),
+                       key=lambda i: (-(peaks[i][0][0] if peaks[i] else -np.inf), i))
         distinct = [distinct[i] for i in order]
+        centre = {k: peaks[i] for k, i in enumerate(order)}
     out: list[Hypothesis] = []
-    for angle, scale, _ in distinct:
+    for k, (angle, scale, _) in enumerate(distinct):
         if len(out) >= cfg.search_top_k:
             break
-        hyp = _refine(fine, moving, mask_u8, angle, scale, cfg, pool)
+        hyp = _refine(fine, smoothed[scale], mask_u8, angle, scale, cfg, pool, centre.get(k))
         if any(_close(hyp.H, h.H, fixed.shape) for h in out):
             continue
         out.append(hyp)
     return out
 
 
-def _refine(level: _Level, moving: np.ndarray, mask_u8: np.ndarray, angle: float, scale: float,
-            cfg: Config, pool: ThreadPoolExecutor) -> Hypothesis:
+def _refine(level: _Level, src: np.ndarray, mask_u8: np.ndarray, angle: float, scale: float,
+            cfg: Config, pool: ThreadPoolExecutor, centre: list | None = None) -> Hypothesis:
     """Finer angle / scale search around a coarse peak, at ``level`` (twice the search
-    resolution): a third of the angle step and of the scale step either way."""
+    resolution): a third of the angle step and of the scale step either way. ``src`` is the
+    moving image smoothed for ``scale`` (:func:`_antialiased`); ``centre``, when given, is
+    :func:`_similarity_peaks` at ``angle`` and ``scale`` themselves, already computed."""
     step = cfg.search_angle_step_deg / 3.0
     ratio = max(b / a for a, b in zip(cfg.search_scales[:-1], cfg.search_scales[1:])) \
         if len(cfg.search_scales) > 1 else 1.1
-    src = _antialiased(moving, level.d * scale)
     grid = [(da, ds) for da in (-step, 0.0, step) for ds in (ratio ** -0.33, 1.0, ratio ** 0.33)]
-    peaks = pool.map(lambda g: [(z, a, scale * g[1], A) for z, a, A in _similarity_peaks(
-        level, src, mask_u8, angle + g[0], level.d * scale * g[1], 0.05)], grid)
+
+    def peaks_at(g):
+        found = centre if g == (0.0, 1.0) and centre is not None else _similarity_peaks(
+            level, src, mask_u8, angle + g[0], level.d * scale * g[1], 0.05)
+        return [(z, a, scale * g[1], A) for z, a, A in found]
+
+    peaks = pool.map(peaks_at, grid)
     # first best in grid order, so the outcome does not depend on thread timing
     best = None
     for found in peaks:
@@ -389,6 +407,35 @@ def _refine(level: _Level, moving: np.ndarray, mask_u8: np.ndarray, angle: float
     return Hypothesis(H=H / H[2, 2], score=float(z), angle_deg=float(a % 360), scale=float(s))
 
 
+def sift_correspondences(fixed_u8: np.ndarray, moving_u8: np.ndarray,
+                         fixed_mask: np.ndarray | None = None,
+                         moving_mask: np.ndarray | None = None, *, max_keypoints: int = 0,
+                         ratio: float = 0.8) -> tuple[np.ndarray, np.ndarray]:
+    """SIFT matches of the moving image in the fixed one that pass Lowe's ratio test.
+
+    Args:
+        fixed_u8, moving_u8: (H, W) uint8 images.
+        fixed_mask, moving_mask: (H, W) bool, True where keypoints may lie; None = anywhere.
+        max_keypoints: keypoints kept per image (0 = all).
+
+    Returns:
+        (xy_moving, xy_fixed): (N, 2) float32 pixel positions (x = column, y = row, 0-based).
+    """
+    det = cv2.SIFT_create(nfeatures=max_keypoints)
+    mask = (lambda m: None if m is None else m.astype(np.uint8))
+    kf, df = det.detectAndCompute(fixed_u8, mask(fixed_mask))
+    km, dm = det.detectAndCompute(moving_u8, mask(moving_mask))
+    empty = np.zeros((0, 2), np.float32)
+    if df is None or dm is None or len(kf) < 2 or len(km) < 2:
+        return empty, empty
+    knn = cv2.BFMatcher(cv2.NORM_L2).knnMatch(dm, df, k=2)
+    good = [m[0] for m in knn if len(m) == 2 and m[0].distance < ratio * m[1].distance]
+    if not good:
+        return empty, empty
+    return (np.float32([km[m.queryIdx].pt for m in good]),
+            np.float32([kf[m.trainIdx].pt for m in good]))
+
+
 def keypoint_hypothesis(fixed: np.ndarray, fixed_mask: np.ndarray, moving: np.ndarray,
                         moving_mask: np.ndarray, cfg: Config) -> Hypothesis | None:
     """A similarity from SIFT keypoints, for pairs whose appearance is close enough (often
@@ -400,22 +447,13 @@ def keypoint_hypothesis(fixed: np.ndarray, fixed_mask: np.ndarray, moving: np.nd
         The hypothesis (``H`` moving px -> fixed px, x = column, y = row, 0-based; ``score`` =
         inlier count) or None when the keypoints do not agree on one.
     """
-    det = cv2.SIFT_create(nfeatures=cfg.keypoint_max)
+    def u8(img: np.ndarray) -> np.ndarray:
+        return np.clip(img * 255.0, 0, 255).astype(np.uint8)
 
-    def features(img: np.ndarray, mask: np.ndarray):
-        u8 = np.clip(img * 255.0, 0, 255).astype(np.uint8)
-        return det.detectAndCompute(u8, mask.astype(np.uint8))
-
-    kf, df = features(fixed, fixed_mask)
-    km, dm = features(moving, moving_mask)
-    if df is None or dm is None or len(kf) < 2 or len(km) < 2:
+    src, dst = sift_correspondences(u8(fixed), u8(moving), fixed_mask, moving_mask,
+                                    max_keypoints=cfg.keypoint_max)
+    if len(src) < cfg.keypoint_min_inliers:
         return None
-    knn = cv2.BFMatcher(cv2.NORM_L2).knnMatch(dm, df, k=2)
-    good = [m[0] for m in knn if len(m) == 2 and m[0].distance < 0.8 * m[1].distance]
-    if len(good) < cfg.keypoint_min_inliers:
-        return None
-    src = np.float32([km[m.queryIdx].pt for m in good])
-    dst = np.float32([kf[m.trainIdx].pt for m in good])
     A, inl = cv2.estimateAffinePartial2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=3.0,
                                          maxIters=2000, confidence=0.999, refineIters=10)
     if A is None or inl is None or int(inl.sum()) < cfg.keypoint_min_inliers:
@@ -453,10 +491,8 @@ def _frame_channels(fixed: np.ndarray, fixed_mask: np.ndarray, moving: np.ndarra
         (F, M, valid_moving, d): (C, h, w) channels, the (h, w) bool footprint of the moving
         image there, and the scale factor d from ``fixed`` pixels to that resolution.
     """
-    d = _resize_factor(fixed.shape, side)
-    fs = cv2.resize(fixed, None, fx=d, fy=d, interpolation=cv2.INTER_AREA) if d < 1 else fixed
+    fs, fm, d = _downsized(fixed, fixed_mask, side)
     hf, wf = fs.shape
-    fm = cv2.resize(fixed_mask.astype(np.uint8), (wf, hf), interpolation=cv2.INTER_NEAREST)
     A = np.diag([d, d, 1.0]) @ np.asarray(H, np.float64)
     scale = math.sqrt(abs(np.linalg.det(A[:2, :2] / A[2, 2])))
     src = cv2.GaussianBlur(moving, (0, 0), 0.45 / scale) if scale < 0.8 else moving
