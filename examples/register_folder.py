@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from register import Config, InputError, register_pair, write_outputs
+from register.io import read_image
 from register.score import load_model
 
 
@@ -24,15 +25,22 @@ def main(argv=None) -> int:
     cfg = Config(modality=args.modality)
     model = load_model(cfg.model, "auto", modality=cfg.modality)
     failed = []
+    try:
+        reference = read_image(args.reference)  # read once, reused for every moving image
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     for path in sorted(args.folder.iterdir()):
-        if path == args.reference or path.suffix.lower() not in (".tif", ".tiff", ".png", ".jpg"):
+        if (path.resolve() == args.reference.resolve()
+                or path.suffix.lower() not in (".tif", ".tiff", ".png", ".jpg", ".jpeg")):
             continue
         try:
-            result = register_pair(args.reference, path, cfg, model=model)
+            moving = read_image(path)
+            result = register_pair(reference, moving, cfg, model=model)
         except InputError as exc:
             failed.append(f"{path.name}: {exc}")
             continue
-        write_outputs(result, args.reference, path, args.out_dir / path.stem, cfg)
+        write_outputs(result, reference, moving, args.out_dir / path.stem, cfg)
         print(f"{path.name}: {result.status} {result.reason}")
         if not result.ok:
             failed.append(f"{path.name}: {result.reason}")

@@ -25,7 +25,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from pipelines.datasets import split
+from pipelines.datasets import raster_shape, split
 from register.config import data_root
 from register.io import atomic_path, read_image, to_gray
 from register.search import correlation_peak, oriented_gradient_channels, similarity, spectrum
@@ -84,8 +84,6 @@ def rotation_between(H_a: np.ndarray, H_b: np.ndarray, shape_fixed: tuple[int, i
 def compare(pairs_csv: Path, check_csv: Path, method: str = "ours") -> list[dict]:
     """For each test pair an evaluation registered, its extra rotation over the published truth
     next to the rotation this check found (both in degrees)."""
-    from register.io import read_image
-
     checks = {r["pair"]: r for r in csv.DictReader(open(check_csv))}
     truth = {p.name: p for p in split("test/opt-sar")}
     out = []
@@ -97,7 +95,7 @@ def compare(pairs_csv: Path, check_csv: Path, method: str = "ours") -> list[dict
             out.append({"pair": name, "ours_deg": None, "check_deg": float(checks[name]["delta_deg"])})
             continue
         H = np.array(json.loads(row["H"]), np.float64).reshape(3, 3)
-        shape = read_image(data_root() / truth[name].fixed).shape
+        shape = raster_shape(truth[name].fixed)  # metadata only
         out.append({"pair": name, "ours_deg": rotation_between(H, truth[name].H_array, shape),
                     "check_deg": float(checks[name]["delta_deg"])})
     return out

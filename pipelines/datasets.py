@@ -162,9 +162,11 @@ def validation_pairs(modality: str, *, seed: int = 0, every: int = VAL_EVERY) ->
     """Held-out training image pairs under a seeded random similarity (any rotation, scale
     0.6-1.6, shift up to 10 %), for choosing options without touching test pairs.
 
-    ``every``: every N-th training pair (index % N == N - 1). The default pairs are held out
-    of network training; other values also take pairs the shipped network trained on, which
-    is sound only for choosing options that do not consult the network.
+    ``every``: every N-th pair of ``split("train/<modality>")`` (index % N == N - 1). These are
+    *not* the pairs ``pipelines.train`` holds out (it counts the image pairs stored in its
+    patch files, across modalities): with the default ``every`` 32 of the 40 validation pairs
+    (all optical-IR and VIS-LWIR ones, 10 of 13 optical-SAR) were in the shipped network's
+    training data. They are sound for choosing options that do not consult the network.
     """
     from pipelines.patches import read_gt_fixes
 
@@ -179,7 +181,7 @@ def validation_pairs(modality: str, *, seed: int = 0, every: int = VAL_EVERY) ->
             if pair.name not in fixes:
                 continue
             H = fixes[pair.name]
-        h, w = _raster_shape(pair.moving)
+        h, w = raster_shape(pair.moving)
         a, sc = rng.uniform(0, 360), float(np.exp(rng.uniform(np.log(0.6), np.log(1.6))))
         t = rng.uniform(-0.1, 0.1, 2) * (w, h)
         W = similarity(a, sc, ((w - 1) / 2, (h - 1) / 2), ((w - 1) / 2 + t[0], (h - 1) / 2 + t[1]))
@@ -188,7 +190,7 @@ def validation_pairs(modality: str, *, seed: int = 0, every: int = VAL_EVERY) ->
     return out
 
 
-def _raster_shape(rel: str) -> tuple[int, int]:
+def raster_shape(rel: str) -> tuple[int, int]:
     import rasterio
 
     with rasterio.open(data_root() / rel) as src:
@@ -196,7 +198,12 @@ def _raster_shape(rel: str) -> tuple[int, int]:
 
 
 def load_pair(pair: Pair):
-    """(fixed, moving) :class:`register.io.Raster` of a pair, the synthetic warp applied."""
+    """(fixed, moving) :class:`register.io.Raster` of a pair, the synthetic warp applied.
+
+    The warped moving raster gets no nodata value: outside its footprint is 0, which
+    ``register.io.to_gray`` masks as border fill for integer images but not for float ones
+    (the BigEarthNet SAR rasters), where the corners count as valid.
+    """
     from register.io import from_array, read_image
 
     root = data_root()

@@ -1,8 +1,9 @@
-"""Evaluate registration accuracy and patch-matching FPR95 on the test splits.
+"""Evaluate registration accuracy and patch-matching FPR95 on the test (or validation) splits.
 
     python -m pipelines.evaluate registration [--sets opt-sar,opt-ir,vis-nir,vis-lwir]
-        [--methods ours,identity,sift,mi] [--limit N] [--out DIR] [--device cpu]
-        [--results docs/results.md]
+        [--methods ours,identity,sift,mi] [--split test|val] [--val-every N] [--config JSON]
+        [--label NAME] [--include PAIRS_CSV ...] [--limit N] [--out DIR] [--device cpu]
+        [--results docs/results.md] [--section NAME]
     python -m pipelines.evaluate patches [--model auto|PATH] [--sets ...] [--out DIR]
 
 ``registration``: for every test pair and method, estimate the moving -> fixed homography and
@@ -17,8 +18,10 @@ aligned MSRS originals (``vi`` fixed, ``ir`` moving; note their ~2.5 px residual
 
 Outputs in ``--out`` (default ``runs/eval/<mode>``): ``config.json`` (resolved options),
 ``pairs.csv`` (one row per pair and method), ``summary.csv`` and ``results.md`` (markdown
-table). ``--results FILE`` also writes or replaces the ``<!-- BEGIN evaluate:<mode> -->`` section
-of FILE with the table, the command line and the date.
+table). ``--results FILE`` also writes or replaces the ``<!-- BEGIN evaluate:<section> -->``
+section of FILE with the table, the command line and the date; the section is ``--section``, or
+the mode (``registration:val`` for ``--split val``). ``--include`` adds the other methods' rows of
+earlier runs' ``pairs.csv`` (whether they ran on the same pairs is not checked).
 """
 from __future__ import annotations
 
@@ -37,7 +40,7 @@ import numpy as np
 
 from pipelines.datasets import LWIR_FIELD, IDENTITY, VAL_EVERY, Pair, split
 from pipelines.metrics import DENSE_MARGIN, GRID, THRESHOLDS, checkpoints, pair_error, summarise
-from pipelines.patches import DEFAULT_CACHE, MODALITY_NAMES
+from pipelines.patches import DEFAULT_CACHE, KINDS, MODALITY_NAMES
 from register.config import MODALITIES, config_from_dict, config_to_dict, data_root
 
 SETS = ("opt-sar", "opt-ir", "vis-nir", "vis-lwir")
@@ -302,6 +305,14 @@ def msrs_aligned_pairs() -> list[Pair]:
 
 
 def _meta_ok(npz: Path, want: dict) -> bool:
+    """Whether a cached patch file matches ``want`` and stores each pair's ``kind`` (files
+    built before kinds were stored are rebuilt)."""
+    try:
+        with np.load(npz) as z:
+            if "kind" not in z.files:
+                return False
+    except (OSError, ValueError):
+        return False
     meta = npz.with_suffix(".config.json")
     if not meta.exists():
         return True  # written by someone else's build; trust the file name
@@ -397,7 +408,7 @@ def run_patches(args, log: Callable[[str], None]) -> tuple[list[dict], list[dict
         lab, pid = d["label"][sel], d["pair"][sel]
         fpr = fpr_at_recall(prob, lab)
         # the paper's protocol: non-matching pairs are random patches
-        rnd = (d["kind"][sel] == 0) | (d["kind"][sel] == 3)
+        rnd = np.isin(d["kind"][sel], [KINDS.index("positive"), KINDS.index("random")])
         fpr_random = fpr_at_recall(prob[rnd], lab[rnd])
         info = model_info(model)
         summary.append({"set": s, "image_pairs": len(keep_ids), "patch_pairs": int(sel.sum()),
@@ -455,7 +466,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="name of the 'ours' rows in tables (e.g. a --config variant)")
     p.add_argument("--val-every", type=int, default=VAL_EVERY,
                    help="with --split val: every N-th training pair validates (default "
-                        f"{VAL_EVERY}, the pairs held out of network training)")
+                        f"{VAL_EVERY}; see pipelines.datasets.validation_pairs: not the pairs "
+                        "held out of network training)")
     p.add_argument("--section", default=None,
                    help="name of the --results section (default: the mode, plus :SPLIT off test)")
     p.add_argument("--include", type=Path, nargs="*", default=None,
@@ -480,7 +492,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where test patch files are built / reused (patches mode)")
     p.add_argument("--batch-size", type=int, default=512, help="network batch (patches mode)")
     p.add_argument("--results", type=Path, default=None,
-                   help="markdown file whose evaluate:<mode> section is written/replaced")
+                   help="markdown file whose evaluate:<section> section is written/replaced")
     return p
 
 

@@ -9,6 +9,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from pipelines.datasets import Pair, gt_map
+from register.estimate import transfer
 
 THRESHOLDS = (3.0, 5.0, 10.0)
 GRID = 10  # checkpoints per side
@@ -17,9 +18,9 @@ DENSE_MARGIN = 32  # px kept free at the border of the moving image for dense-fi
 
 
 def _apply(H: np.ndarray, xy: np.ndarray) -> np.ndarray:
-    p = np.c_[xy, np.ones(len(xy))] @ np.asarray(H, np.float64).T
+    """:func:`register.estimate.transfer` without warnings for points mapped to infinity."""
     with np.errstate(divide="ignore", invalid="ignore"):
-        return p[:, :2] / p[:, 2:]
+        return transfer(H, xy)
 
 
 def homography_checkpoints(H_gt: np.ndarray, fixed_shape: tuple[int, int],

@@ -94,7 +94,8 @@ def _augment(p: np.ndarray, rng: np.random.Generator, sar: bool) -> np.ndarray:
 
 def pairs_from_image(fi: np.ndarray, mi: np.ndarray, valid: np.ndarray, modality: str,
                      rng: np.random.Generator, cfg: Config, per_image: int):
-    """Patch pairs (fixed, moving, label) from one aligned image pair."""
+    """Patch pairs (fixed, moving, label, kind) from one aligned image pair (``kind`` indexes
+    ``KINDS``)."""
     kp = detect(fi, valid, max_keypoints=per_image, nms_radius=cfg.nms_radius,
                 border=32 + 32)  # room for the 32 px offsets of the negatives
     n = len(kp)

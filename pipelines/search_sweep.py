@@ -7,8 +7,9 @@
 Runs :func:`register.search.coarse_hypotheses` alone (no matching) on validation pairs: held-out
 *training* pairs (every ``--every``-th; no test pair) under a seeded random similarity
 (``pipelines.datasets.validation_pairs``), at the pipeline's working resolution. A hypothesis
-is right when it places the fixed image's corners within max(16 px, 3 % of the image side) of
-the ground truth: the matching stage searches 16 px around each predicted position. Each
+is right when it places the fixed image's corners within max(``search_radius`` = 16 px, 3 % of
+the image side) of the ground truth: the matching stage searches that far around each
+predicted position. Each
 variant is a set of :class:`register.config.Config` overrides of the defaults.
 
 Outputs in ``--out`` (default ``runs/search_sweep``): ``config.json``, ``pairs.csv`` (rank of
@@ -29,9 +30,8 @@ import numpy as np
 
 from pipelines import datasets
 from pipelines.evaluate import update_results
-from register.api import _is_sar, _resize
-from register.config import Config, config_from_dict, config_to_dict
-from register.io import to_gray
+from register.api import working_images
+from register.config import MODALITIES, Config, config_from_dict, config_to_dict
 from register.search import coarse_hypotheses, corner_distance
 
 DEFAULT_VARIANTS = {
@@ -42,20 +42,20 @@ DEFAULT_VARIANTS = {
 }
 
 
-def hypothesis_rank(pair: datasets.Pair, cfg: Config) -> tuple[int, float, float]:
-    """(rank of the first right hypothesis or -1, smallest corner error in working px, seconds)."""
-    fixed, moving = datasets.load_pair(pair)
-    fg = to_gray(fixed)
-    mg = to_gray(moving, sar=_is_sar(moving, pair.modality))
-    sf = min(1.0, cfg.work_max_side / max(fg.image.shape))
-    sm = min(1.0, cfg.work_max_side / max(mg.image.shape))
-    fw, mw = _resize(fg, sf), _resize(mg, sm)
+def hypothesis_rank(pair: datasets.Pair, cfg: Config, images=None) -> tuple[int, float, float]:
+    """(rank of the first right hypothesis or -1, smallest corner error in working px, seconds).
+
+    ``images``: the pair's (fixed, moving) rasters when already loaded.
+    """
+    fixed, moving = images or datasets.load_pair(pair)
+    modality = pair.modality if pair.modality in MODALITIES else "auto"  # opt-ir: auto
+    fw, mw, sf, sm = working_images(fixed, moving, cfg.replace(modality=modality))
     H = np.diag([sf, sf, 1.0]) @ pair.H_array @ np.diag([1 / sm, 1 / sm, 1.0])
     t = time.perf_counter()
     hyps = coarse_hypotheses(fw.image, fw.mask, mw.image, mw.mask, cfg)
     seconds = time.perf_counter() - t
     errs = [corner_distance(h.H, H, fw.image.shape) for h in hyps]
-    tol = max(16.0, 0.03 * max(fw.image.shape))
+    tol = max(cfg.search_radius, 0.03 * max(fw.image.shape))
     right = [i for i, e in enumerate(errs) if e < tol]
     return (right[0] if right else -1), (min(errs) if errs else float("inf")), seconds
 
@@ -85,8 +85,9 @@ def main(argv: list[str] | None = None) -> int:
     for s in sets:
         pairs = datasets.validation_pairs(s, seed=args.seed, every=args.every)
         for i, pair in enumerate(pairs):
+            images = datasets.load_pair(pair)  # once for all variants
             for name, cfg in cfgs.items():
-                rank, err, sec = hypothesis_rank(pair, cfg)
+                rank, err, sec = hypothesis_rank(pair, cfg, images)
                 rows.append({"set": s, "pair": f"{pair.set}/{pair.name}", "variant": name,
                              "rank": rank, "min_corner_error": round(err, 2),
                              "seconds": round(sec, 3)})

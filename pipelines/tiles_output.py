@@ -24,6 +24,7 @@ from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from rasterio.windows import Window
 
 from register.checks import InputError
+from register.estimate import transfer
 from register.io import atomic_path, read_image, write_json
 
 if TYPE_CHECKING:
@@ -62,11 +63,6 @@ def read_meta(path: str | Path) -> Meta:
 
 def _T(tx: float, ty: float) -> np.ndarray:  # translation homography
     return np.array([[1.0, 0.0, tx], [0.0, 1.0, ty], [0.0, 0.0, 1.0]])
-
-
-def _apply(H: np.ndarray, xy: np.ndarray) -> np.ndarray:  # (N, 2) points through a homography
-    p = np.c_[xy, np.ones(len(xy))] @ np.asarray(H, np.float64).T
-    return p[:, :2] / p[:, 2:]
 
 
 def px_map(xy: np.ndarray, src: Meta, dst: Meta) -> np.ndarray:
@@ -116,7 +112,7 @@ def _grow(win: Window, width: int, height: int, n: int = MIN_SIDE) -> Window:
 def shift_at(H: np.ndarray, c: np.ndarray, fixed: Meta, moving: Meta) -> dict:
     """Correction of the moving georeferencing at fixed pixel ``c`` (see the
     :mod:`pipelines.tiles` module doc)."""
-    q = _apply(H, px_map(np.asarray(c, np.float64)[None], fixed, moving))[0]
+    q = transfer(H, px_map(np.asarray(c, np.float64)[None], fixed, moving))[0]
     dx, dy = q - np.asarray(c, np.float64)
     X, Y = fixed.transform @ (np.array([q[0], c[0]]) + 0.5, np.array([q[1], c[1]]) + 0.5)
     de, dn = X[0] - X[1], Y[0] - Y[1]
@@ -159,7 +155,7 @@ def combine_tiles(records: list[dict], *, tol_px: float = 2.0
         c, ro, w, h = r["fixed_window"]
         gx, gy = np.meshgrid(np.linspace(c, c + w - 1, 3), np.linspace(ro, ro + h - 1, 3))
         fp = np.c_[gx.ravel(), gy.ravel()]
-        src.append(_apply(np.linalg.inv(np.asarray(r["H"])), fp))
+        src.append(transfer(np.linalg.inv(np.asarray(r["H"])), fp))
         dst.append(fp)
         used.append(r["tile"])
     H, _ = cv2.findHomography(np.vstack(src), np.vstack(dst), 0)
@@ -190,7 +186,7 @@ def write_aligned_windowed(dest: Path, fixed: Meta, moving: Meta, H: np.ndarray,
                 ox, oy = int(window.col_off) + bc, int(window.row_off) + br
                 corners = np.array([[ox, oy], [ox + bw - 1, oy], [ox, oy + bh - 1],
                                     [ox + bw - 1, oy + bh - 1]], np.float64)
-                src = _bbox_window(_apply(Hinv, corners), moving.width, moving.height, pad=2)
+                src = _bbox_window(transfer(Hinv, corners), moving.width, moving.height, pad=2)
                 if src is None:
                     data = np.full((moving.count, bh, bw), nodata, dtype)
                 else:

@@ -201,6 +201,23 @@ def check_inputs(fixed: Raster, moving: Raster, cfg: Config) -> None:
         georef_homography(fixed, moving)
 
 
+def working_images(fixed: Raster, moving: Raster, cfg: Config
+                   ) -> tuple[GrayImage, GrayImage, float, float]:
+    """Both inputs as the pipeline works on them: grayscale (bands, SAR scaling and speckle
+    filter per ``cfg``) and downscaled so the longer side is at most ``cfg.work_max_side``.
+
+    Returns:
+        (fixed, moving, sf, sm): the working images and the factors from full-size pixels to
+        them (working px = sf * fixed px = sm * moving px).
+    """
+    fg = to_gray(fixed, band=cfg.band_fixed)
+    mg = to_gray(moving, band=cfg.band_moving, sar=_is_sar(moving, cfg.modality),
+                 sar_db=cfg.sar_db, speckle_filter=cfg.speckle_filter)
+    sf = min(1.0, cfg.work_max_side / max(fg.image.shape))
+    sm = min(1.0, cfg.work_max_side / max(mg.image.shape))
+    return _resize(fg, sf), _resize(mg, sm), sf, sm
+
+
 def register_pair(fixed: str | Path | Raster, moving: str | Path | Raster,
                   config: Config | None = None, *, device: str = "cpu", model=None,
                   progress: Callable[[str], None] | None = None) -> Result:
@@ -226,12 +243,7 @@ def register_pair(fixed: str | Path | Raster, moving: str | Path | Raster,
     timer = _Timer()
     t = time.perf_counter()
     fr, mr = _as_raster(fixed), _as_raster(moving)
-    fg = to_gray(fr, band=cfg.band_fixed)
-    mg = to_gray(mr, band=cfg.band_moving, sar=_is_sar(mr, cfg.modality), sar_db=cfg.sar_db,
-                 speckle_filter=cfg.speckle_filter)
-    sf = min(1.0, cfg.work_max_side / max(fg.image.shape))
-    sm = min(1.0, cfg.work_max_side / max(mg.image.shape))
-    fw, mw = _resize(fg, sf), _resize(mg, sm)
+    fw, mw, sf, sm = working_images(fr, mr, cfg)
     Sf, Sm = np.diag([sf, sf, 1.0]), np.diag([sm, sm, 1.0])
     timer.add("io", t)
     if model is None:
