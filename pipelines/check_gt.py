@@ -25,12 +25,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from pipelines.datasets import raster_shape, split
+from pipelines.datasets import GT_FIX_FILE, raster_shape, split
 from register.config import data_root
 from register.io import atomic_path, read_image, to_gray
 from register.search import correlation_peak, oriented_gradient_channels, similarity, spectrum
 
-OUT = Path(__file__).resolve().parents[1] / "data" / "srif_optical_sar_gt_check.csv"
+OUT = GT_FIX_FILE
 
 
 def check_pair(fixed: np.ndarray, moving: np.ndarray, moving_mask: np.ndarray, H: np.ndarray,

@@ -21,6 +21,8 @@ from register.config import data_root
 from register.search import similarity
 
 SPLITS_FILE = Path(__file__).resolve().parents[1] / "data" / "splits.json"
+GT_FIX_FILE = Path(__file__).resolve().parents[1] / "data" / "srif_optical_sar_gt_check.csv"
+MODALITY_NAMES = ("vis-nir", "opt-sar", "opt-ir", "vis-lwir")
 LWIR_FIELD = "vis_lwir_superfusion_misaligned/MSRS"
 
 
@@ -155,27 +157,51 @@ def all_pairs(root: str | None = None) -> dict[str, list[Pair]]:
     }
 
 
+def read_gt_fixes(path: Path = GT_FIX_FILE) -> dict[str, np.ndarray]:
+    """Corrected SRIF optical-SAR ground truth for *training* pairs (see pipelines.check_gt)."""
+    out: dict[str, np.ndarray] = {}
+    if not path.exists():
+        return out
+    with open(path) as f:
+        for row in csv.DictReader(f):
+            if row.get("use_for_training") == "1":
+                out[row["pair"]] = np.array(json.loads(row["H_corrected"]), np.float64)
+    return out
+
+
 VAL_EVERY = 10  # every 10th training image pair (index % 10 == 9) validates
 
 
-def validation_pairs(modality: str, *, seed: int = 0, every: int = VAL_EVERY) -> list[Pair]:
-    """Held-out training image pairs under a seeded random similarity (any rotation, scale
-    0.6-1.6, shift up to 10 %), for choosing options without touching test pairs.
+def held_out(modality: str, *, every: int = VAL_EVERY) -> list[Pair]:
+    """The training-split image pairs held out for validation: every ``every``-th pair of
+    ``split("train/<modality>")`` (index % every == every - 1).
 
-    ``every``: every N-th pair of ``split("train/<modality>")`` (index % N == N - 1). These are
-    *not* the pairs ``pipelines.train`` holds out (it counts the image pairs stored in its
-    patch files, across modalities): with the default ``every`` 32 of the 40 validation pairs
-    (all optical-IR and VIS-LWIR ones, 10 of 13 optical-SAR) were in the shipped network's
-    training data. They are sound for choosing options that do not consult the network.
+    The one hold-out rule of the project: ``pipelines.train`` validates the network on the patch
+    pairs cut from these image pairs (by name, :func:`held_out_names`) and
+    :func:`validation_pairs` builds registration pairs from them, so with the default ``every``
+    no validation pair fed the shipped network's training.
     """
-    from pipelines.patches import read_gt_fixes
+    return [p for i, p in enumerate(split(f"train/{modality}")) if i % every == every - 1]
 
+
+def held_out_names(*, every: int = VAL_EVERY) -> set[str]:
+    """``"<set>/<name>"`` of every held-out pair, all modalities (the names patch files store)."""
+    return {f"{p.set}/{p.name}" for m in MODALITY_NAMES for p in held_out(m, every=every)}
+
+
+def validation_pairs(modality: str, *, seed: int = 0, every: int = VAL_EVERY) -> list[Pair]:
+    """Held-out training image pairs (:func:`held_out`) under a seeded random similarity (any
+    rotation, scale 0.6-1.6, shift up to 10 %), for choosing options without touching test pairs.
+
+    With the default ``every`` these are the pairs the network was validated on, not trained on.
+    A smaller ``every`` (e.g. 3) gives more pairs, most of which the network was trained on: sound
+    for choosing options that do not consult the network. SRIF optical-SAR pairs without a
+    corrected transform (``data/srif_optical_sar_gt_check.csv``) are left out.
+    """
     fixes = read_gt_fixes()
     rng = np.random.default_rng(seed)
     out = []
-    for i, pair in enumerate(split(f"train/{modality}")):
-        if i % every != every - 1:
-            continue
+    for pair in held_out(modality, every=every):
         H = pair.H_array
         if pair.set == "srif_optical_sar":
             if pair.name not in fixes:
@@ -200,21 +226,23 @@ def raster_shape(rel: str) -> tuple[int, int]:
 def load_pair(pair: Pair):
     """(fixed, moving) :class:`register.io.Raster` of a pair, the synthetic warp applied.
 
-    The warped moving raster gets no nodata value: outside its footprint is 0, which
-    ``register.io.to_gray`` masks as border fill for integer images but not for float ones
-    (the BigEarthNet SAR rasters), where the corners count as valid.
+    The warp goes through :func:`register.warp.warp_raster`; the warped raster's ``valid`` mask
+    is the warped footprint of the moving raster's own mask, so outside the footprint is masked
+    for float rasters (the BigEarthNet SAR) as for integer ones, while dark pixels inside it
+    stay valid (a nodata value of 0 would mask every black SAR or infrared pixel).
     """
-    from register.io import from_array, read_image
+    from register.io import Raster, read_image
+    from register.warp import warp_raster
 
     root = data_root()
     fixed, moving = read_image(root / pair.fixed), read_image(root / pair.moving)
     if pair.warp is None:
         return fixed, moving
     W = np.asarray(pair.warp, np.float64).reshape(3, 3)
-    h, w = moving.shape
-    bands = [cv2.warpPerspective(b, W, (w, h), flags=cv2.INTER_LINEAR, borderValue=0)
-             for b in moving.data]
-    return fixed, from_array(np.stack(bands), path=moving.path + " (warped)")
+    data, nodata = warp_raster(moving, W, moving.shape)
+    footprint = Raster(moving.valid[None].astype(np.float32), moving.valid)
+    valid = np.isfinite(warp_raster(footprint, W, moving.shape, nodata=np.nan)[0][0])
+    return fixed, Raster(data, valid, nodata=nodata, path=moving.path + " (warped)")
 
 
 def split(name: str, *, val_every: int = VAL_EVERY) -> list[Pair]:

@@ -175,7 +175,7 @@ def _write_csv(path: Path, rows: list[dict], fields: Sequence[str]) -> None:
 # ---------------------------------------------------------------------------------------------
 
 PAIR_FIELDS = ("set", "pair", "method", "status", "reason", "error_px", "n_checkpoints",
-               "seconds", "H", "timings", "verify_z")
+               "seconds", "H", "timings", "verify_z", "confirmed_by")
 
 
 def included_summary(pairs_csv: Path, sets: Sequence[str], skip_methods: Sequence[str]
@@ -238,7 +238,7 @@ def run_registration(args, log: Callable[[str], None]) -> tuple[list[dict], list
                         continue
                     row = {"set": set_name, "pair": label, "method": _name(method, args),
                            "reason": "",
-                           "H": "", "timings": "", "verify_z": ""}
+                           "H": "", "timings": "", "verify_z": "", "confirmed_by": ""}
                     H, t0 = None, time.perf_counter()
                     try:
                         if fixed is None:
@@ -250,7 +250,9 @@ def run_registration(args, log: Callable[[str], None]) -> tuple[list[dict], list
                             row["reason"] = res.reason or ""
                             row["timings"] = json.dumps(
                                 {k: round(float(v), 4) for k, v in (res.timings or {}).items()})
-                            row["verify_z"] = (res.verification or {}).get("z_at_zero_shift", "")
+                            ver = res.verification or {}
+                            row["verify_z"] = ver.get("z_at_zero_shift", "")
+                            row["confirmed_by"] = ver.get("confirmed_by", "")
                         else:
                             H = baselines.BASELINES[method](fixed, moving)
                             if H is None:
@@ -466,8 +468,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="name of the 'ours' rows in tables (e.g. a --config variant)")
     p.add_argument("--val-every", type=int, default=VAL_EVERY,
                    help="with --split val: every N-th training pair validates (default "
-                        f"{VAL_EVERY}; see pipelines.datasets.validation_pairs: not the pairs "
-                        "held out of network training)")
+                        f"{VAL_EVERY}: the pairs held out of network training; a smaller N "
+                        "adds pairs the network trained on, see "
+                        "pipelines.datasets.validation_pairs)")
     p.add_argument("--section", default=None,
                    help="name of the --results section (default: the mode, plus :SPLIT off test)")
     p.add_argument("--include", type=Path, nargs="*", default=None,

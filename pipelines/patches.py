@@ -33,7 +33,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from pipelines.datasets import Pair, all_pairs
+from pipelines.datasets import MODALITY_NAMES, Pair, all_pairs, read_gt_fixes
 from register.config import Config, data_root
 from register.detect import detect
 from register.io import atomic_path, read_image, to_gray
@@ -41,11 +41,9 @@ from register.match import local_maxima
 from register.patches import crop_patches, warp_to_frame
 from register.search import oriented_gradient_channels
 
-MODALITY_NAMES = ("vis-nir", "opt-sar", "opt-ir", "vis-lwir")
 #: ``kind`` of a patch pair: positive, nearby (6-32 px) negative, look-alike, random negative
 KINDS = ("positive", "nearby", "look-alike", "random")
 DEFAULT_CACHE = Path.home() / ".cache" / "register" / "patches"
-GT_FIX_FILE = Path(__file__).resolve().parents[1] / "data" / "srif_optical_sar_gt_check.csv"
 
 
 def load_aligned(pair: Pair, work_max_side: int, gt_override: np.ndarray | None = None):
@@ -65,20 +63,6 @@ def load_aligned(pair: Pair, work_max_side: int, gt_override: np.ndarray | None 
                     interpolation=cv2.INTER_NEAREST).astype(bool)
     mi, mm = warp_to_frame(mov.image, mov.mask, S @ H, shape)
     return fi, mi, fm & mm
-
-
-def read_gt_fixes(path: Path = GT_FIX_FILE) -> dict[str, np.ndarray]:
-    """Corrected SRIF optical-SAR ground truth for *training* pairs (see pipelines.check_gt)."""
-    out: dict[str, np.ndarray] = {}
-    if not path.exists():
-        return out
-    import csv
-
-    with open(path) as f:
-        for row in csv.DictReader(f):
-            if row.get("use_for_training") == "1":
-                out[row["pair"]] = np.array(json.loads(row["H_corrected"]), np.float64)
-    return out
 
 
 def _augment(p: np.ndarray, rng: np.random.Generator, sar: bool) -> np.ndarray:

@@ -1,7 +1,7 @@
 """Copy trained weights into the package and write their model card.
 
     python -m pipelines.ship --run runs/lite_all --name ssml_qnet_lite_all.pt
-        [--patch-eval runs/eval/patches/summary.csv]
+        [--patch-eval runs/eval/patches/summary.csv] [--note TEXT]
 
 Keeps only what inference needs (state dict, model config, validation FPR95), checks that the
 file loads with ``weights_only=True`` and strict keys, and writes ``register/weights/MODEL_CARD.md``
@@ -30,6 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", default="ssml_qnet_lite_all.pt")
     p.add_argument("--patch-eval", type=Path, default=None,
                    help="summary.csv of `pipelines.evaluate patches` for these weights")
+    p.add_argument("--note", default="",
+                   help="a sentence for the card about the training run (e.g. shared cores)")
     return p
 
 
@@ -40,9 +42,15 @@ def main(argv: list[str] | None = None) -> int:
     log = [json.loads(line) for line in (args.run / "log.jsonl").read_text().splitlines()]
     dest = WEIGHTS_DIR / args.name
     dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(dest.name + ".tmp")
     torch.save({"model": ck["model"], "config": ck["config"], "epoch": ck["epoch"],
-                "val_fpr95": ck["val_fpr95"]}, dest)
-    model = load_model(dest, "cpu")  # weights_only=True, strict keys
+                "val_fpr95": ck["val_fpr95"]}, tmp)
+    try:
+        model = load_model(tmp, "cpu")  # weights_only=True, strict keys
+    except Exception:
+        tmp.unlink()
+        raise
+    tmp.replace(dest)  # the shipped file changes only once the new one is known to load
     flops = count_flops(model)
     paper = count_flops(SSMLQNet(ModelConfig.from_preset("paper")))
     params = sum(p.numel() for p in model.parameters())
@@ -60,8 +68,10 @@ def main(argv: list[str] | None = None) -> int:
         "BigEarthNet S1/S2 pairs; SRIF optical-infrared 1-150; RoadScene and TNO), cut into "
         "balanced 64x64 patch pairs by `python -m pipelines.patches --modality M` for each "
         "modality M (seed 0, 96 keypoints per image pair; one file per modality, all passed to "
-        "`--patches`). Every 10th training image pair is held out for validation. No test pair "
-        "was used for training, augmentation statistics or threshold tuning.",
+        "`--patches`). The patch pairs of every 10th training image pair of each modality "
+        "(`pipelines.datasets.held_out`, the same image pairs as the registration validation "
+        "pairs) validate and do not train. No test pair was used for training, augmentation "
+        "statistics or threshold tuning.",
         f"- Training: `python -m pipelines.train --modality {cfg['modality']} --preset "
         f"{cfg['preset']} --epochs {cfg['epochs']} --batch-size {cfg['batch_size']} --lr "
         f"{cfg['lr']} --threads {cfg.get('threads')} --patches "
@@ -71,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         f"- Epochs run: {len(log)}; best validation epoch {ck['epoch']}; training time "
         f"{log[-1]['elapsed_s'] / 60:.1f} min on {cfg['device']} ({cfg.get('threads') or 'all'} "
         f"threads, {platform.machine()}, torch {cfg['torch']}).",
+        *([f"- Note: {args.note}"] if args.note else []),
         "- Validation FPR95 (%) at the best epoch: "
         + ", ".join(f"{k} {v:.2f}" for k, v in ck["val_fpr95"].items()) + ".", "",
         "| epoch | train loss | validation FPR95 (all, %) |", "|---|---|---|",

@@ -4,7 +4,8 @@
 
 Reproducible (seeded; deterministic data order), resumable (``--resume`` continues from
 ``last.pt`` in ``--out``), with a progress line per epoch and validation FPR95 per epoch on
-held-out *training-split* image pairs (every 10th pair; test pairs never feed training). The
+held-out *training-split* image pairs (``pipelines.datasets.held_out``, the pairs the
+registration validation uses too; test pairs never feed training). The
 resolved config, the log and the checkpoints are saved in ``--out``; ``best.pt`` holds weights
 only (``weights_only``-loadable, strict keys) together with the model config.
 """
@@ -20,20 +21,25 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from pipelines.datasets import held_out_names
 from pipelines.patches import DEFAULT_CACHE, MODALITY_NAMES, build
 from register.nn.ssml_qnet import ModelConfig, SSMLQNet, count_flops
 from register.score import fpr_at_recall
 
 
 def load_patches(paths: list[Path], modality: str):
-    """Concatenate patch files; pair indices are made unique across files."""
+    """Concatenate patch files; pair indices are made unique across files and ``held_out``
+    (bool per patch pair) marks those cut from the image pairs of
+    :func:`pipelines.datasets.held_out_names`, which validate instead of training."""
     parts, offset = [], 0
+    held = held_out_names()
     for path in paths:
         z = np.load(path)
         keep = np.ones(len(z["label"]), bool)
         if modality != "all":
             keep = z["modality"] == MODALITY_NAMES.index(modality)
         d = {k: z[k][keep] for k in ("fixed", "moving", "label", "modality", "pair")}
+        d["held_out"] = np.isin(z["pair_names"], sorted(held))[d["pair"]]
         d["pair"] = d["pair"] + offset
         offset += len(z["pair_names"])
         parts.append(d)
@@ -100,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         patches = [build("train", DEFAULT_CACHE, seed=0, per_image=96,
                          log=lambda s: print(s, file=sys.stderr))]
     data = load_patches(patches, args.modality)
-    val_sel = data["pair"] % 10 == 9
+    val_sel = data["held_out"]
     val = {k: v[val_sel] for k, v in data.items()}
     tr = {k: v[~val_sel] for k, v in data.items()}
     mcfg = ModelConfig.from_preset(args.preset)

@@ -29,7 +29,8 @@ from .match import Matches, select, shortlist
 from .patches import crop_patches, warp_to_frame
 from .score import embed, load_model, model_info, score_features
 from .search import (Hypothesis, coarse_hypotheses, corner_distance, keypoint_hypothesis,
-                     oriented_gradient_channels, translation_hypothesis, verify_alignment)
+                     keypoint_support, oriented_gradient_channels, translation_hypothesis,
+                     verify_alignment)
 
 TEMPLATE_HALF = 20
 
@@ -50,7 +51,11 @@ class Result:
         timings: seconds per stage.
         hypothesis: how the start transform was found.
         verification: the global structural check of the final transform
-            (:func:`register.search.verify_alignment`).
+            (:func:`register.search.verify_alignment`): ``z_at_zero_shift``,
+            ``peak_shift_px``, ``keypoint_support`` (SIFT correspondences the transform
+            explains, when the SIFT hypothesis was tried) and, when ok, ``confirmed_by``:
+            ``"check"`` (z at least ``verify_min_z``, peak near zero shift) or ``"keypoints"``
+            (at least ``keypoint_confirm_inliers`` SIFT correspondences explained).
     """
 
     status: str
@@ -297,13 +302,24 @@ def register_pair(fixed: str | Path | Raster, moving: str | Path | Raster,
 
     d_verify = min(1.0, cfg.verify_side / max(fw.image.shape))
 
+    def passes(z0: float, shift: float, min_z: float) -> bool:
+        """The check's verdict: z at least ``min_z`` and the correlation peak near zero shift."""
+        return z0 >= min_z and shift * d_verify <= cfg.verify_max_shift
+
     def check(H: np.ndarray) -> tuple[bool, float, float]:
         """(confirmed, z, shift) of the global structural check of ``H``."""
         t = time.perf_counter()
         z0, shift = verify_alignment(fw.image, fw.mask, mw.image, mw.mask, H, cfg.verify_side)
         timer.add("verify", t)
-        ok = z0 >= cfg.verify_min_z and shift * d_verify <= cfg.verify_max_shift
-        return ok, z0, shift
+        return passes(z0, shift, cfg.verify_min_z), z0, shift
+
+    support: tuple[np.ndarray, np.ndarray] | None = None  # SIFT correspondences, if any
+
+    def backed(H: np.ndarray) -> bool:
+        """Whether enough SIFT correspondences agree with ``H`` to confirm it on their own."""
+        return (support is not None and cfg.keypoint_confirm_inliers > 0
+                and keypoint_support(H, *support, cfg.ransac_threshold)
+                >= cfg.keypoint_confirm_inliers)
 
     # Among the hypotheses that RANSAC supports, the one the global check likes best wins
     # (confirmed first, then the higher z): inlier counts favour large overlaps, so a wrong
@@ -313,6 +329,7 @@ def register_pair(fixed: str | Path | Raster, moving: str | Path | Raster,
     for hyp, source in hypotheses():
         tried += 1
         sources[source] = None
+        support = hyp.support if hyp.support is not None else support
         say(f"scoring hypothesis {tried} ({source}: rotation {hyp.angle_deg:.0f} deg, "
             f"scale {hyp.scale:.2f})")
         try:
@@ -320,7 +337,8 @@ def register_pair(fixed: str | Path | Raster, moving: str | Path | Raster,
         except RegistrationFailed as exc:
             reasons.append(exc.reason)
             continue
-        checked = check(est.H)
+        ok, z0, shift = check(est.H)
+        checked = (ok or backed(est.H), z0, shift)
         if best is None or checked[:2] > best[-1][:2]:  # (confirmed, z)
             best = (est, matches, nk, nc, hyp, source, checked)
         if checked[0] and est.num_inliers >= max(3 * cfg.min_inliers,
@@ -348,14 +366,23 @@ def register_pair(fixed: str | Path | Raster, moving: str | Path | Raster,
         est, matches, nk, nc = refined
         checked = None  # a new transform: check it again
 
-    confirmed, z0, shift = checked or check(est.H)
+    _, z0, shift = checked or check(est.H)
+    by = ("check" if passes(z0, shift, cfg.verify_min_z)
+          else "keypoints" if backed(est.H) else None)
     counts = dict(num_keypoints=nk, num_candidates=nc, num_matches=len(matches),
                   num_inliers=est.num_inliers)
     verification = {"z_at_zero_shift": round(z0, 3), "peak_shift_px": round(shift, 3)}
-    if not confirmed:
+    kp_note = ""
+    if support is not None:
+        n_kp = keypoint_support(est.H, *support, cfg.ransac_threshold)
+        verification["keypoint_support"] = n_kp
+        kp_note = f"; it explains {n_kp} SIFT correspondences, need {cfg.keypoint_confirm_inliers}"
+    if by:
+        verification["confirmed_by"] = by
+    else:
         return Result("failed", "the transform that RANSAC found is not confirmed by the global "
                       f"structural check (z {z0:.1f} at zero shift, need {cfg.verify_min_z:g}; "
-                      f"correlation peak {shift:.1f} px away); it is probably wrong",
+                      f"correlation peak {shift:.1f} px away{kp_note}); it is probably wrong",
                       counts=counts, timings=timer.t, hypothesis=how,
                       verification=verification, **base)
     H = np.linalg.inv(Sf) @ est.H @ Sm

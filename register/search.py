@@ -35,12 +35,18 @@ N_ORIENTATIONS = 6
 
 @dataclass(frozen=True)
 class Hypothesis:
-    """A candidate transform: ``H`` (3x3 float64, moving px -> fixed px) and its search score."""
+    """A candidate transform: ``H`` (3x3 float64, moving px -> fixed px) and its search score.
+
+    ``support``: for the SIFT hypothesis, its ratio-test correspondences ``(xy_moving,
+    xy_fixed)``, each (N, 2) float32 pixels (x = column, y = row, 0-based), which
+    :func:`keypoint_support` counts for any later transform; None otherwise.
+    """
 
     H: np.ndarray
     score: float
     angle_deg: float
     scale: float
+    support: tuple[np.ndarray, np.ndarray] | None = None
 
 
 def oriented_gradient_channels(image: np.ndarray, mask: np.ndarray | None = None,
@@ -445,7 +451,8 @@ def keypoint_hypothesis(fixed: np.ndarray, fixed_mask: np.ndarray, moving: np.nd
 
     Returns:
         The hypothesis (``H`` moving px -> fixed px, x = column, y = row, 0-based; ``score`` =
-        inlier count) or None when the keypoints do not agree on one.
+        inlier count; ``support`` = all ratio-test correspondences) or None when the keypoints
+        do not agree on one.
     """
     def u8(img: np.ndarray) -> np.ndarray:
         return np.clip(img * 255.0, 0, 255).astype(np.uint8)
@@ -464,7 +471,34 @@ def keypoint_hypothesis(fixed: np.ndarray, fixed_mask: np.ndarray, moving: np.nd
     if not lo / 1.25 <= scale <= hi * 1.25:
         return None  # degenerate, or outside the scales the search would consider
     angle = math.degrees(math.atan2(A[0, 1], A[0, 0])) % 360
-    return Hypothesis(H=H, score=float(inl.sum()), angle_deg=float(angle), scale=float(scale))
+    return Hypothesis(H=H, score=float(inl.sum()), angle_deg=float(angle), scale=float(scale),
+                      support=(src, dst))
+
+
+def keypoint_support(H: np.ndarray, xy_moving: np.ndarray, xy_fixed: np.ndarray,
+                     threshold: float) -> int:
+    """How many correspondences a transform explains: pairs with ``|H(xy_moving) - xy_fixed|``
+    at most ``threshold`` px, counting each keypoint once (the ratio test lets several moving
+    keypoints match one fixed keypoint, and a transform collapsing them onto it must not
+    count them all).
+
+    Args:
+        H: (3, 3) homography, moving px -> fixed px.
+        xy_moving, xy_fixed: (N, 2) float32 pixel positions (x = column, y = row, 0-based), e.g.
+            the ``support`` of :func:`keypoint_hypothesis`.
+        threshold: distance in fixed pixels.
+
+    Returns:
+        min(distinct fixed keypoints, distinct moving keypoints) among the explained pairs.
+    """
+    if len(xy_moving) == 0:
+        return 0
+    p = np.c_[np.asarray(xy_moving, np.float64), np.ones(len(xy_moving))] @ np.asarray(H).T
+    with np.errstate(divide="ignore", invalid="ignore"):
+        d = np.linalg.norm(p[:, :2] / p[:, 2:3] - xy_fixed, axis=1)
+    ok = d <= threshold
+    return min(len(np.unique(np.round(xy_fixed[ok], 1), axis=0)),
+               len(np.unique(np.round(xy_moving[ok], 1), axis=0)))
 
 
 def corner_distance(H1: np.ndarray, H2: np.ndarray, shape: tuple[int, int]) -> float:

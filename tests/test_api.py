@@ -169,3 +169,23 @@ def test_register_pair_picks_confirmed_hypothesis_not_most_inliers(random_model)
     m, c = checkpoints(pair, fixed.shape, moving.shape)
     assert pair_error(res.H, m, c) < 5.0
     assert res.verification["z_at_zero_shift"] >= Config().verify_min_z
+
+
+
+def test_register_pair_confirmed_by_keypoints_when_check_is_weak(random_model):
+    """Validation pair country/0002 (VIS-NIR, fields): the global check's z stays below the
+    gate for the right transform, but 39 SIFT correspondences confirm it; without that rule the
+    pair fails."""
+    from pipelines.datasets import load_pair, validation_pairs
+    from pipelines.metrics import checkpoints, pair_error
+
+    pair = next(p for p in validation_pairs("vis-nir", every=3) if p.name == "0002")
+    fixed, moving = load_pair(pair)
+    res = register_pair(fixed, moving, Config(modality="vis-nir"), model=random_model)
+    assert res.ok and res.verification["confirmed_by"] == "keypoints"
+    assert res.verification["z_at_zero_shift"] < Config().verify_min_z
+    assert res.verification["keypoint_support"] >= Config().keypoint_confirm_inliers
+    assert pair_error(res.H, *checkpoints(pair, fixed.shape, moving.shape)) < 3.0
+    off = register_pair(fixed, moving, Config(modality="vis-nir", keypoint_confirm_inliers=0),
+                        model=random_model)
+    assert not off.ok and "SIFT correspondences" in off.reason

@@ -3,7 +3,8 @@ import json
 
 import numpy as np
 
-from pipelines.datasets import SPLITS_FILE, all_pairs, gt_map, load_pair, split
+from pipelines.datasets import (SPLITS_FILE, all_pairs, gt_map, held_out, held_out_names,
+                                load_pair, split, validation_pairs)
 from pipelines.check_gt import check_pair
 from register.io import to_gray
 
@@ -28,6 +29,29 @@ def test_validation_pairs_come_from_training_pairs(data_root):
     train = {p.moving for p in split("train/vis-lwir")}
     val = split("val/vis-lwir")
     assert val and all(p.moving in train and p.warp is not None for p in val)
+
+
+def test_held_out_names_are_the_validation_pairs(data_root):
+    """One hold-out rule: every validation pair is a held-out pair, and no held-out pair is
+    among the pairs the network trains on."""
+    names = held_out_names()
+    for modality in ("vis-nir", "opt-sar", "opt-ir", "vis-lwir"):
+        val = validation_pairs(modality)
+        assert val and {f"{p.set[len('val_'):]}/{p.name}" for p in val} <= names
+        train = [p for p in split(f"train/{modality}")]
+        assert len(held_out(modality)) == len(train) // 10
+    assert len(names) == sum(len(split(f"train/{m}")) // 10
+                             for m in ("vis-nir", "opt-sar", "opt-ir", "vis-lwir"))
+
+
+def test_load_pair_masks_float_sar_outside_footprint(data_root):
+    """A warped float SAR raster is NaN (nodata) outside its footprint, not a valid 0."""
+    pair = next(p for p in validation_pairs("opt-sar", every=3) if p.set == "val_bigearthnet")
+    _, moving = load_pair(pair)
+    assert moving.data.dtype == np.float32 and np.isnan(moving.nodata)
+    gray = to_gray(moving, sar=True)
+    assert not gray.mask[0, 0] and 0.2 < gray.mask.mean() < 0.9
+    assert np.isfinite(moving.data[:, moving.valid]).all()
 
 
 def test_load_pair_warp_matches_ground_truth(data_root):

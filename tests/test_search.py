@@ -11,7 +11,8 @@ from register.config import Config
 from register.estimate import transfer
 from register.io import read_image, to_gray
 from register.search import (N_ORIENTATIONS, coarse_hypotheses, corner_distance,
-                             oriented_gradient_channels, similarity)
+                             keypoint_hypothesis, keypoint_support, oriented_gradient_channels,
+                             similarity)
 
 
 def test_coarse_hypotheses_srif_optical_infrared(data_root, srif_opt_ir_pair, corner_error):
@@ -185,3 +186,23 @@ def test_keypoint_hypothesis_none_on_unrelated_images(data_root, nir_small):
     o = cv2.resize(other.image, (256, 256), interpolation=cv2.INTER_AREA)
     ones = np.ones((256, 256), bool)
     assert keypoint_hypothesis(nir_small, ones, o, ones, Config()) is None
+
+
+def test_keypoint_support_counts_right_transform_not_wrong(data_root):
+    """The SIFT correspondences of a VIS-NIR validation pair: the true transform explains
+    dozens, the same transform turned by 90 degrees about the image centre almost none."""
+    from pipelines.datasets import load_pair, validation_pairs
+    from register.api import working_images
+
+    pair = next(p for p in validation_pairs("vis-nir", every=3) if p.name == "0002")
+    cfg = Config(modality="vis-nir")
+    fw, mw, sf, sm = working_images(*load_pair(pair), cfg)
+    hyp = keypoint_hypothesis(fw.image, fw.mask, mw.image, mw.mask, cfg)
+    assert hyp is not None and hyp.support is not None
+    H = np.diag([sf, sf, 1.0]) @ pair.H_array @ np.linalg.inv(np.diag([sm, sm, 1.0]))
+    h, w = fw.image.shape
+    turn = similarity(90.0, 1.0, ((w - 1) / 2, (h - 1) / 2), ((w - 1) / 2, (h - 1) / 2))
+    right = keypoint_support(H, *hyp.support, cfg.ransac_threshold)
+    wrong = keypoint_support(turn @ H, *hyp.support, cfg.ransac_threshold)
+    assert right >= cfg.keypoint_confirm_inliers and wrong <= 3
+    assert keypoint_support(H, np.zeros((0, 2), np.float32), np.zeros((0, 2), np.float32), 3) == 0
