@@ -302,16 +302,16 @@ def register_pair(fixed: str | Path | Raster, moving: str | Path | Raster,
 
     d_verify = min(1.0, cfg.verify_side / max(fw.image.shape))
 
-    def passes(z0: float, shift: float, min_z: float) -> bool:
-        """The check's verdict: z at least ``min_z`` and the correlation peak near zero shift."""
-        return z0 >= min_z and shift * d_verify <= cfg.verify_max_shift
+    def passes(z0: float, shift: float) -> bool:
+        """The check's verdict: z at the gate or above, the correlation peak near zero shift."""
+        return z0 >= cfg.verify_min_z and shift * d_verify <= cfg.verify_max_shift
 
     def check(H: np.ndarray) -> tuple[bool, float, float]:
         """(confirmed, z, shift) of the global structural check of ``H``."""
         t = time.perf_counter()
         z0, shift = verify_alignment(fw.image, fw.mask, mw.image, mw.mask, H, cfg.verify_side)
         timer.add("verify", t)
-        return passes(z0, shift, cfg.verify_min_z), z0, shift
+        return passes(z0, shift), z0, shift
 
     support: tuple[np.ndarray, np.ndarray] | None = None  # SIFT correspondences, if any
 
@@ -322,8 +322,9 @@ def register_pair(fixed: str | Path | Raster, moving: str | Path | Raster,
                 >= cfg.keypoint_confirm_inliers)
 
     # Among the hypotheses that RANSAC supports, the one the global check likes best wins
-    # (confirmed first, then the higher z): inlier counts favour large overlaps, so a wrong
-    # hypothesis covering the whole image can out-count a right one at a small scale.
+    # (confirmed, by the check or by SIFT correspondences, first; then the higher z): inlier
+    # counts favour large overlaps, so a wrong hypothesis covering the whole image can
+    # out-count a right one at a small scale.
     tried = 0
     sources: dict[str, None] = {}  # where the tried hypotheses came from, in order
     for hyp, source in hypotheses():
@@ -367,7 +368,7 @@ def register_pair(fixed: str | Path | Raster, moving: str | Path | Raster,
         checked = None  # a new transform: check it again
 
     _, z0, shift = checked or check(est.H)
-    by = ("check" if passes(z0, shift, cfg.verify_min_z)
+    by = ("check" if passes(z0, shift)
           else "keypoints" if backed(est.H) else None)
     counts = dict(num_keypoints=nk, num_candidates=nc, num_matches=len(matches),
                   num_inliers=est.num_inliers)
