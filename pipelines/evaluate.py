@@ -17,7 +17,8 @@ test pairs have a dense ground truth that ``build`` skips, so VIS-LWIR patches c
 aligned MSRS originals (``vi`` fixed, ``ir`` moving; note their ~2.5 px residual, MANIFEST.md).
 
 Outputs in ``--out`` (default ``runs/eval/<mode>``): ``config.json`` (resolved options),
-``pairs.csv`` (one row per pair and method), ``summary.csv`` and ``results.md`` (markdown
+``pairs.csv`` (one row per pair and method), ``candidates.csv`` (registration: every hypothesis
+``ours`` matched and checked, with its own error), ``summary.csv`` and ``results.md`` (markdown
 table). ``--results FILE`` also writes or replaces the ``<!-- BEGIN evaluate:<section> -->``
 section of FILE with the table, the command line and the date; the section is ``--section``, or
 the mode (``registration:val`` for ``--split val``). ``--include`` adds the other methods' rows of
@@ -176,6 +177,9 @@ def _write_csv(path: Path, rows: list[dict], fields: Sequence[str]) -> None:
 
 PAIR_FIELDS = ("set", "pair", "method", "status", "reason", "error_px", "n_checkpoints",
                "seconds", "H", "timings", "verify_z", "confirmed_by")
+#: ``candidates.csv``: every hypothesis ``ours`` matched and checked, with its own error
+CANDIDATE_FIELDS = ("set", "pair", "method", "index", "source", "angle_deg", "scale",
+                    "num_inliers", "z", "peak_shift_px", "confirmed", "error_px")
 
 
 def included_summary(pairs_csv: Path, sets: Sequence[str], skip_methods: Sequence[str]
@@ -216,6 +220,10 @@ def run_registration(args, log: Callable[[str], None]) -> tuple[list[dict], list
     out_csv = open(args.out / "pairs.csv", "w", newline="")
     writer = csv.DictWriter(out_csv, fieldnames=list(PAIR_FIELDS), extrasaction="ignore")
     writer.writeheader()
+    cand_csv = open(args.out / "candidates.csv", "w", newline="")
+    cand_writer = csv.DictWriter(cand_csv, fieldnames=list(CANDIDATE_FIELDS),
+                                 extrasaction="ignore")
+    cand_writer.writeheader()
     try:
         for set_name in args.sets:
             pairs = _select(split(f"{args.split}/{set_name}", val_every=args.val_every),
@@ -253,6 +261,12 @@ def run_registration(args, log: Callable[[str], None]) -> tuple[list[dict], list
                             ver = res.verification or {}
                             row["verify_z"] = ver.get("z_at_zero_shift", "")
                             row["confirmed_by"] = ver.get("confirmed_by", "")
+                            for i, c in enumerate(res.candidates):
+                                e = pair_error(np.asarray(c["H"]), m_xy, f_xy)
+                                cand_writer.writerow({
+                                    **c, "set": set_name, "pair": label,
+                                    "method": _name(method, args), "index": i,
+                                    "error_px": f"{e:.4f}" if math.isfinite(e) else "inf"})
                         else:
                             H = baselines.BASELINES[method](fixed, moving)
                             if H is None:
@@ -286,6 +300,7 @@ def run_registration(args, log: Callable[[str], None]) -> tuple[list[dict], list
                 summary.append({"set": set_name, "method": _name(method, args), **s})
     finally:
         out_csv.close()
+        cand_csv.close()
     return per_pair, summary
 
 

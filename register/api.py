@@ -56,6 +56,9 @@ class Result:
             explains, when the SIFT hypothesis was tried) and, when ok, ``confirmed_by``:
             ``"check"`` (z at least ``verify_min_z``, peak near zero shift) or ``"keypoints"``
             (at least ``keypoint_confirm_inliers`` SIFT correspondences explained).
+        candidates: every hypothesis RANSAC supported, in the order tried: ``source``,
+            ``angle_deg``, ``scale``, ``num_inliers``, ``z``, ``peak_shift_px``, ``confirmed``
+            and ``H`` (3x3 list, moving px -> fixed px at full resolution, before refinement).
     """
 
     status: str
@@ -68,6 +71,7 @@ class Result:
     timings: dict = field(default_factory=dict)
     hypothesis: str = ""
     verification: dict = field(default_factory=dict)
+    candidates: list = field(default_factory=list)
     model: dict = field(default_factory=dict)
     device: str = "cpu"
 
@@ -327,6 +331,7 @@ def register_pair(fixed: str | Path | Raster, moving: str | Path | Raster,
     # out-count a right one at a small scale.
     tried = 0
     sources: dict[str, None] = {}  # where the tried hypotheses came from, in order
+    candidates: list[dict] = []
     for hyp, source in hypotheses():
         tried += 1
         sources[source] = None
@@ -340,10 +345,15 @@ def register_pair(fixed: str | Path | Raster, moving: str | Path | Raster,
             continue
         ok, z0, shift = check(est.H)
         checked = (ok or backed(est.H), z0, shift)
+        H_full = np.linalg.inv(Sf) @ est.H @ Sm
+        candidates.append({"source": source, "angle_deg": round(hyp.angle_deg, 2),
+                           "scale": round(hyp.scale, 4), "num_inliers": est.num_inliers,
+                           "z": round(z0, 3), "peak_shift_px": round(shift, 3),
+                           "confirmed": bool(checked[0]), "H": (H_full / H_full[2, 2]).tolist()})
         if best is None or checked[:2] > best[-1][:2]:  # (confirmed, z)
             best = (est, matches, nk, nc, hyp, source, checked)
-        if checked[0] and est.num_inliers >= max(3 * cfg.min_inliers,
-                                                 cfg.accept_inlier_fraction * nk):
+        if checked[0] and (0 < cfg.accept_z <= z0 or est.num_inliers >= max(
+                3 * cfg.min_inliers, cfg.accept_inlier_fraction * nk)):
             break  # confirmed and clearly supported: the remaining hypotheses cannot matter
     how = ", ".join(sources) or "rotation/scale search"
     if tried == 0:
@@ -352,6 +362,7 @@ def register_pair(fixed: str | Path | Raster, moving: str | Path | Raster,
     if best is None:
         return Result("failed", f"no hypothesis was supported by the matches ({reasons[0]})",
                       timings=timer.t, hypothesis=how, **base)
+    base["candidates"] = candidates
 
     est, matches, nk, nc, hyp, how, checked = best
     radius = float(cfg.search_radius)
@@ -414,6 +425,7 @@ def report(result: Result, fixed: str, moving: str, cfg: Config) -> dict:
         "inlier_rmse_px": None if not math.isfinite(result.rmse_px) else result.rmse_px,
         "hypothesis": result.hypothesis,
         "verification": result.verification,
+        "candidates": result.candidates,
         "timings_s": {k: round(v, 4) for k, v in result.timings.items()},
         "device": result.device, "model": result.model,
         "network_used": network_used(cfg),

@@ -65,6 +65,13 @@ def test_register_pair_result_fields(srif):
     assert r.rmse_px == pytest.approx(float(np.sqrt((err ** 2).mean())), abs=1e-3)
     for stage in ("io", "hypotheses", "detect", "shortlist", "patches", "score", "estimate"):
         assert r.timings[stage] >= 0.0
+    # every checked hypothesis is listed; the one the result came from is confirmed and close
+    assert r.candidates and all(set(k) == {"source", "angle_deg", "scale", "num_inliers", "z",
+                                           "peak_shift_px", "confirmed", "H"}
+                                for k in r.candidates)
+    chosen = [k for k in r.candidates if k["confirmed"]]
+    assert chosen and max(k["z"] for k in chosen) >= SRIF_CFG.verify_min_z
+    assert any(np.abs(np.asarray(k["H"]) - r.H).max() < 0.05 * abs(r.H).max() for k in chosen)
 
 
 def test_write_outputs_files_and_report(srif, tmp_path):
@@ -189,3 +196,17 @@ def test_register_pair_confirmed_by_keypoints_when_check_is_weak(random_model):
     off = register_pair(fixed, moving, Config(modality="vis-nir", keypoint_confirm_inliers=0),
                         model=random_model)
     assert not off.ok and "SIFT correspondences" in off.reason
+
+
+def test_register_pair_accept_z_ends_search_early(data_root, random_model):
+    """MIFNet optical-SAR: the first hypothesis is right and clears z 15 with too few inliers for
+    the inlier-share rule; accept_z stops there instead of matching the other three."""
+    from pipelines.benchmark import PAIRS, _crop512
+
+    _, f, m = PAIRS[0]
+    fixed, moving = _crop512(read_image(data_root / f)), _crop512(read_image(data_root / m))
+    fast = register_pair(fixed, moving, Config(), model=random_model)
+    full = register_pair(fixed, moving, Config(accept_z=0.0), model=random_model)
+    assert fast.ok and full.ok and len(fast.candidates) == 1 < len(full.candidates)
+    assert fast.candidates[0]["z"] >= Config().accept_z
+    assert np.abs(fast.H - full.H).max() < 0.05 * np.abs(full.H).max()
