@@ -33,7 +33,8 @@ PAIRS = [("mifnet opt-sar", "mifnet_examples/opt_sar_1.png", "mifnet_examples/op
           "vis_nir_epfl_registration/field/0001_nir.jpg")]
 
 
-def _crop512(r):
+def crop512(r):
+    """The central 512x512 window of a raster (benchmark pairs are at least that large)."""
     h, w = r.shape
     y0, x0 = (h - 512) // 2, (w - 512) // 2
     return from_array(r.data[:, y0:y0 + 512, x0:x0 + 512], path=r.path)
@@ -60,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, f, m in PAIRS:
         fr, mr = read_image(root / f), read_image(root / m)
         if fr.shape != (512, 512):
-            fr, mr = _crop512(fr), _crop512(mr)
+            fr, mr = crop512(fr), crop512(mr)
         register_pair(fr, mr, cfg, model=model)  # warm-up
         for rep in range(args.repeats):
             t = time.perf_counter()

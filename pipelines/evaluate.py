@@ -247,7 +247,7 @@ def run_registration(args, log: Callable[[str], None]) -> tuple[list[dict], list
                     row = {"set": set_name, "pair": label, "method": _name(method, args),
                            "reason": "",
                            "H": "", "timings": "", "verify_z": "", "confirmed_by": ""}
-                    H, t0 = None, time.perf_counter()
+                    H, t0, cands = None, time.perf_counter(), []
                     try:
                         if fixed is None:
                             raise RuntimeError("pair could not be loaded")
@@ -261,12 +261,7 @@ def run_registration(args, log: Callable[[str], None]) -> tuple[list[dict], list
                             ver = res.verification or {}
                             row["verify_z"] = ver.get("z_at_zero_shift", "")
                             row["confirmed_by"] = ver.get("confirmed_by", "")
-                            for i, c in enumerate(res.candidates):
-                                e = pair_error(np.asarray(c["H"]), m_xy, f_xy)
-                                cand_writer.writerow({
-                                    **c, "set": set_name, "pair": label,
-                                    "method": _name(method, args), "index": i,
-                                    "error_px": f"{e:.4f}" if math.isfinite(e) else "inf"})
+                            cands = res.candidates
                         else:
                             H = baselines.BASELINES[method](fixed, moving)
                             if H is None:
@@ -277,6 +272,12 @@ def run_registration(args, log: Callable[[str], None]) -> tuple[list[dict], list
                         row["status"] = "error"
                         row["reason"] = f"{type(exc).__name__}: {exc}"
                     dt = time.perf_counter() - t0
+                    for i, c in enumerate(cands):  # every hypothesis ours checked
+                        e = pair_error(np.asarray(c["H"]), m_xy, f_xy)
+                        cand_writer.writerow({**c, "set": set_name, "pair": label,
+                                              "method": _name(method, args), "index": i,
+                                              "error_px": f"{e:.4f}" if math.isfinite(e) else "inf"})
+                    cand_csv.flush()
                     err = pair_error(H, m_xy, f_xy) if fixed is not None else math.inf
                     if H is not None and not math.isfinite(err):
                         row["status"], row["reason"] = "failed", "non-finite H or projection"

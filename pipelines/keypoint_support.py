@@ -40,7 +40,12 @@ WRONG_PX = 20.0  # a similarity this far off (mean checkpoint error, fixed px) i
 
 
 def pair_support(pair: datasets.Pair, cfg: Config) -> dict:
-    """SIFT correspondences of one pair and how many the truth and the best similarity explain."""
+    """SIFT correspondences of one pair and how many the truth and the best similarity explain.
+
+    Correspondences and counts are at the pipeline's working resolution (``cfg.work_max_side``,
+    within ``cfg.ransac_threshold`` working px); ``best_error_px`` is the similarity's mean
+    checkpoint error in full-resolution fixed pixels (inf when RANSAC found none).
+    """
     fixed, moving = datasets.load_pair(pair)
     fw, mw, sf, sm = working_images(fixed, moving, cfg)
     u8 = (lambda img: np.clip(img * 255.0, 0, 255).astype(np.uint8))
@@ -65,6 +70,9 @@ def pair_support(pair: datasets.Pair, cfg: Config) -> dict:
 
 
 def summary_table(rows: list[dict], threshold: int) -> str:
+    """Markdown table per modality of ``pair_support`` rows (with a ``modality`` key): draws,
+    wrong best similarities, the most a wrong one explained, and draws whose truth explains at
+    least ``threshold``."""
     lines = ["| set | draws | wrong best similarity | most a wrong one explained | "
              f"truth explains >= {threshold} |", "|---|---|---|---|---|"]
     for s in dict.fromkeys(r["modality"] for r in rows):
@@ -109,6 +117,9 @@ def main(argv: list[str] | None = None) -> int:
                 rows.append({"modality": modality, "seed": seed, **pair_support(pair, cfg)})
                 print(f"{modality} seed {seed} {pair.name}: truth {rows[-1]['truth']} best "
                       f"{rows[-1]['best']} ({rows[-1]['best_error_px']} px)", file=sys.stderr)
+    if not rows:
+        print("no validation pairs found; check REGISTER_DATA", file=sys.stderr)
+        return 1
     with open(args.out / "pairs.csv", "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=list(rows[0]))
         w.writeheader()

@@ -53,7 +53,7 @@ class Result:
         verification: the global structural check of the final transform
             (:func:`register.search.verify_alignment`): ``z_at_zero_shift``,
             ``peak_shift_px``, ``keypoint_support`` (SIFT correspondences the transform
-            explains, when the SIFT hypothesis was tried) and, when ok, ``confirmed_by``:
+            explains, when a SIFT hypothesis was found) and, when ok, ``confirmed_by``:
             ``"check"`` (z at least ``verify_min_z``, peak near zero shift) or ``"keypoints"``
             (at least ``keypoint_confirm_inliers`` SIFT correspondences explained).
         candidates: every hypothesis RANSAC supported, in the order tried: ``source``,

@@ -55,8 +55,8 @@ class Config:
     keypoint_min_inliers: int = 15
     # A transform that explains at least this many SIFT ratio-test correspondences (distinct
     # keypoints within ransac_threshold) is confirmed even when the global check's z is low
-    # (low-structure scenes); 0 disables. On 1,266 validation draws no wrong similarity
-    # explained more than 7 (python -m pipelines.keypoint_support, docs/results.md "Keypoint
+    # (low-structure scenes); 0 disables. On 1,266 validation draws no similarity more than
+    # 20 px off explained more than 7 (python -m pipelines.keypoint_support, docs/results.md "Keypoint
     # confirmation"); 30 keeps a 4x margin.
     keypoint_confirm_inliers: int = 30
     # -- detect ----------------------------------------------------------------------------------
@@ -84,8 +84,8 @@ class Config:
     ransac_threshold: float = 3.0  # inlier reprojection threshold (px)
     ransac_iterations: int = 1000
     min_inliers: int = 12
-    # a confirmed hypothesis (see below) with this inlier share, or with a check z of at least
-    # accept_z (0 = off), ends the search. accept_z was chosen on the 142 validation pairs
+    # a confirmed hypothesis (by the check or by SIFT correspondences, see below) with this
+    # inlier share, or with a check z of at least accept_z (0 = off), ends the search. accept_z was chosen on the 142 validation pairs
     # (docs/results.md, "Early accept"): no success rate changed, two results moved < 0.3 px.
     accept_inlier_fraction: float = 0.3
     accept_z: float = 15.0

@@ -13,6 +13,7 @@ from rasterio.transform import Affine
 from register import Config, InputError, register_pair, write_outputs
 from register.api import OUTPUTS, georef_homography
 from register.estimate import transfer
+from register.search import corner_distance
 from register.io import read_image, to_gray, write_raster
 
 REPORT_KEYS = {"status", "homography_moving_to_fixed", "num_keypoints", "num_candidates",
@@ -71,7 +72,8 @@ def test_register_pair_result_fields(srif):
                                 for k in r.candidates)
     chosen = [k for k in r.candidates if k["confirmed"]]
     assert chosen and max(k["z"] for k in chosen) >= SRIF_CFG.verify_min_z
-    assert any(np.abs(np.asarray(k["H"]) - r.H).max() < 0.05 * abs(r.H).max() for k in chosen)
+    shape = read_image(fixed).shape
+    assert any(corner_distance(np.asarray(k["H"]), r.H, shape) < 5.0 for k in chosen)
 
 
 def test_write_outputs_files_and_report(srif, tmp_path):
@@ -201,12 +203,12 @@ def test_register_pair_confirmed_by_keypoints_when_check_is_weak(random_model):
 def test_register_pair_accept_z_ends_search_early(data_root, random_model):
     """MIFNet optical-SAR: the first hypothesis is right and clears z 15 with too few inliers for
     the inlier-share rule; accept_z stops there instead of matching the other three."""
-    from pipelines.benchmark import PAIRS, _crop512
+    from pipelines.benchmark import PAIRS, crop512
 
     _, f, m = PAIRS[0]
-    fixed, moving = _crop512(read_image(data_root / f)), _crop512(read_image(data_root / m))
+    fixed, moving = crop512(read_image(data_root / f)), crop512(read_image(data_root / m))
     fast = register_pair(fixed, moving, Config(), model=random_model)
     full = register_pair(fixed, moving, Config(accept_z=0.0), model=random_model)
     assert fast.ok and full.ok and len(fast.candidates) == 1 < len(full.candidates)
     assert fast.candidates[0]["z"] >= Config().accept_z
-    assert np.abs(fast.H - full.H).max() < 0.05 * np.abs(full.H).max()
+    assert corner_distance(fast.H, full.H, fixed.shape) < 3.0

@@ -57,3 +57,19 @@ def test_sift_baseline_on_real_pair(real_pair):
     assert H is None or (H.shape == (3, 3) and np.isfinite(H).all())
     err = pair_error(H, m, c)
     assert err == math.inf or err >= 0
+
+
+def test_main_registration_writes_candidates_with_errors(data_root, tmp_path):
+    """One validation pair end to end: pairs.csv and candidates.csv, whose chosen hypothesis
+    is near the truth."""
+    import csv
+
+    from pipelines.evaluate import main
+
+    assert main(["registration", "--split", "val", "--sets", "opt-ir", "--limit", "1",
+                 "--methods", "ours", "--model", "random", "--out", str(tmp_path)]) == 0
+    pairs = list(csv.DictReader(open(tmp_path / "pairs.csv")))
+    cands = list(csv.DictReader(open(tmp_path / "candidates.csv")))
+    assert len(pairs) == 1 and pairs[0]["status"] == "ok" and cands
+    assert {c["pair"] for c in cands} == {pairs[0]["pair"]}
+    assert min(float(c["error_px"]) for c in cands if c["confirmed"] == "True") < 5.0
