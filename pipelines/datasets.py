@@ -227,12 +227,12 @@ def load_pair(pair: Pair):
     """(fixed, moving) :class:`register.io.Raster` of a pair, the synthetic warp applied.
 
     The warp goes through :func:`register.warp.warp_raster`; the warped raster's ``valid`` mask
-    is the warped footprint of the moving raster's own mask, so outside the footprint is masked
+    is :func:`register.warp.warp_valid` of the moving raster's own mask, so outside the footprint is masked
     for float rasters (the BigEarthNet SAR) as for integer ones, while dark pixels inside it
     stay valid (a nodata value of 0 would mask every black SAR or infrared pixel).
     """
     from register.io import Raster, read_image
-    from register.warp import warp_raster
+    from register.warp import warp_raster, warp_valid
 
     root = data_root()
     fixed, moving = read_image(root / pair.fixed), read_image(root / pair.moving)
@@ -240,9 +240,8 @@ def load_pair(pair: Pair):
         return fixed, moving
     W = np.asarray(pair.warp, np.float64).reshape(3, 3)
     data, nodata = warp_raster(moving, W, moving.shape)
-    footprint = Raster(moving.valid[None].astype(np.float32), moving.valid)
-    valid = np.isfinite(warp_raster(footprint, W, moving.shape, nodata=np.nan)[0][0])
-    return fixed, Raster(data, valid, nodata=nodata, path=moving.path + " (warped)")
+    return fixed, Raster(data, warp_valid(moving.valid, W, moving.shape), nodata=nodata,
+                         path=moving.path + " (warped)")
 
 
 def split(name: str, *, val_every: int = VAL_EVERY) -> list[Pair]:

@@ -34,7 +34,7 @@ from pipelines.evaluate import config_modality, update_results
 from pipelines.metrics import checkpoints, pair_error
 from register.api import working_images
 from register.config import Config, config_to_dict
-from register.search import keypoint_support, sift_correspondences
+from register.search import keypoint_support, sift_correspondences, to_u8
 
 WRONG_PX = 20.0  # a similarity this far off (mean checkpoint error, fixed px) is wrong
 
@@ -48,8 +48,7 @@ def pair_support(pair: datasets.Pair, cfg: Config) -> dict:
     """
     fixed, moving = datasets.load_pair(pair)
     fw, mw, sf, sm = working_images(fixed, moving, cfg)
-    u8 = (lambda img: np.clip(img * 255.0, 0, 255).astype(np.uint8))
-    xm, xf = sift_correspondences(u8(fw.image), u8(mw.image), fw.mask, mw.mask,
+    xm, xf = sift_correspondences(to_u8(fw.image), to_u8(mw.image), fw.mask, mw.mask,
                                   max_keypoints=cfg.keypoint_max)
     Sf, Sm = np.diag([sf, sf, 1.0]), np.diag([sm, sm, 1.0])
     truth = keypoint_support(Sf @ pair.H_array @ np.linalg.inv(Sm), xm, xf, cfg.ransac_threshold)

@@ -319,11 +319,13 @@ def register_pair(fixed: str | Path | Raster, moving: str | Path | Raster,
 
     support: tuple[np.ndarray, np.ndarray] | None = None  # SIFT correspondences, if any
 
-    def backed(H: np.ndarray) -> bool:
-        """Whether enough SIFT correspondences agree with ``H`` to confirm it on their own."""
-        return (support is not None and cfg.keypoint_confirm_inliers > 0
-                and keypoint_support(H, *support, cfg.ransac_threshold)
-                >= cfg.keypoint_confirm_inliers)
+    def explained(H: np.ndarray) -> int | None:
+        """SIFT correspondences ``H`` explains (None without a SIFT hypothesis)."""
+        return None if support is None else keypoint_support(H, *support, cfg.ransac_threshold)
+
+    def backed(n_kp: int | None) -> bool:
+        """Whether that many explained correspondences confirm a transform on their own."""
+        return n_kp is not None and 0 < cfg.keypoint_confirm_inliers <= n_kp
 
     # Among the hypotheses that RANSAC supports, the one the global check likes best wins
     # (confirmed, by the check or by SIFT correspondences, first; then the higher z): inlier
@@ -344,7 +346,7 @@ def register_pair(fixed: str | Path | Raster, moving: str | Path | Raster,
             reasons.append(exc.reason)
             continue
         ok, z0, shift = check(est.H)
-        checked = (ok or backed(est.H), z0, shift)
+        checked = (ok or backed(explained(est.H)), z0, shift)
         H_full = np.linalg.inv(Sf) @ est.H @ Sm
         candidates.append({"source": source, "angle_deg": round(hyp.angle_deg, 2),
                            "scale": round(hyp.scale, 4), "num_inliers": est.num_inliers,
@@ -379,14 +381,13 @@ def register_pair(fixed: str | Path | Raster, moving: str | Path | Raster,
         checked = None  # a new transform: check it again
 
     _, z0, shift = checked or check(est.H)
-    by = ("check" if passes(z0, shift)
-          else "keypoints" if backed(est.H) else None)
+    n_kp = explained(est.H)
+    by = "check" if passes(z0, shift) else "keypoints" if backed(n_kp) else None
     counts = dict(num_keypoints=nk, num_candidates=nc, num_matches=len(matches),
                   num_inliers=est.num_inliers)
     verification = {"z_at_zero_shift": round(z0, 3), "peak_shift_px": round(shift, 3)}
     kp_note = ""
-    if support is not None:
-        n_kp = keypoint_support(est.H, *support, cfg.ransac_threshold)
+    if n_kp is not None:
         verification["keypoint_support"] = n_kp
         kp_note = f"; it explains {n_kp} SIFT correspondences, need {cfg.keypoint_confirm_inliers}"
     if by:

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from .config import Config
+from .estimate import transfer
 from .threads import torch_threads
 
 N_ORIENTATIONS = 6
@@ -442,6 +443,12 @@ def sift_correspondences(fixed_u8: np.ndarray, moving_u8: np.ndarray,
             np.float32([kf[m.trainIdx].pt for m in good]))
 
 
+def to_u8(image: np.ndarray) -> np.ndarray:
+    """A working image (float32 in [0, 1], as :func:`register.io.to_gray` gives) as uint8 for
+    OpenCV's SIFT."""
+    return np.clip(image * 255.0, 0, 255).astype(np.uint8)
+
+
 def keypoint_hypothesis(fixed: np.ndarray, fixed_mask: np.ndarray, moving: np.ndarray,
                         moving_mask: np.ndarray, cfg: Config) -> Hypothesis | None:
     """A similarity from SIFT keypoints, for pairs whose appearance is close enough (often
@@ -454,10 +461,7 @@ def keypoint_hypothesis(fixed: np.ndarray, fixed_mask: np.ndarray, moving: np.nd
         inlier count; ``support`` = all ratio-test correspondences) or None when the keypoints
         do not agree on one.
     """
-    def u8(img: np.ndarray) -> np.ndarray:
-        return np.clip(img * 255.0, 0, 255).astype(np.uint8)
-
-    src, dst = sift_correspondences(u8(fixed), u8(moving), fixed_mask, moving_mask,
+    src, dst = sift_correspondences(to_u8(fixed), to_u8(moving), fixed_mask, moving_mask,
                                     max_keypoints=cfg.keypoint_max)
     if len(src) < cfg.keypoint_min_inliers:
         return None
@@ -493,10 +497,8 @@ def keypoint_support(H: np.ndarray, xy_moving: np.ndarray, xy_fixed: np.ndarray,
     """
     if len(xy_moving) == 0:
         return 0
-    p = np.c_[np.asarray(xy_moving, np.float64), np.ones(len(xy_moving))] @ np.asarray(H).T
     with np.errstate(divide="ignore", invalid="ignore"):
-        d = np.linalg.norm(p[:, :2] / p[:, 2:3] - xy_fixed, axis=1)
-    ok = d <= threshold
+        ok = np.linalg.norm(transfer(H, xy_moving) - xy_fixed, axis=1) <= threshold
     return min(len(np.unique(np.round(xy_fixed[ok], 1), axis=0)),
                len(np.unique(np.round(xy_moving[ok], 1), axis=0)))
 
@@ -505,10 +507,10 @@ def corner_distance(H1: np.ndarray, H2: np.ndarray, shape: tuple[int, int]) -> f
     """Largest distance, in moving pixels, between where two moving -> fixed transforms place
     the corners of a fixed image of ``shape`` (H, W)."""
     h, w = shape
-    pts = np.array([[0, 0, 1], [w - 1, 0, 1], [0, h - 1, 1], [w - 1, h - 1, 1.0]]).T
-    a = np.linalg.inv(H1) @ pts
-    b = np.linalg.inv(H2) @ pts
-    return float(np.abs(a[:2] / a[2] - b[:2] / b[2]).max())
+    corners = np.array([[0, 0], [w - 1, 0], [0, h - 1], [w - 1, h - 1]], np.float64)
+    a = transfer(np.linalg.inv(H1), corners)
+    b = transfer(np.linalg.inv(H2), corners)
+    return float(np.abs(a - b).max())
 
 
 def _close(H1: np.ndarray, H2: np.ndarray, shape: tuple[int, int], tol_frac: float = 0.08) -> bool:

@@ -85,6 +85,18 @@ def _cast(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
     return np.clip(np.rint(values), info.min, info.max).astype(dtype)
 
 
+def warp_valid(valid: np.ndarray, H_moving_to_fixed: np.ndarray,
+               fixed_shape: tuple[int, int]) -> np.ndarray:
+    """Where a resampling onto the fixed grid has data: (H, W) bool, True where every moving
+    pixel that bilinear interpolation draws on is valid (``valid`` (h, w) bool of the moving
+    raster; ``H_moving_to_fixed`` (3, 3), moving px -> fixed px, x = column, y = row, 0-based).
+    The mask :func:`warp_raster` fills with nodata is its complement."""
+    h_out, w_out = fixed_shape
+    return cv2.warpPerspective(valid.astype(np.float32), np.linalg.inv(H_moving_to_fixed),
+                               (w_out, h_out), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                               borderMode=cv2.BORDER_CONSTANT, borderValue=0) >= _VALID_THRESHOLD
+
+
 def warp_raster(moving: Raster, H_moving_to_fixed: np.ndarray, fixed_shape: tuple[int, int], *,
                 nodata: float | None = None) -> tuple[np.ndarray, float | None]:
     """Resample all bands of ``moving`` onto the fixed pixel grid.
@@ -127,9 +139,7 @@ def warp_raster(moving: Raster, H_moving_to_fixed: np.ndarray, fixed_shape: tupl
     size = (w_out, h_out)
     flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
 
-    valid_out = cv2.warpPerspective(moving.valid.astype(np.float32), H_fixed_to_moving, size,
-                                    flags=flags, borderMode=cv2.BORDER_CONSTANT,
-                                    borderValue=0) >= _VALID_THRESHOLD
+    valid_out = warp_valid(moving.valid, H, (h_out, w_out))
 
     work = _work_dtype(dtype)
     invalid_in = ~moving.valid

