@@ -16,12 +16,11 @@ import platform
 import statistics
 import sys
 import time
-from datetime import date
 from pathlib import Path
 
 import torch
 
-from pipelines.report import update_section
+from pipelines.report import command_line, write_section
 from register.api import network_used, register_pair
 from register.config import Config, config_to_dict, data_root
 from register.io import from_array, read_image
@@ -82,19 +81,19 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "config.json").write_text(json.dumps(resolved, indent=2) + "\n")
     print(f"median {med:.2f} s over {len(rows)} runs")
     if args.results:
-        cmd = "python -m pipelines.benchmark " + " ".join(argv if argv is not None else sys.argv[1:])
         per = {}
         for r in rows:
             per.setdefault(r["pair"], []).append(r["seconds"])
-        lines = [f"Command: `{cmd}` ({date.today()}, {args.threads} CPU threads, device "
-                 f"{args.device}, model `{model.source}`, network consulted: "
-                 f"{'yes' if network_used(cfg) else 'no (default selection)'})", "",
+        used = "yes" if network_used(cfg) else "no (default selection)"
+        lines = [f"Settings: {args.threads} CPU threads, device {args.device}, model "
+                 f"`{model.source}`, network consulted: {used}.", "",
                  "| pair (512x512) | median s | status |", "|---|---|---|"]
         for k, v in per.items():
             st = {r["status"] for r in rows if r["pair"] == k}
             lines.append(f"| {k} | {statistics.median(v):.2f} | {', '.join(sorted(st))} |")
         lines.append(f"| **all** | **{med:.2f}** | |")
-        update_section(args.results, "benchmark", "\n".join(lines))
+        write_section(args.results, "benchmark", "\n".join(lines),
+                      command=command_line("pipelines.benchmark", argv))
     return 0
 
 

@@ -31,6 +31,25 @@ from register.io import atomic_path, read_image, to_gray
 from register.search import correlation_peak, oriented_gradient_channels, similarity, spectrum
 
 OUT = GT_FIX_FILE
+SAR_MIN = 0.02  # SAR pixels at or below this (to_gray scale, 0..1) are no data
+
+
+def sar_mask(moving: np.ndarray) -> np.ndarray:
+    """Valid pixels of a SAR image for :func:`check_pair`: above :data:`SAR_MIN`, then a 5 x 5
+    morphological opening (specks and lines under 5 px wide are dropped).
+
+    Args:
+        moving: (h, w) float image, ``to_gray(raster, sar=True).image`` (values in 0..1).
+
+    Returns:
+        (h, w) bool mask; the mask this program's CSV rows and ``figure`` both use.
+    """
+    moving = np.asarray(moving)
+    if moving.ndim != 2:
+        raise ValueError(f"expected a (h, w) SAR image; got shape {moving.shape}; pass "
+                         "to_gray(raster, sar=True).image")
+    return cv2.morphologyEx((moving > SAR_MIN).astype(np.uint8), cv2.MORPH_OPEN,
+                           np.ones((5, 5), np.uint8)).astype(bool)
 
 
 def check_pair(fixed: np.ndarray, moving: np.ndarray, moving_mask: np.ndarray, H: np.ndarray,
@@ -103,7 +122,8 @@ def compare(pairs_csv: Path, check_csv: Path, method: str = "ours") -> list[dict
 
 def figure(pair_name: str, dest: Path) -> None:
     """Checkerboards of optical and SAR for one pair: SAR resampled with the published truth,
-    and with the truth rotated by the ``delta`` this check finds (the pair's row is recomputed)."""
+    and with the truth rotated by the ``delta`` this check finds (the pair's CSV row is
+    recomputed exactly: same images, same :func:`sar_mask`, same :func:`check_pair`)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -114,14 +134,15 @@ def figure(pair_name: str, dest: Path) -> None:
                 if p.set == "srif_optical_sar" and p.name == pair_name)
     root = data_root()
     fixed = to_gray(read_image(root / pair.fixed)).image
-    mov = to_gray(read_image(root / pair.moving), sar=True)
-    r = check_pair(fixed, mov.image, mov.mask, pair.H_array)
+    mov = to_gray(read_image(root / pair.moving), sar=True).image
+    mask = sar_mask(mov)
+    r = check_pair(fixed, mov, mask, pair.H_array)
     fig = Figure(figsize=(10, 5.4), dpi=100)
     FigureCanvasAgg(fig)
     for i, (H, title) in enumerate(((pair.H_array, "published ground truth"),
                                     (r["H_corrected"], f"rotated by {r['delta_deg']:.0f} deg "
                                                        f"(z {r['z_best']:.1f} vs {r['z_at_gt']:.1f})"))):
-        warped, _ = warp_to_frame(mov.image, mov.mask, H, fixed.shape)
+        warped, _ = warp_to_frame(mov, mask, H, fixed.shape)
         ax = fig.add_subplot(1, 2, i + 1)
         ax.imshow(checkerboard(fixed, warped, tiles=6), cmap="gray", vmin=0, vmax=1)
         ax.set_title(title)
@@ -170,9 +191,7 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             fixed = to_gray(read_image(root / pair.fixed)).image
             mov = to_gray(read_image(root / pair.moving), sar=True).image
-            mask = cv2.morphologyEx((mov > 0.02).astype(np.uint8), cv2.MORPH_OPEN,
-                                    np.ones((5, 5), np.uint8)).astype(bool)
-            r = check_pair(fixed, mov, mask, pair.H_array)
+            r = check_pair(fixed, mov, sar_mask(mov), pair.H_array)
             train = part.startswith("train")
             ok = r["z_best"] >= args.min_z and max(map(abs, r["shift_best"])) <= args.max_shift
             rows.append({"pair": pair.name, "split": part.split("/")[0],

@@ -31,7 +31,6 @@ import csv
 import datetime as _dt
 import json
 import math
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -42,6 +41,7 @@ import numpy as np
 from pipelines.datasets import LWIR_FIELD, IDENTITY, VAL_EVERY, Pair, split
 from pipelines.metrics import DENSE_MARGIN, GRID, THRESHOLDS, checkpoints, pair_error, summarise
 from pipelines.patches import DEFAULT_CACHE, KINDS, MODALITY_NAMES
+from pipelines.report import command_line, write_section
 from register.config import MODALITIES, config_from_dict, config_to_dict, data_root
 
 SETS = ("opt-sar", "opt-ir", "vis-nir", "vis-lwir")
@@ -113,21 +113,6 @@ def _method_status(methods: Sequence[str], models: _Models, sets: Sequence[str]
 # ---------------------------------------------------------------------------------------------
 # Output helpers
 # ---------------------------------------------------------------------------------------------
-
-
-def command_line(argv: Sequence[str] | None) -> str:
-    args = list(sys.argv[1:] if argv is None else argv)
-    return "python -m pipelines.evaluate " + shlex.join(args)
-
-
-def update_results(path: Path, mode: str, body: str, command: str,
-                   date: str | None = None) -> None:
-    """Write or replace the ``evaluate:<mode>`` section of a markdown file."""
-    from pipelines.report import update_section
-
-    date = date or _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
-    update_section(path, f"evaluate:{mode}",
-                   f"\nCommand: `{command}`  \nDate: {date}\n\n{body.rstrip()}\n")
 
 
 def _fmt(v: float, pct: bool = False, digits: int = 2) -> str:
@@ -530,7 +515,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"error: --config: {exc}", file=sys.stderr)
         return 2
-    command = command_line(argv)
+    command = command_line("pipelines.evaluate", argv)
 
     def log(s: str) -> None:
         print(s, file=sys.stderr, flush=True)
@@ -591,7 +576,7 @@ def main(argv: list[str] | None = None) -> int:
     print(table)
     if args.results is not None:
         section = args.section or (args.mode if args.split == "test" else f"{args.mode}:{args.split}")
-        update_results(args.results, section, body, command)
+        write_section(args.results, f"evaluate:{section}", body, command=command)
         log(f"updated section evaluate:{section} in {args.results}")
     return 0
 

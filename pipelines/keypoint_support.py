@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import shlex
 import sys
 from pathlib import Path
 
@@ -30,8 +29,9 @@ import cv2
 import numpy as np
 
 from pipelines import datasets
-from pipelines.evaluate import config_modality, update_results
+from pipelines.evaluate import config_modality
 from pipelines.metrics import checkpoints, pair_error
+from pipelines.report import command_line, write_section
 from register.api import working_images
 from register.config import Config, config_to_dict
 from register.search import keypoint_support, sift_correspondences, to_u8
@@ -127,8 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "results.md").write_text("# keypoint support\n\n" + body)
     print(body)
     if args.results:
-        command = "python -m pipelines.keypoint_support " + shlex.join(argv or sys.argv[1:])
-        update_results(args.results, "keypoint_support", body, command.strip())
+        write_section(args.results, "evaluate:keypoint_support", body,
+                      command=command_line("pipelines.keypoint_support", argv))
     return 0
 
 

@@ -1,13 +1,68 @@
-"""Writing result tables into marked sections of markdown files (``docs/results.md``)."""
+"""Writing result tables into marked sections of markdown files (``docs/results.md``).
+
+Every program that publishes a table (``pipelines.evaluate``, ``pipelines.search_sweep``,
+``pipelines.keypoint_support``, ``pipelines.benchmark``, ``pipelines.tiles_bench``) writes its
+section with :func:`write_section`, which puts the command line that made it and the date on top:
+
+    <!-- BEGIN name -->
+
+    Command: `python -m pipelines.evaluate registration ...`
+    Date: 2026-11-22 05:10
+
+    <body>
+    <!-- END name -->
+"""
 from __future__ import annotations
 
+import datetime as _dt
+import shlex
+import sys
 from pathlib import Path
+from typing import Sequence
+
+#: ``Date:`` format of a section header (local time, to the minute)
+DATE_FORMAT = "%Y-%m-%d %H:%M"
 
 
-def update_section(path: Path, name: str, body: str) -> None:
-    """Replace (or append) the block between ``<!-- BEGIN name -->`` and ``<!-- END name -->``.
+def command_line(module: str, argv: Sequence[str] | None = None) -> str:
+    """The shell command that reruns ``python -m <module>`` with ``argv`` (default
+    ``sys.argv[1:]``), each argument quoted for a POSIX shell; no trailing space when there
+    are no arguments."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    return " ".join(["python", "-m", module, shlex.join(args)]).rstrip()
 
-    The file is replaced atomically; text outside the block is kept.
+
+def _header(command: str, date: str | None = None, *, title: str | None = None) -> str:
+    """The header :func:`write_section` puts above a body: an optional ``title`` line (e.g. a
+    ``## heading``), then ``Command: `...``` and ``Date: ...`` (two lines of one markdown
+    paragraph). ``date`` defaults to now, formatted with :data:`DATE_FORMAT`."""
+    if not command.strip():
+        raise ValueError("expected the command line that produced the section (e.g. from "
+                         "command_line(module, argv)); got an empty string")
+    date = date or _dt.datetime.now().strftime(DATE_FORMAT)
+    head = f"{title}\n\n" if title else ""
+    return f"{head}Command: `{command}`  \nDate: {date}\n"
+
+
+def write_section(path: str | Path, name: str, body: str, *, command: str,
+                  date: str | None = None, title: str | None = None) -> None:
+    """Write or replace section ``name`` of the markdown file ``path`` with the header of
+    :func:`_header` (``title``, ``command``, ``date``) followed by ``body``.
+
+    The section keeps its place in the file; text outside it is kept (see
+    :func:`update_section`).
+    """
+    header = _header(command, date, title=title)
+    body = body.lstrip("\n").rstrip()  # leading spaces kept: the body may open with code
+    update_section(path, name, f"\n{header}\n{body}\n")
+
+
+def update_section(path: str | Path, name: str, body: str) -> None:
+    """Replace (or append) the block between ``<!-- BEGIN name -->`` and ``<!-- END name -->``
+    with ``body`` as given (no header; programs use :func:`write_section`).
+
+    The file is replaced atomically; text outside the block is kept; a missing file or
+    section is created (the section at the end of the file).
     """
     begin, end = f"<!-- BEGIN {name} -->", f"<!-- END {name} -->"
     path = Path(path)

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import shlex
 import statistics
 import sys
 import time
@@ -29,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from pipelines import datasets
-from pipelines.evaluate import update_results
+from pipelines.report import command_line, write_section
 from register.api import working_images
 from register.config import MODALITIES, Config, config_from_dict, config_to_dict
 from register.search import coarse_hypotheses, corner_distance
@@ -109,8 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "results.md").write_text(table)
     print(table)
     if args.results:
-        cmd = "python -m pipelines.search_sweep " + shlex.join(sys.argv[1:] if argv is None else argv)
-        update_results(args.results, "search_sweep", table, cmd.rstrip())
+        write_section(args.results, "evaluate:search_sweep", table,
+                      command=command_line("pipelines.search_sweep", argv))
     return 0
 
 

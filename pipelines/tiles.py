@@ -20,7 +20,8 @@ Outputs in DIR, each written atomically; a rerun skips tiles whose result is com
 inliers, residual; ``<tile>_matches.png`` with --figures), ``aligned/<pair>.tif`` (moving raster
 resampled onto the fixed grid over the overlap window: tiled deflate GeoTIFF, all bands, moving
 dtype) with ``aligned/<pair>.json`` (its H and tiles), ``summary.csv`` and ``summary.geojson``
-(one row / EPSG:4326 polygon per pair and per tile).
+(one row / EPSG:4326 polygon per pair and per tile), and ``totals.json`` (the run's tile counts,
+tile-stage seconds and tiles/s: the numbers of the final stderr line, for programs to read).
 
 H is moving full-raster px -> fixed full-raster px (x = column, y = row, 0-based). Shift: at a
 tile centre ``c`` (fixed px) the georeferencing puts moving pixel ``p``; the registration puts
@@ -54,7 +55,7 @@ from rasterio.windows import Window
 
 from pipelines.tiles_output import (
     MIN_SIDE, Meta, _bbox_window, _boundary, _centre, _digest, _grow, _polygon, _row, _T, _wlist,
-    finish_pair, px_map, read_meta, shift_at, write_summary)
+    finish_pair, px_map, read_meta, shift_at, write_summary, write_totals)
 from pipelines.tiles_output import (  # noqa: F401 - re-exported: part of this module's API
     BLOCK, COLUMNS, H_KEYS, combine_tiles, write_aligned_windowed)
 from register.checks import InputError
@@ -338,7 +339,8 @@ def run_batch(fixed: str, moving: str, out_dir: str | Path, cfg: Config, *, tile
     earlier run); ``failed_total`` (failed tiles in the final results); ``pairs``; ``disjoint``;
     ``seconds`` (wall time of the tile stage, worker start-up included); ``tiles_per_s`` (tiles
     registered per second of it); ``steady_tiles_per_s`` (from the first finished tile to the
-    last, i.e. without start-up).
+    last, i.e. without start-up). The same dict is written to ``<out_dir>/totals.json``
+    (:func:`pipelines.tiles_output.read_totals` reads it back).
 
     Raises:
         InputError: no raster, non-georeferenced input, no overlapping pair, bad options.
@@ -410,11 +412,14 @@ def run_batch(fixed: str, moving: str, out_dir: str | Path, cfg: Config, *, tile
                   _polygon(Window(*r["fixed_window"]), p.fixed)) for r in recs]
     write_summary(out, rows)
     ran = bar.n["done"] + bar.n["failed"]
-    return {"tiles": len(jobs), **bar.n, "pairs": len(pairs), "disjoint": disjoint,
-            "failed_total": sum(records[j["key"]]["status"] != "ok" for j in jobs),
-            "seconds": round(seconds, 3), "tiles_per_s": round(ran / seconds, 4) if ran else 0.0,
-            "steady_tiles_per_s": round((ran - 1) / (stamps[-1] - stamps[0]), 4)
-            if ran > 1 and stamps[-1] > stamps[0] else 0.0}
+    totals = {"tiles": len(jobs), **bar.n, "pairs": len(pairs), "disjoint": disjoint,
+              "failed_total": sum(records[j["key"]]["status"] != "ok" for j in jobs),
+              "seconds": round(seconds, 3),
+              "tiles_per_s": round(ran / seconds, 4) if ran else 0.0,
+              "steady_tiles_per_s": round((ran - 1) / (stamps[-1] - stamps[0]), 4)
+              if ran > 1 and stamps[-1] > stamps[0] else 0.0}
+    write_totals(out, totals)
+    return totals
 
 
 def build_parser() -> argparse.ArgumentParser:

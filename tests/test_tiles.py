@@ -19,7 +19,8 @@ from rasterio.warp import Resampling, calculate_default_transform, reproject
 from rasterio.windows import Window
 
 import register.api
-from pipelines import tiles
+from pipelines import tiles, tiles_output
+from register.checks import InputError
 from register.config import data_root
 
 GEO = data_root() / "geotiff"
@@ -77,6 +78,19 @@ def shifts(rows):
     return np.array([[float(r["shift_x_px"]), float(r["shift_y_px"])] for r in rows])
 
 
+def test_read_totals_missing_or_incomplete_says_what_to_do(tmp_path):
+    with pytest.raises(InputError, match="not found; expected the totals pipelines.tiles"):
+        tiles_output.read_totals(tmp_path)
+    (tmp_path / tiles_output.TOTALS_FILE).write_text(json.dumps({"tiles": 4}))
+    with pytest.raises(InputError, match=r"lacks \['done'"):
+        tiles_output.read_totals(tmp_path)
+    with pytest.raises(ValueError, match="run totals lack"):
+        tiles_output.write_totals(tmp_path, {"tiles": 4})
+    full = {k: i for i, k in enumerate(tiles_output.TOTALS_KEYS)}
+    tiles_output.write_totals(tmp_path, {**full, "extra": 1})
+    assert tiles_output.read_totals(tmp_path) == full
+
+
 def test_split_tiles_and_overlap(data):
     t = tiles.split_tiles(Window(5, 0, 510, 400), 256)
     assert [tiles._wlist(w) for w in t] == [[5, 0, 255, 200], [260, 0, 255, 200],
@@ -100,6 +114,13 @@ def test_georef_shift_recovered_then_rerun_skips(data, tmp_path, capsys, monkeyp
     assert "done 4 / failed 0 / skipped 0 of 4" in err and "1 non-overlapping" in err
     pair, rows = summary(out)
     assert len(pair) == 1 and len(rows) == 4 and all(r["status"] == "ok" for r in rows + pair)
+    # totals.json: the numbers of the final stderr line, consistent with summary.csv
+    tot = tiles_output.read_totals(out)
+    assert (tot["tiles"], tot["done"], tot["failed"], tot["skipped"], tot["failed_total"],
+            tot["pairs"], tot["disjoint"]) == (len(rows), 4, 0, 0, 0, len(pair), 1)
+    assert tot["tiles_per_s"] == pytest.approx(tot["done"] / tot["seconds"], rel=1e-2)
+    assert (f"in {tot['seconds']:.1f}s ({tot['tiles_per_s']:.3f} tiles/s, "
+            f"{tot['steady_tiles_per_s']:.3f} after the first tile)") in err
     np.testing.assert_allclose(shifts(rows + pair), [[-5, 3]] * 5, atol=0.3)
     # metres: 5 m pixels, +3 rows = 15 m south
     np.testing.assert_allclose([float(pair[0]["shift_east_m"]), float(pair[0]["shift_north_m"])],
@@ -125,6 +146,8 @@ def test_georef_shift_recovered_then_rerun_skips(data, tmp_path, capsys, monkeyp
     assert run(tmp_path, RGBN, mov, out, "--workers", "1", "--tile-size", "256") == 0
     assert "done 0 / failed 0 / skipped 4 of 4" in capsys.readouterr().err and not calls
     assert (out / "aligned" / "rgbn_shift__on__rgbn.tif").stat().st_mtime_ns == stamp
+    tot = tiles_output.read_totals(out)  # rewritten for this run: nothing registered
+    assert (tot["tiles"], tot["done"], tot["skipped"], tot["tiles_per_s"]) == (4, 0, 4, 0.0)
 
 
 def test_crs_mismatch_in_worker_processes(data, tmp_path):
@@ -191,6 +214,7 @@ def test_interrupt_resume_and_failed_tile(data, tmp_path, capsys, monkeypatch):
     assert "interrupted" in capsys.readouterr().err
     assert len(list((out / "tiles").rglob("*.json"))) == 1
     assert not (out / "summary.csv").exists() and not (out / "aligned").exists()
+    assert not (out / tiles_output.TOTALS_FILE).exists()  # only a finished run has totals
     assert not [p for p in out.rglob(".*")]  # no half-written temporary file
 
     calls.clear()
@@ -205,6 +229,9 @@ def test_interrupt_resume_and_failed_tile(data, tmp_path, capsys, monkeypatch):
     assert run(tmp_path, L8[0], mov, out, *args) == 1
     assert "done 2 / failed 1 / skipped 1 of 4" in capsys.readouterr().err
     pair, rows = summary(out)
+    tot = tiles_output.read_totals(out)
+    assert (tot["tiles"], tot["done"], tot["failed"], tot["skipped"], tot["failed_total"]) == (
+        len(rows), 2, 1, 1, sum(r["status"] != "ok" for r in rows))
     failed = [r for r in rows if r["status"] == "failed"]
     assert len(failed) == 1 and "RuntimeError: simulated crash" in failed[0]["reason"]
     assert pair[0]["status"] == "ok" and "combined from 3 of 3" in pair[0]["hypothesis"]

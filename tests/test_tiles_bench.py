@@ -1,15 +1,17 @@
 """pipelines.tiles_bench builds its own input: the moving copies of the two Landsat crops must be
-the crops' pixels under a geotransform moved by exactly the known offsets (real shared data;
-the benchmark itself is not run here)."""
+the crops' pixels under a geotransform moved by exactly the known offsets (real shared data),
+and takes its throughput from the totals pipelines.tiles writes (the benchmark itself and
+pipelines.tiles are not run here)."""
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 import rasterio
 
-from pipelines import tiles_bench
+from pipelines import tiles_bench, tiles_output
 from register.checks import InputError
 
 
@@ -46,9 +48,26 @@ def test_build_input_shifts_by_known_offsets(crops, tmp_path):
     assert [open(m["moving"], "rb").read() for m in made] == before
 
 
-def test_summary_line_parsed():
-    line = ("4 pair(s), 44 tile(s): done 21 / failed 23 / skipped 0 in 14.0s (3.143 tiles/s, "
-            "3.170 after the first tile); 0 non-overlapping combination(s) left out -> x.csv")
-    g = tiles_bench.SUMMARY_RE.search(line).groupdict()
-    assert (g["tiles"], g["done"], g["failed"], g["tiles_per_s"], g["steady_tiles_per_s"]) == (
-        "44", "21", "23", "3.143", "3.170")
+def test_run_tiles_reads_totals_of_this_run(tmp_path, monkeypatch):
+    """run_tiles takes tiles/s from the totals.json the run writes; a file left by an earlier
+    run is not taken for a run that wrote none (e.g. it crashed with exit status 1)."""
+    out = tmp_path / "w1"
+    totals = {k: 0 for k in tiles_output.TOTALS_KEYS}
+    totals.update(tiles=44, done=21, failed=23, seconds=14.0, tiles_per_s=3.143,
+                  steady_tiles_per_s=3.17)
+
+    def finished(cmd, **kw):
+        tiles_output.write_totals(out, totals)
+        return subprocess.CompletedProcess(cmd, 1)
+
+    monkeypatch.setattr(tiles_bench.subprocess, "run", finished)
+    rec = tiles_bench.run_tiles(["--out-dir", str(out)], out)
+    assert rec["rc"] == 1 and {k: rec[k] for k in totals} == totals
+
+    monkeypatch.setattr(tiles_bench.subprocess, "run",
+                        lambda cmd, **kw: subprocess.CompletedProcess(cmd, 1))
+    with pytest.raises(InputError, match="totals.json: not found"):
+        tiles_bench.run_tiles(["--out-dir", str(out)], out)
+    monkeypatch.setattr(tiles_bench.subprocess, "run",
+                        lambda cmd, **kw: subprocess.CompletedProcess(cmd, 2))
+    assert "tiles_per_s" not in tiles_bench.run_tiles(["--out-dir", str(out)], out)
