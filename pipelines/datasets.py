@@ -189,15 +189,25 @@ def held_out_names(*, every: int = VAL_EVERY) -> set[str]:
     return {f"{p.set}/{p.name}" for m in MODALITY_NAMES for p in held_out(m, every=every)}
 
 
-def validation_pairs(modality: str, *, seed: int = 0, every: int = VAL_EVERY) -> list[Pair]:
+#: Scale range of the synthetic similarity of :func:`validation_pairs` (log-uniform).
+VAL_SCALES = (0.6, 1.6)
+
+
+def validation_pairs(modality: str, *, seed: int = 0, every: int = VAL_EVERY,
+                     scales: tuple[float, float] = VAL_SCALES) -> list[Pair]:
     """Held-out training image pairs (:func:`held_out`) under a seeded random similarity (any
-    rotation, scale 0.6-1.6, shift up to 10 %), for choosing options without touching test pairs.
+    rotation, scale log-uniform in ``scales`` (default 0.6-1.6), shift up to 10 %), for choosing
+    options without touching test pairs. A scale above 1 enlarges the moving image (its frame then
+    shows the central 1/scale of the scene); below 1 shrinks it inside a nodata border.
 
     With the default ``every`` these are the pairs the network was validated on, not trained on.
     A smaller ``every`` (e.g. 3) gives more pairs, most of which the network was trained on: sound
     for choosing options that do not consult the network. SRIF optical-SAR pairs without a
     corrected transform (``data/srif_optical_sar_gt_check.csv``) are left out.
     """
+    lo, hi = scales
+    if not 0 < lo <= hi:
+        raise ValueError(f"expected scales (lo, hi) with 0 < lo <= hi, got {scales}")
     fixes = read_gt_fixes()
     rng = np.random.default_rng(seed)
     out = []
@@ -208,7 +218,7 @@ def validation_pairs(modality: str, *, seed: int = 0, every: int = VAL_EVERY) ->
                 continue
             H = fixes[pair.name]
         h, w = raster_shape(pair.moving)
-        a, sc = rng.uniform(0, 360), float(np.exp(rng.uniform(np.log(0.6), np.log(1.6))))
+        a, sc = rng.uniform(0, 360), float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
         t = rng.uniform(-0.1, 0.1, 2) * (w, h)
         W = similarity(a, sc, ((w - 1) / 2, (h - 1) / 2), ((w - 1) / 2 + t[0], (h - 1) / 2 + t[1]))
         out.append(Pair(f"val_{pair.set}", pair.name, pair.modality, pair.fixed, pair.moving,
@@ -244,11 +254,12 @@ def load_pair(pair: Pair):
                          path=moving.path + " (warped)")
 
 
-def split(name: str, *, val_every: int = VAL_EVERY) -> list[Pair]:
-    """Pairs of one split, e.g. ``split("test/opt-sar")``; ``val_every`` picks the validation
-    pairs (see :func:`validation_pairs`)."""
+def split(name: str, *, val_every: int = VAL_EVERY,
+          val_scales: tuple[float, float] = VAL_SCALES) -> list[Pair]:
+    """Pairs of one split, e.g. ``split("test/opt-sar")``; ``val_every`` and ``val_scales`` pick
+    the validation pairs and their synthetic scale (see :func:`validation_pairs`)."""
     if name.startswith("val/"):
-        return validation_pairs(name.split("/", 1)[1], every=val_every)
+        return validation_pairs(name.split("/", 1)[1], every=val_every, scales=val_scales)
     pairs = all_pairs(str(data_root()))
     if name not in pairs:
         raise KeyError(f"unknown split {name!r}; known: {sorted(pairs)}")

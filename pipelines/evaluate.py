@@ -1,8 +1,9 @@
 """Evaluate registration accuracy and patch-matching FPR95 on the test (or validation) splits.
 
     python -m pipelines.evaluate registration [--sets opt-sar,opt-ir,vis-nir,vis-lwir]
-        [--methods ours,identity,sift,mi] [--split test|val] [--val-every N] [--config JSON]
-        [--label NAME] [--include PAIRS_CSV ...] [--limit N] [--out DIR] [--device cpu]
+        [--methods ours,identity,sift,mi] [--split test|val] [--val-every N] [--val-scale LO HI]
+        [--config JSON] [--label NAME] [--include PAIRS_CSV ...] [--limit N] [--out DIR]
+        [--device cpu]
         [--results docs/results.md] [--section NAME]
     python -m pipelines.evaluate patches [--model auto|PATH] [--sets ...] [--out DIR]
 
@@ -38,7 +39,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from pipelines.datasets import LWIR_FIELD, IDENTITY, VAL_EVERY, Pair, split
+from pipelines.datasets import LWIR_FIELD, IDENTITY, VAL_EVERY, VAL_SCALES, Pair, split
 from pipelines.metrics import DENSE_MARGIN, GRID, THRESHOLDS, checkpoints, pair_error, summarise
 from pipelines.patches import DEFAULT_CACHE, KINDS, MODALITY_NAMES
 from pipelines.report import command_line, write_section
@@ -161,10 +162,12 @@ def _write_csv(path: Path, rows: list[dict], fields: Sequence[str]) -> None:
 # ---------------------------------------------------------------------------------------------
 
 PAIR_FIELDS = ("set", "pair", "method", "status", "reason", "error_px", "n_checkpoints",
-               "seconds", "H", "timings", "verify_z", "confirmed_by")
+               "seconds", "H", "timings", "verify_z", "confirmed_by", "affine_deviation_px",
+               "keypoint_support")
 #: ``candidates.csv``: every hypothesis ``ours`` matched and checked, with its own error
 CANDIDATE_FIELDS = ("set", "pair", "method", "index", "source", "angle_deg", "scale",
-                    "num_inliers", "z", "peak_shift_px", "confirmed", "error_px")
+                    "num_inliers", "z", "peak_shift_px", "affine_deviation_px", "confirmed",
+                    "error_px")
 
 
 def included_summary(pairs_csv: Path, sets: Sequence[str], skip_methods: Sequence[str]
@@ -211,8 +214,8 @@ def run_registration(args, log: Callable[[str], None]) -> tuple[list[dict], list
     cand_writer.writeheader()
     try:
         for set_name in args.sets:
-            pairs = _select(split(f"{args.split}/{set_name}", val_every=args.val_every),
-                            args.limit)
+            pairs = _select(split(f"{args.split}/{set_name}", val_every=args.val_every,
+                                  val_scales=tuple(args.val_scale)), args.limit)
             cfg = base_cfg.replace(modality=config_modality(set_name))
             errors = {m: [] for m in args.methods}
             secs = {m: [] for m in args.methods}
@@ -231,7 +234,8 @@ def run_registration(args, log: Callable[[str], None]) -> tuple[list[dict], list
                         continue
                     row = {"set": set_name, "pair": label, "method": _name(method, args),
                            "reason": "",
-                           "H": "", "timings": "", "verify_z": "", "confirmed_by": ""}
+                           "H": "", "timings": "", "verify_z": "", "confirmed_by": "",
+                           "affine_deviation_px": "", "keypoint_support": ""}
                     H, t0, cands = None, time.perf_counter(), []
                     try:
                         if fixed is None:
@@ -246,6 +250,8 @@ def run_registration(args, log: Callable[[str], None]) -> tuple[list[dict], list
                             ver = res.verification or {}
                             row["verify_z"] = ver.get("z_at_zero_shift", "")
                             row["confirmed_by"] = ver.get("confirmed_by", "")
+                            row["affine_deviation_px"] = ver.get("affine_deviation_px", "")
+                            row["keypoint_support"] = ver.get("keypoint_support", "")
                             cands = res.candidates
                         else:
                             H = baselines.BASELINES[method](fixed, moving)
@@ -472,6 +478,9 @@ def build_parser() -> argparse.ArgumentParser:
                         f"{VAL_EVERY}: the pairs held out of network training; a smaller N "
                         "adds pairs the network trained on, see "
                         "pipelines.datasets.validation_pairs)")
+    p.add_argument("--val-scale", type=float, nargs=2, default=list(VAL_SCALES),
+                   metavar=("LO", "HI"), help="with --split val: scale range of the synthetic "
+                   f"similarity (log-uniform; default {VAL_SCALES[0]} {VAL_SCALES[1]})")
     p.add_argument("--section", default=None,
                    help="name of the --results section (default: the mode, plus :SPLIT off test)")
     p.add_argument("--include", type=Path, nargs="*", default=None,
@@ -504,6 +513,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.limit is not None and args.limit < 1:
         print("error: --limit must be at least 1", file=sys.stderr)
+        return 2
+    lo, hi = args.val_scale
+    if not 0 < lo <= hi or (args.split == "test" and (lo, hi) != VAL_SCALES):
+        print(f"error: --val-scale expects 0 < LO <= HI and applies to --split val only; got "
+              f"{lo:g} {hi:g} with --split {args.split}", file=sys.stderr)
         return 2
     args.out = args.out or Path("runs") / "eval" / args.mode
     args.out.mkdir(parents=True, exist_ok=True)

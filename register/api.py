@@ -23,7 +23,7 @@ from . import __version__
 from .checks import InputError, RegistrationFailed
 from .config import BORDER_PX, Config, config_to_dict
 from .detect import detect
-from .estimate import Estimate, estimate, transfer
+from .estimate import Estimate, affine_deviation, estimate, transfer
 from .io import GrayImage, Raster, read_image, to_gray, write_json
 from .match import Matches, select, shortlist
 from .patches import crop_patches, warp_to_frame
@@ -52,13 +52,16 @@ class Result:
         hypothesis: how the start transform was found.
         verification: the global structural check of the final transform
             (:func:`register.search.verify_alignment`): ``z_at_zero_shift``,
-            ``peak_shift_px``, ``keypoint_support`` (SIFT correspondences the transform
+            ``peak_shift_px``, ``affine_deviation_px`` (how far the transform bends away from
+            an affine one over the overlap; both in working-resolution fixed px),
+            ``keypoint_support`` (SIFT correspondences the transform
             explains, when a SIFT hypothesis was found) and, when ok, ``confirmed_by``:
             ``"check"`` (z at least ``verify_min_z``, peak near zero shift) or ``"keypoints"``
             (at least ``keypoint_confirm_inliers`` SIFT correspondences explained).
         candidates: every hypothesis RANSAC supported, in the order tried: ``source``,
-            ``angle_deg``, ``scale``, ``num_inliers``, ``z``, ``peak_shift_px``, ``confirmed``
-            and ``H`` (3x3 list, moving px -> fixed px at full resolution, before refinement).
+            ``angle_deg``, ``scale``, ``num_inliers``, ``z``, ``peak_shift_px``,
+            ``affine_deviation_px``, ``confirmed`` and ``H`` (3x3 list, moving px -> fixed px
+            at full resolution, before refinement).
     """
 
     status: str
@@ -106,6 +109,52 @@ def _resize(g: GrayImage, f: float) -> GrayImage:
     img = cv2.resize(g.image, size, interpolation=cv2.INTER_AREA)
     m = cv2.resize(g.mask.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST).astype(bool)
     return GrayImage(img, m)
+
+
+def _enlarge(g: GrayImage, zoom: float) -> tuple[GrayImage, np.ndarray]:
+    """``g`` enlarged ``zoom`` times (bilinear image, nearest mask), and the 3x3 map from
+    pixels of ``g`` to pixels of the enlarged copy.
+
+    ``cv2.resize`` aligns pixel centres, so with the exact per-axis factors zx, zy of the
+    rounded output size a pixel x maps to zx * x + (zx - 1) / 2 (not zoom * x).
+    """
+    h, w = g.image.shape
+    size = (int(round(w * zoom)), int(round(h * zoom)))
+    img = cv2.resize(g.image, size, interpolation=cv2.INTER_LINEAR)
+    m = cv2.resize(g.mask.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST).astype(bool)
+    zx, zy = size[0] / w, size[1] / h
+    Z = np.array([[zx, 0.0, (zx - 1) / 2], [0.0, zy, (zy - 1) / 2], [0.0, 0.0, 1.0]])
+    return GrayImage(img, m), Z
+
+
+def match_zoom(H: np.ndarray, shape_moving: tuple[int, int], shape_fixed: tuple[int, int], *,
+               min_side: int, max_zoom: float) -> float:
+    """Enlargement of the fixed frame for matching under ``H``.
+
+    A hypothesis that shrinks the moving image (scale s < 1) resamples it into the fixed frame
+    with the loss of its detail, and its footprint there can be too small to hold keypoints at
+    the patch border distance (a 256 px image at s = 0.5 keeps about a 50 px square). Then the
+    fixed image is enlarged until the footprint's shorter side, min(s * moving side, fixed
+    side), reaches ``min_side`` px, by at most 1/s and ``max_zoom``, rounded down to a tenth so
+    that nearby transforms share one enlarged frame.
+
+    Args:
+        H: (3, 3) float64 homography, moving px -> fixed px (x = column, y = row, 0-based); its
+            scale s is sqrt(|det|) of the upper-left 2x2 block (perspective ignored).
+        shape_moving, shape_fixed: (H, W) of the two images in the pixels ``H`` uses.
+        min_side: footprint side (px) under which the frame is enlarged.
+        max_zoom: largest enlargement; 1 disables.
+
+    Returns:
+        The enlargement factor, 1.0 when none is needed.
+    """
+    A = np.asarray(H, np.float64)
+    s = math.sqrt(abs(np.linalg.det(A[:2, :2] / A[2, 2])))
+    if max_zoom <= 1.0 or not np.isfinite(s) or s <= 0 or s >= 1.0:
+        return 1.0
+    side = min(s * min(shape_moving), min(shape_fixed))
+    zoom = math.floor(10 * min(max_zoom, 1.0 / s, min_side / side)) / 10
+    return zoom if zoom >= 1.1 else 1.0
 
 
 def _affine(t, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -288,12 +337,27 @@ def register_pair(fixed: str | Path | Raster, moving: str | Path | Raster,
         for h in found:
             yield h, "rotation/scale search"
 
-    feat_fixed = oriented_gradient_channels(fw.image, fw.mask)
+    # the fixed image, its channels and the map to it from working px, at each matching zoom
+    frames: dict[float, tuple[GrayImage, np.ndarray, np.ndarray]] = {}
+
+    def fixed_frame(zoom: float) -> tuple[GrayImage, np.ndarray, np.ndarray]:
+        if zoom not in frames:
+            g, Z = (fw, np.eye(3)) if zoom == 1.0 else _enlarge(fw, zoom)
+            frames[zoom] = (g, oriented_gradient_channels(g.image, g.mask), Z)
+        return frames[zoom]
+
     best: tuple[Estimate, Matches, int, int, Hypothesis, str, tuple] | None = None
     reasons = []
     def fit(H: np.ndarray, radius: int) -> tuple[Estimate, Matches, int, int]:
         """Network/structural matches under ``H`` and the RANSAC transform they support."""
-        matches, nk, nc = _match_under(H, fw, mw, feat_fixed, model, cfg, radius, timer)
+        zoom = match_zoom(H, mw.image.shape, fw.image.shape, min_side=cfg.match_min_side,
+                          max_zoom=cfg.match_max_zoom)
+        frame, feat, Z = fixed_frame(zoom)
+        # radius and the keypoint border are in the matching frame's px (radius / zoom working px)
+        matches, nk, nc = _match_under(Z @ H, frame, mw, feat, model, cfg, radius, timer)
+        if zoom != 1.0:  # back to working fixed px
+            xy = transfer(np.linalg.inv(Z), matches.xy_fixed).astype(np.float32)
+            matches = Matches(xy, matches.xy_moving, matches.probability)
         t = time.perf_counter()
         try:
             est = estimate(matches.xy_moving, matches.xy_fixed, mw.image.shape,
@@ -316,6 +380,15 @@ def register_pair(fixed: str | Path | Raster, moving: str | Path | Raster,
         z0, shift = verify_alignment(fw.image, fw.mask, mw.image, mw.mask, H, cfg.verify_side)
         timer.add("verify", t)
         return passes(z0, shift), z0, shift
+
+    def bend(H: np.ndarray) -> float:
+        """How far ``H`` bends away from an affine transform over the overlap (working px)."""
+        return affine_deviation(H, fw.image.shape, mw.image.shape)
+
+    def plausible(bent: float, z0: float, kp_backed: bool) -> bool:
+        """Whether a transform that bends ``bent`` px away from an affine one has the evidence
+        that takes: a bent homography needs z >= ``cfg.bent_min_z`` or SIFT correspondences."""
+        return not (0 < cfg.max_affine_deviation < bent) or z0 >= cfg.bent_min_z or kp_backed
 
     support: tuple[np.ndarray, np.ndarray] | None = None  # SIFT correspondences, if any
 
@@ -346,11 +419,13 @@ def register_pair(fixed: str | Path | Raster, moving: str | Path | Raster,
             reasons.append(exc.reason)
             continue
         ok, z0, shift = check(est.H)
-        checked = (ok or backed(explained(est.H)), z0, shift)
+        bent, kp_ok = bend(est.H), backed(explained(est.H))
+        checked = ((ok or kp_ok) and plausible(bent, z0, kp_ok), z0, shift)
         H_full = np.linalg.inv(Sf) @ est.H @ Sm
         candidates.append({"source": source, "angle_deg": round(hyp.angle_deg, 2),
                            "scale": round(hyp.scale, 4), "num_inliers": est.num_inliers,
                            "z": round(z0, 3), "peak_shift_px": round(shift, 3),
+                           "affine_deviation_px": round(bent, 3),
                            "confirmed": bool(checked[0]), "H": (H_full / H_full[2, 2]).tolist()})
         if best is None or checked[:2] > best[-1][:2]:  # (confirmed, z)
             best = (est, matches, nk, nc, hyp, source, checked)
@@ -367,6 +442,7 @@ def register_pair(fixed: str | Path | Raster, moving: str | Path | Raster,
     base["candidates"] = candidates
 
     est, matches, nk, nc, hyp, how, checked = best
+    found_confirmed = bool(checked[0])  # was any hypothesis confirmed before refinement?
     radius = float(cfg.search_radius)
     for it in range(cfg.refine_iterations):
         radius = max(3.0, radius / 2)
@@ -377,19 +453,40 @@ def register_pair(fixed: str | Path | Raster, moving: str | Path | Raster,
             break
         if refined[0].num_inliers < 0.8 * est.num_inliers:
             break
+        # The refined transform is checked again at the end, and fails when it is no longer
+        # confirmed or plausible, even if the unrefined one was: a wrong hypothesis tends to
+        # fall apart under refinement. Keeping the unrefined transform instead accepted three
+        # more wrong results (31-184 px) on the validation runs (docs/results.md, "Scale stress
+        # test").
         est, matches, nk, nc = refined
-        checked = None  # a new transform: check it again
+        checked = None
 
     _, z0, shift = checked or check(est.H)
     n_kp = explained(est.H)
     by = "check" if passes(z0, shift) else "keypoints" if backed(n_kp) else None
     counts = dict(num_keypoints=nk, num_candidates=nc, num_matches=len(matches),
                   num_inliers=est.num_inliers)
-    verification = {"z_at_zero_shift": round(z0, 3), "peak_shift_px": round(shift, 3)}
+    bent = bend(est.H)
+    verification = {"z_at_zero_shift": round(z0, 3), "peak_shift_px": round(shift, 3),
+                    "affine_deviation_px": round(bent, 3)}
     kp_note = ""
     if n_kp is not None:
         verification["keypoint_support"] = n_kp
         kp_note = f"; it explains {n_kp} SIFT correspondences, need {cfg.keypoint_confirm_inliers}"
+    if by and not plausible(bent, z0, backed(n_kp)):
+        return Result("failed", f"the transform that RANSAC found bends {bent:.0f} px away "
+                      "from an affine transform over the overlap (more than "
+                      f"{cfg.max_affine_deviation:g} px at the working resolution) with only z "
+                      f"{z0:.1f} in the structural check (need {cfg.bent_min_z:g} for a bent "
+                      f"transform{kp_note}); it is probably fitted to chance matches",
+                      counts=counts, timings=timer.t, hypothesis=how,
+                      verification=verification, **base)
+    if by == "check" and not found_confirmed and z0 < cfg.rescued_min_z:
+        return Result("failed", "no hypothesis was confirmed, and the refined transform passes "
+                      f"the structural check only weakly (z {z0:.1f}, need "
+                      f"{cfg.rescued_min_z:g} for a transform confirmed only after refinement"
+                      f"{kp_note}); it is probably wrong", counts=counts, timings=timer.t,
+                      hypothesis=how, verification=verification, **base)
     if by:
         verification["confirmed_by"] = by
     else:

@@ -64,7 +64,8 @@ class Config:
     detector: str = "structure"  # "structure" (structure-tensor corners) | "fast" | "grid"
     nms_radius: int = 8
     # -- match -----------------------------------------------------------------------------------
-    search_radius: float = 16.0  # candidate window around each predicted position (px)
+    search_radius: float = 16.0  # candidate window around each predicted position (px of the
+    # matching frame: working px, or enlarged px under match_zoom)
     shortlist: int = 4  # structural-correlation peaks per keypoint scored by the network
     # How a keypoint's shortlisted candidates are ranked: "network" (SSML-QNet probability),
     # "fused" (probability x relative structural correlation) or "structural". Chosen on the
@@ -76,13 +77,22 @@ class Config:
     min_probability: float = 0.0  # a match needs at least this match probability
     ratio: float = 1.0  # the chosen candidate's score must beat ratio x the runner-up's
     refine_iterations: int = 2  # network passes after the first, each with a halved window
+    # Under a hypothesis that shrinks the moving image (scale s < 1) to a footprint shorter than
+    # match_min_side px in the fixed frame, matching runs on the fixed image enlarged until the
+    # footprint reaches it (at most 1/s and match_max_zoom; register.api.match_zoom); a
+    # match_max_zoom of 1 disables. Without it a moving image covering only the middle of a
+    # small fixed image (SRIF, 256 px) at scale ~0.5 kept too few keypoints to match
+    # (docs/results.md, "Scale stress test"). Enlarging larger footprints as well gave wrong
+    # small-scale hypotheses enough matches to beat right ones (one validation pair).
+    match_min_side: int = 256
+    match_max_zoom: float = 2.0
     # -- score -----------------------------------------------------------------------------------
     model: str = "auto"  # "auto" | preset weights name | path to a .pt file | "random"
     batch_size: int = 512
     # -- estimate --------------------------------------------------------------------------------
     transform: str = "homography"  # one of TRANSFORMS
     ransac_threshold: float = 3.0  # inlier reprojection threshold (px)
-    ransac_iterations: int = 1000
+    ransac_iterations: int = 1000  # batches of 256 minimal samples (register.estimate.estimate)
     min_inliers: int = 12
     # a confirmed hypothesis (by the check or by SIFT correspondences, see below) with this
     # inlier share, or with a check z of at least accept_z (0 = off), ends the search. accept_z was chosen on the 142 validation pairs
@@ -99,6 +109,24 @@ class Config:
     verify_side: int = 320
     verify_min_z: float = 9.0
     verify_max_shift: float = 2.0
+    # A homography that bends more than max_affine_deviation (working px) away from its best
+    # affine fit over the overlap (register.estimate.affine_deviation) is only confirmed with a
+    # check z of at least bent_min_z or by SIFT correspondences; max_affine_deviation 0 disables.
+    # RANSAC homographies fitted to chance matches bend and pass the check only weakly. The
+    # values came from a throwaway analysis of validation runs; the committed evidence is
+    # python -m pipelines.plausibility (docs/results.md, "Plausibility of bent homographies").
+    # Real perspective has to be kept: the MIFNet optical-SAR demo pair (a projective warp)
+    # bends 24.5-37.5 px at z 14.8-16.4, depending on the keypoint budget. The limit is in
+    # absolute working px, checked on images of 173-768 px only.
+    max_affine_deviation: float = 24.0
+    bent_min_z: float = 13.0
+    # When no hypothesis was confirmed, the best one is refined anyway and may pass the check
+    # afterwards: refinement optimises against the same structural features, so that needs a
+    # clear check z. On the validation runs of docs/results.md
+    # ("Scale stress test") the two such results more than 20 px off (val_roadscene/FLIR_07809,
+    # 85 px, and FLIR_07190 enlarged 1.6-2x, 184 px) had z 11.2 and 9.3; the rescued results
+    # within 8 px had z 11.8-17.9 (two pairs, optical-SAR 81 and FLIR_08021, under 13).
+    rescued_min_z: float = 13.0
     seed: int = 0
     # -- warp / outputs --------------------------------------------------------------------------
     make_figures: bool = True

@@ -11,7 +11,7 @@ import rasterio
 from rasterio.transform import Affine
 
 from register import Config, InputError, register_pair, write_outputs
-from register.api import OUTPUTS, georef_homography
+from register.api import OUTPUTS, _enlarge, georef_homography, match_zoom
 from register.estimate import transfer
 from register.search import corner_distance
 from register.io import read_image, to_gray, write_raster
@@ -68,7 +68,8 @@ def test_register_pair_result_fields(srif):
         assert r.timings[stage] >= 0.0
     # every checked hypothesis is listed; the one the result came from is confirmed and close
     assert r.candidates and all(set(k) == {"source", "angle_deg", "scale", "num_inliers", "z",
-                                           "peak_shift_px", "confirmed", "H"}
+                                           "peak_shift_px", "affine_deviation_px", "confirmed",
+                                           "H"}
                                 for k in r.candidates)
     chosen = [k for k in r.candidates if k["confirmed"]]
     assert chosen and max(k["z"] for k in chosen) >= SRIF_CFG.verify_min_z
@@ -212,3 +213,84 @@ def test_register_pair_accept_z_ends_search_early(data_root, random_model):
     assert fast.ok and full.ok and len(fast.candidates) == 1 < len(full.candidates)
     assert fast.candidates[0]["z"] >= Config().accept_z
     assert corner_distance(fast.H, full.H, fixed.shape) < 3.0
+
+
+def test_register_pair_rejects_bent_homography(data_root, random_model):
+    """Validation pair optical-IR 130 under a 1.6-2x enlargement: the search finds no right
+    hypothesis, and RANSAC fits a homography to chance matches that passes the structural
+    check (z ~10) while bending ~48 px away from any affine transform. The plausibility rule
+    turns that wrong answer (~260 px off) into a failure."""
+    from pipelines.datasets import load_pair, validation_pairs
+    from pipelines.metrics import checkpoints, pair_error
+
+    pair = next(p for p in validation_pairs("opt-ir", scales=(1.6, 2.0)) if p.name == "130")
+    fixed, moving = load_pair(pair)
+    res = register_pair(fixed, moving, Config(), model=random_model)
+    assert not res.ok and "affine" in res.reason, res.reason
+    assert res.verification["affine_deviation_px"] > Config().max_affine_deviation
+    off = register_pair(fixed, moving, Config(max_affine_deviation=0.0, rescued_min_z=0.0),
+                        model=random_model)
+    assert off.ok and pair_error(off.H, *checkpoints(pair, fixed.shape, moving.shape)) > 50
+
+
+def test_match_zoom_enlarges_fixed_frame_only_for_small_shrunk_footprints():
+    small, large = (256, 256), (576, 768)
+    half = np.diag([0.5, 0.5, 1.0])
+    assert match_zoom(half, small, small, min_side=256, max_zoom=2.0) == 2.0
+    assert match_zoom(np.diag([0.8, 0.8, 1.0]), small, small, min_side=256, max_zoom=2.0) == 1.2
+    assert match_zoom(np.diag([0.3, 0.3, 1.0]), small, small, min_side=256, max_zoom=2.0) == 2.0
+    assert match_zoom(half, large, large, min_side=256, max_zoom=2.0) == 1.0  # 288 px is enough
+    assert match_zoom(np.diag([1.5, 1.5, 1.0]), small, small, min_side=256, max_zoom=2.0) == 1.0
+    assert match_zoom(half, small, small, min_side=256, max_zoom=1.0) == 1.0  # disabled
+
+
+def test_enlarge_maps_pixels_with_its_matrix():
+    """A blob at (x, y) in the image lies at Z @ (x, y) in the enlarged copy (pixel centres,
+    not zoom * (x, y)), also for a non-square image and a zoom that does not divide evenly."""
+    from register.io import GrayImage
+
+    yy, xx = np.mgrid[0:97, 0:130]
+    x0, y0 = 41.3, 57.8
+    img = np.exp(-((xx - x0) ** 2 + (yy - y0) ** 2) / 18.0).astype(np.float32)
+    big, Z = _enlarge(GrayImage(img, np.ones_like(img, bool)), 1.7)
+    assert big.image.shape == (165, 221) and big.mask.all()
+    yb, xb = np.mgrid[0:165, 0:221]
+    w = big.image / big.image.sum()
+    centroid = np.array([(w * xb).sum(), (w * yb).sum()])
+    assert np.allclose(centroid, transfer(Z, np.array([[x0, y0]]))[0], atol=0.05)
+    assert not np.allclose(centroid, 1.7 * np.array([x0, y0]), atol=0.2)
+
+
+def test_register_pair_small_footprint_matches_on_enlarged_fixed_frame(data_root, random_model):
+    """Validation pair optical-IR 20 with the moving image enlarged 1.6-2x (it covers the middle
+    of the 256 px fixed image at scale ~0.5): the search ranks the right hypothesis first, but
+    matching in the unenlarged fixed frame keeps too few keypoints, and the pair fails."""
+    from pipelines.datasets import load_pair, validation_pairs
+    from pipelines.metrics import checkpoints, pair_error
+
+    pair = next(p for p in validation_pairs("opt-ir", scales=(1.6, 2.0)) if p.name == "20")
+    fixed, moving = load_pair(pair)
+    res = register_pair(fixed, moving, Config(), model=random_model)
+    assert res.ok, res.reason
+    assert pair_error(res.H, *checkpoints(pair, fixed.shape, moving.shape)) < 3.0
+    off = register_pair(fixed, moving, Config(match_max_zoom=1.0), model=random_model)
+    assert not off.ok
+
+
+def test_register_pair_refined_transform_needs_clear_check_when_nothing_was_confirmed(
+        data_root, random_model):
+    """Validation pair RoadScene FLIR_07809 (VIS-LWIR): no hypothesis is confirmed, refinement
+    lifts the best one over the gate at z ~11.2, and that transform is 85 px off. A transform
+    confirmed only after refinement needs rescued_min_z."""
+    from pipelines.datasets import load_pair, validation_pairs
+    from pipelines.metrics import checkpoints, pair_error
+
+    pair = next(p for p in validation_pairs("vis-lwir", every=3) if p.name == "FLIR_07809")
+    fixed, moving = load_pair(pair)
+    res = register_pair(fixed, moving, Config(modality="vis-lwir"), model=random_model)
+    assert not res.ok and "after refinement" in res.reason, res.reason
+    assert res.verification["z_at_zero_shift"] < Config().rescued_min_z
+    off = register_pair(fixed, moving, Config(modality="vis-lwir", rescued_min_z=0.0),
+                        model=random_model)
+    assert off.ok and pair_error(off.H, *checkpoints(pair, fixed.shape, moving.shape)) > 50
+

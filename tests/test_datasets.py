@@ -32,6 +32,21 @@ def test_validation_pairs_come_from_training_pairs(data_root):
     assert val and all(p.moving in train and p.warp is not None for p in val)
 
 
+def test_validation_pairs_scales_follow_the_requested_range(data_root):
+    for lo, hi in ((1.6, 2.0), (0.5, 0.625)):
+        val = validation_pairs("opt-ir", scales=(lo, hi))
+        sc = [float(np.sqrt(abs(np.linalg.det(np.asarray(p.warp).reshape(3, 3)[:2, :2]))))
+              for p in val]
+        assert val and all(lo - 1e-9 <= s <= hi + 1e-9 for s in sc), sc
+    # the same seed draws the same rotations whatever the scale range
+    a = [np.asarray(p.warp).reshape(3, 3) for p in validation_pairs("opt-ir", scales=(1.6, 2.0))]
+    b = [np.asarray(p.warp).reshape(3, 3) for p in validation_pairs("opt-ir")]
+    for x, y in zip(a, b):
+        assert np.allclose(x[:2, :2] / np.linalg.norm(x[:2, 0]), y[:2, :2] / np.linalg.norm(y[:2, 0]))
+    with pytest.raises(ValueError, match="0 < lo <= hi"):
+        validation_pairs("opt-ir", scales=(2.0, 1.0))
+
+
 def test_held_out_names_are_the_validation_pairs(data_root):
     """One hold-out rule: every validation pair is a held-out pair, and no held-out pair is
     among the pairs the network trains on."""

@@ -6,7 +6,7 @@ import pytest
 
 from register.checks import RegistrationFailed
 from register.detect import detect
-from register.estimate import check_transform, estimate, transfer
+from register.estimate import affine_deviation, check_transform, estimate, transfer
 from register.io import read_image, to_gray
 
 H_TRUE = np.array([[0.92, -0.21, 35.0], [0.19, 0.97, -18.0], [2e-4, -1e-4, 1.0]])
@@ -99,3 +99,17 @@ def test_transfer_round_trip(real_points):
     # projective division is applied
     p = transfer(np.array([[2.0, 0, 0], [0, 2.0, 0], [0, 0, 2.0]]), np.array([[3.0, 4.0]]))
     np.testing.assert_allclose(p, [[3.0, 4.0]])
+
+
+def test_affine_deviation_zero_for_affine_and_large_for_bent_homography():
+    A = np.array([[0.9, -0.3, 40.0], [0.3, 0.9, -20.0], [0.0, 0.0, 1.0]])
+    assert affine_deviation(A, (600, 600), (500, 500)) < 1e-6
+    bent = A.copy()
+    bent[2, :2] = (8e-4, 3e-4)
+    d = affine_deviation(bent, (600, 600), (500, 500))
+    assert 20.0 < d < 100.0
+    # measured over the overlap only: a far-away moving image gives no points, hence 0
+    far = A.copy()
+    far[:2, 2] = (5000.0, 5000.0)
+    assert affine_deviation(far, (600, 600), (500, 500)) == 0.0
+

@@ -8,7 +8,7 @@ import pytest
 
 from pipelines import baselines
 from pipelines.datasets import split
-from pipelines.evaluate import build_parser
+from pipelines.evaluate import build_parser, main
 from pipelines.metrics import checkpoints, pair_error
 from register.config import data_root
 from register.io import read_image, to_gray
@@ -66,3 +66,12 @@ def test_main_registration_writes_candidates_with_errors(data_root, tmp_path):
     assert len(pairs) == 1 and pairs[0]["status"] == "ok" and cands
     assert {c["pair"] for c in cands} == {pairs[0]["pair"]}
     assert min(float(c["error_px"]) for c in cands if c["confirmed"] == "True") < 5.0
+
+
+def test_main_refuses_val_scale_outside_the_val_split(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["registration", "--val-scale", "1.6", "2.0", "--out", str(out)]) == 2
+    assert main(["registration", "--split", "val", "--val-scale", "2.0", "1.6",
+                 "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "--val-scale" in err and not out.exists()

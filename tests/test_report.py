@@ -73,7 +73,7 @@ def test_command_line_quotes_arguments_and_has_no_trailing_space():
 
 
 def test_write_section_reproduces_evaluate_sections_of_results_md(tmp_path):
-    """The six ``evaluate:*`` sections of docs/results.md, rewritten from their own command,
+    """The ``evaluate:*`` sections of docs/results.md, rewritten from their own command,
     date and table, come out byte for byte as they are (the header format did not change)."""
     text = RESULTS.read_text()
     found = re.findall(r"<!-- BEGIN (evaluate:[\w:]+) -->\n\nCommand: `(.*)`  \nDate: (.*)\n\n"
