@@ -455,9 +455,9 @@ def register_pair(fixed: str | Path | Raster, moving: str | Path | Raster,
             break
         # The refined transform is checked again at the end, and fails when it is no longer
         # confirmed or plausible, even if the unrefined one was: a wrong hypothesis tends to
-        # fall apart under refinement. Keeping the unrefined transform instead accepted three
-        # more wrong results (31-184 px) on the validation runs (docs/results.md, "Scale stress
-        # test").
+        # fall apart under refinement. Keeping the unrefined transform instead accepted two
+        # more wrong results (31 and 44 px) on the validation runs (docs/results.md, "Scale
+        # stress test").
         est, matches, nk, nc = refined
         checked = None
 
