@@ -42,7 +42,7 @@ import numpy as np
 from pipelines.datasets import LWIR_FIELD, IDENTITY, VAL_EVERY, VAL_SCALES, Pair, split
 from pipelines.metrics import DENSE_MARGIN, GRID, THRESHOLDS, checkpoints, pair_error, summarise
 from pipelines.patches import DEFAULT_CACHE, KINDS, MODALITY_NAMES
-from pipelines.report import command_line, write_section
+from pipelines.report import command_line, publish
 from register.config import MODALITIES, config_from_dict, config_to_dict, data_root
 
 SETS = ("opt-sar", "opt-ir", "vis-nir", "vis-lwir")
@@ -585,12 +585,10 @@ def main(argv: list[str] | None = None) -> int:
     _write_csv(args.out / "summary.csv", summary, fields)
     limit_note = f" Subset: at most {args.limit} pairs per set." if args.limit else ""
     body = f"{table}\n\n{note}{limit_note}\n"
-    (args.out / "results.md").write_text(f"# evaluate {args.mode}\n\nCommand: `{command}`\n\n"
-                                         + body)
-    print(table)
+    section = args.section or (args.mode if args.split == "test" else f"{args.mode}:{args.split}")
+    publish(body, out_dir=args.out, title=f"evaluate {args.mode}", command=command,
+            results=args.results, section=f"evaluate:{section}")
     if args.results is not None:
-        section = args.section or (args.mode if args.split == "test" else f"{args.mode}:{args.split}")
-        write_section(args.results, f"evaluate:{section}", body, command=command)
         log(f"updated section evaluate:{section} in {args.results}")
     return 0
 

@@ -31,7 +31,7 @@ import numpy as np
 from pipelines import datasets
 from pipelines.evaluate import config_modality
 from pipelines.metrics import checkpoints, pair_error
-from pipelines.report import command_line, write_section
+from pipelines.report import command_line, publish
 from register.api import working_images
 from register.config import Config, config_to_dict
 from register.search import keypoint_support, sift_correspondences, to_u8
@@ -124,11 +124,9 @@ def main(argv: list[str] | None = None) -> int:
         w.writeheader()
         w.writerows(rows)
     body = summary_table(rows, base.keypoint_confirm_inliers)
-    (args.out / "results.md").write_text("# keypoint support\n\n" + body)
-    print(body)
-    if args.results:
-        write_section(args.results, "evaluate:keypoint_support", body,
-                      command=command_line("pipelines.keypoint_support", argv))
+    publish(body, out_dir=args.out, title="keypoint support",
+            command=command_line("pipelines.keypoint_support", argv), results=args.results,
+            section="evaluate:keypoint_support")
     return 0
 
 

@@ -26,10 +26,10 @@ import math
 import sys
 from pathlib import Path
 
-from pipelines.report import command_line, write_section
+from pipelines.report import command_line, publish
 from register.config import Config
 
-GROUPS = (("right (<= 10 px)", 0.0, 10.0), ("off (10-20 px)", 10.0, 20.0),
+GROUPS = (("right (<= 10 px)", -math.inf, 10.0), ("off (10-20 px)", 10.0, 20.0),
           ("wrong (> 20 px)", 20.0, math.inf))
 
 
@@ -80,7 +80,7 @@ def summary(rows: list[dict], limit: float, min_z: float,
              "| accepted result | count | largest bend (px) | bend > limit | of those, z >= "
              f"{min_z:g} |", "|---|---|---|---|---|"]
     for name, lo, hi in GROUPS:
-        g = [r for r in rows if lo < r["error"] <= hi or (lo == 0 and r["error"] <= hi)]
+        g = [r for r in rows if lo < r["error"] <= hi]
         bent = [r for r in g if r["bend"] > limit]
         big = f"{max(r['bend'] for r in g):.1f}" if g else "–"
         lines.append(f"| {name} | {len(g)} | {big} | {len(bent)} | "
@@ -120,16 +120,13 @@ def main(argv: list[str] | None = None) -> int:
     if not rows:
         print("error: no accepted results in the given runs", file=sys.stderr)
         return 2
-    body = summary(rows, args.limit, args.min_z)
-    print(body)
     args.out.mkdir(parents=True, exist_ok=True)
     command = command_line("pipelines.plausibility", argv)
-    (args.out / "results.md").write_text(body + "\n")
     (args.out / "config.json").write_text(json.dumps(
         {"command": command, "runs": [str(r) for r in args.runs], "limit": args.limit,
          "min_z": args.min_z}, indent=2) + "\n")
-    if args.results:
-        write_section(args.results, "evaluate:plausibility", body, command=command)
+    publish(summary(rows, args.limit, args.min_z), out_dir=args.out, title="plausibility",
+            command=command, results=args.results, section="evaluate:plausibility")
     return 0
 
 

@@ -77,3 +77,18 @@ def update_section(path: str | Path, name: str, body: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text)
     tmp.replace(path)
+
+
+def publish(body: str, *, out_dir: str | Path, title: str, command: str,
+            results: str | Path | None = None, section: str | None = None) -> None:
+    """How a program hands out a table: ``out_dir/results.md`` (``# title``, the command, the
+    body), the body on stdout, and, with ``results``, section ``section`` of that markdown file
+    rewritten by :func:`write_section`."""
+    text = f"# {title}\n\nCommand: `{command}`\n\n{body.strip()}\n"
+    Path(out_dir, "results.md").write_text(text)
+    print(body)
+    if results is not None:
+        if not section:
+            raise ValueError("expected the section name to write in --results; got none")
+        write_section(results, section, body, command=command)
+

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from pipelines import datasets
-from pipelines.report import command_line, write_section
+from pipelines.report import command_line, publish
 from register.api import working_images
 from register.config import MODALITIES, Config, config_from_dict, config_to_dict
 from register.search import coarse_hypotheses, corner_distance
@@ -105,11 +105,9 @@ def main(argv: list[str] | None = None) -> int:
                          f"{sum(x['rank'] >= 0 for x in r)} | "
                          f"{statistics.median(x['seconds'] for x in r):.2f} |")
     table = "\n".join(lines) + "\n"
-    (args.out / "results.md").write_text(table)
-    print(table)
-    if args.results:
-        write_section(args.results, "evaluate:search_sweep", table,
-                      command=command_line("pipelines.search_sweep", argv))
+    publish(table, out_dir=args.out, title="search sweep",
+            command=command_line("pipelines.search_sweep", argv), results=args.results,
+            section="evaluate:search_sweep")
     return 0
 
 

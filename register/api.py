@@ -102,13 +102,18 @@ def _is_sar(raster: Raster, modality: str) -> bool:
         (raster.data[:, raster.valid] < 0).any())
 
 
+def _resampled(g: GrayImage, size: tuple[int, int], interpolation: int) -> GrayImage:
+    """``g`` resized to ``size`` (w, h): the image with ``interpolation``, the mask nearest."""
+    img = cv2.resize(g.image, size, interpolation=interpolation)
+    m = cv2.resize(g.mask.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST).astype(bool)
+    return GrayImage(img, m)
+
+
 def _resize(g: GrayImage, f: float) -> GrayImage:
     if f >= 1.0:
         return g
     size = (max(1, int(round(g.image.shape[1] * f))), max(1, int(round(g.image.shape[0] * f))))
-    img = cv2.resize(g.image, size, interpolation=cv2.INTER_AREA)
-    m = cv2.resize(g.mask.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST).astype(bool)
-    return GrayImage(img, m)
+    return _resampled(g, size, cv2.INTER_AREA)
 
 
 def _enlarge(g: GrayImage, zoom: float) -> tuple[GrayImage, np.ndarray]:
@@ -120,11 +125,9 @@ def _enlarge(g: GrayImage, zoom: float) -> tuple[GrayImage, np.ndarray]:
     """
     h, w = g.image.shape
     size = (int(round(w * zoom)), int(round(h * zoom)))
-    img = cv2.resize(g.image, size, interpolation=cv2.INTER_LINEAR)
-    m = cv2.resize(g.mask.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST).astype(bool)
     zx, zy = size[0] / w, size[1] / h
     Z = np.array([[zx, 0.0, (zx - 1) / 2], [0.0, zy, (zy - 1) / 2], [0.0, 0.0, 1.0]])
-    return GrayImage(img, m), Z
+    return _resampled(g, size, cv2.INTER_LINEAR), Z
 
 
 def match_zoom(H: np.ndarray, shape_moving: tuple[int, int], shape_fixed: tuple[int, int], *,

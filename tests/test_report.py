@@ -84,3 +84,17 @@ def test_write_section_reproduces_evaluate_sections_of_results_md(tmp_path):
     for name, command, date, body in found:
         write_section(copy, name, body, command=command, date=date)
     assert copy.read_text() == text
+
+
+def test_publish_writes_results_md_prints_and_rewrites_section(tmp_path, capsys):
+    from pipelines.report import publish
+
+    md = tmp_path / "docs.md"
+    publish("| a |\n|---|", out_dir=tmp_path, title="demo", command="python -m x --y",
+            results=md, section="evaluate:demo")
+    own = (tmp_path / "results.md").read_text()
+    assert own.startswith("# demo\n\nCommand: `python -m x --y`\n\n| a |")
+    assert "| a |" in capsys.readouterr().out
+    assert "<!-- BEGIN evaluate:demo -->" in md.read_text()
+    with pytest.raises(ValueError, match="section"):
+        publish("x", out_dir=tmp_path, title="t", command="c", results=md)
