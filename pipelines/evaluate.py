@@ -163,7 +163,7 @@ def _write_csv(path: Path, rows: list[dict], fields: Sequence[str]) -> None:
 
 PAIR_FIELDS = ("set", "pair", "method", "status", "reason", "error_px", "n_checkpoints",
                "seconds", "H", "timings", "verify_z", "confirmed_by", "affine_deviation_px",
-               "keypoint_support")
+               "keypoint_support", "num_inliers")
 #: ``candidates.csv``: every hypothesis ``ours`` matched and checked, with its own error
 CANDIDATE_FIELDS = ("set", "pair", "method", "index", "source", "angle_deg", "scale",
                     "num_inliers", "z", "peak_shift_px", "affine_deviation_px", "confirmed",
@@ -235,7 +235,7 @@ def run_registration(args, log: Callable[[str], None]) -> tuple[list[dict], list
                     row = {"set": set_name, "pair": label, "method": _name(method, args),
                            "reason": "",
                            "H": "", "timings": "", "verify_z": "", "confirmed_by": "",
-                           "affine_deviation_px": "", "keypoint_support": ""}
+                           "affine_deviation_px": "", "keypoint_support": "", "num_inliers": ""}
                     H, t0, cands = None, time.perf_counter(), []
                     try:
                         if fixed is None:
@@ -252,6 +252,7 @@ def run_registration(args, log: Callable[[str], None]) -> tuple[list[dict], list
                             row["confirmed_by"] = ver.get("confirmed_by", "")
                             row["affine_deviation_px"] = ver.get("affine_deviation_px", "")
                             row["keypoint_support"] = ver.get("keypoint_support", "")
+                            row["num_inliers"] = (res.counts or {}).get("num_inliers", "")
                             cands = res.candidates
                         else:
                             H = baselines.BASELINES[method](fixed, moving)

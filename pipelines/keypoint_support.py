@@ -47,10 +47,9 @@ def pair_support(pair: datasets.Pair, cfg: Config) -> dict:
     checkpoint error in full-resolution fixed pixels (inf when RANSAC found none).
     """
     fixed, moving = datasets.load_pair(pair)
-    fw, mw, sf, sm = working_images(fixed, moving, cfg)
+    fw, mw, Sf, Sm = working_images(fixed, moving, cfg)
     xm, xf = sift_correspondences(to_u8(fw.image), to_u8(mw.image), fw.mask, mw.mask,
                                   max_keypoints=cfg.keypoint_max)
-    Sf, Sm = np.diag([sf, sf, 1.0]), np.diag([sm, sm, 1.0])
     truth = keypoint_support(Sf @ pair.H_array @ np.linalg.inv(Sm), xm, xf, cfg.ransac_threshold)
     row = {"set": pair.set, "pair": pair.name, "correspondences": len(xm), "truth": truth,
            "best": 0, "best_error_px": float("inf")}

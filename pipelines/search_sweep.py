@@ -48,8 +48,8 @@ def hypothesis_rank(pair: datasets.Pair, cfg: Config, images=None) -> tuple[int,
     """
     fixed, moving = images or datasets.load_pair(pair)
     modality = pair.modality if pair.modality in MODALITIES else "auto"  # opt-ir: auto
-    fw, mw, sf, sm = working_images(fixed, moving, cfg.replace(modality=modality))
-    H = np.diag([sf, sf, 1.0]) @ pair.H_array @ np.diag([1 / sm, 1 / sm, 1.0])
+    fw, mw, Sf, Sm = working_images(fixed, moving, cfg.replace(modality=modality))
+    H = Sf @ pair.H_array @ np.linalg.inv(Sm)
     t = time.perf_counter()
     hyps = coarse_hypotheses(fw.image, fw.mask, mw.image, mw.mask, cfg)
     seconds = time.perf_counter() - t

@@ -23,7 +23,7 @@ from . import __version__
 from .checks import InputError, RegistrationFailed
 from .config import BORDER_PX, Config, config_to_dict
 from .detect import detect
-from .estimate import Estimate, affine_deviation, estimate, transfer
+from .estimate import Estimate, affine_deviation, estimate, transfer, transform_scale
 from .io import GrayImage, Raster, read_image, to_gray, write_json
 from .match import Matches, select, shortlist
 from .patches import crop_patches, warp_to_frame
@@ -102,32 +102,37 @@ def _is_sar(raster: Raster, modality: str) -> bool:
         (raster.data[:, raster.valid] < 0).any())
 
 
-def _resampled(g: GrayImage, size: tuple[int, int], interpolation: int) -> GrayImage:
-    """``g`` resized to ``size`` (w, h): the image with ``interpolation``, the mask nearest."""
+def _resampled(g: GrayImage, size: tuple[int, int], interpolation: int
+               ) -> tuple[GrayImage, np.ndarray]:
+    """``g`` resized to ``size`` (w, h) (the image with ``interpolation``, the mask nearest) and
+    the (3, 3) float64 map from pixels of ``g`` to pixels of the copy (x = column, y = row).
+
+    ``cv2.resize`` aligns pixel centres (INTER_AREA and INTER_LINEAR alike), so with the exact
+    per-axis factors zx, zy of the rounded size a pixel x maps to zx * x + (zx - 1) / 2, not to
+    zx * x: half a source pixel apart at a factor of 0.5.
+    """
+    h, w = g.image.shape
+    zx, zy = size[0] / w, size[1] / h
+    Z = np.array([[zx, 0.0, (zx - 1) / 2], [0.0, zy, (zy - 1) / 2], [0.0, 0.0, 1.0]])
     img = cv2.resize(g.image, size, interpolation=interpolation)
     m = cv2.resize(g.mask.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST).astype(bool)
-    return GrayImage(img, m)
+    return GrayImage(img, m), Z
 
 
-def _resize(g: GrayImage, f: float) -> GrayImage:
+def _resize(g: GrayImage, f: float) -> tuple[GrayImage, np.ndarray]:
+    """``g`` shrunk by ``f`` (area interpolation; unchanged when ``f`` >= 1) and the (3, 3) map
+    from its pixels to the copy's (see :func:`_resampled`)."""
     if f >= 1.0:
-        return g
+        return g, np.eye(3)
     size = (max(1, int(round(g.image.shape[1] * f))), max(1, int(round(g.image.shape[0] * f))))
     return _resampled(g, size, cv2.INTER_AREA)
 
 
 def _enlarge(g: GrayImage, zoom: float) -> tuple[GrayImage, np.ndarray]:
-    """``g`` enlarged ``zoom`` times (bilinear image, nearest mask), and the 3x3 map from
-    pixels of ``g`` to pixels of the enlarged copy.
-
-    ``cv2.resize`` aligns pixel centres, so with the exact per-axis factors zx, zy of the
-    rounded output size a pixel x maps to zx * x + (zx - 1) / 2 (not zoom * x).
-    """
+    """``g`` enlarged ``zoom`` times (bilinear image, nearest mask), and the (3, 3) map from
+    pixels of ``g`` to pixels of the enlarged copy (see :func:`_resampled`)."""
     h, w = g.image.shape
-    size = (int(round(w * zoom)), int(round(h * zoom)))
-    zx, zy = size[0] / w, size[1] / h
-    Z = np.array([[zx, 0.0, (zx - 1) / 2], [0.0, zy, (zy - 1) / 2], [0.0, 0.0, 1.0]])
-    return _resampled(g, size, cv2.INTER_LINEAR), Z
+    return _resampled(g, (int(round(w * zoom)), int(round(h * zoom))), cv2.INTER_LINEAR)
 
 
 def match_zoom(H: np.ndarray, shape_moving: tuple[int, int], shape_fixed: tuple[int, int], *,
@@ -143,7 +148,7 @@ def match_zoom(H: np.ndarray, shape_moving: tuple[int, int], shape_fixed: tuple[
 
     Args:
         H: (3, 3) float64 homography, moving px -> fixed px (x = column, y = row, 0-based); its
-            scale s is sqrt(|det|) of the upper-left 2x2 block (perspective ignored).
+            scale s is :func:`register.estimate.transform_scale` (perspective ignored).
         shape_moving, shape_fixed: (H, W) of the two images in the pixels ``H`` uses.
         min_side: footprint side (px) under which the frame is enlarged.
         max_zoom: largest enlargement; 1 disables.
@@ -151,9 +156,8 @@ def match_zoom(H: np.ndarray, shape_moving: tuple[int, int], shape_fixed: tuple[
     Returns:
         The enlargement factor, 1.0 when none is needed.
     """
-    A = np.asarray(H, np.float64)
-    s = math.sqrt(abs(np.linalg.det(A[:2, :2] / A[2, 2])))
-    if max_zoom <= 1.0 or not np.isfinite(s) or s <= 0 or s >= 1.0:
+    s = transform_scale(H)
+    if max_zoom <= 1.0 or s <= 0 or s >= 1.0:
         return 1.0
     side = min(s * min(shape_moving), min(shape_fixed))
     zoom = math.floor(10 * min(max_zoom, 1.0 / s, min_side / side)) / 10
@@ -263,20 +267,22 @@ def check_inputs(fixed: Raster, moving: Raster, cfg: Config) -> None:
 
 
 def working_images(fixed: Raster, moving: Raster, cfg: Config
-                   ) -> tuple[GrayImage, GrayImage, float, float]:
+                   ) -> tuple[GrayImage, GrayImage, np.ndarray, np.ndarray]:
     """Both inputs as the pipeline works on them: grayscale (bands, SAR scaling and speckle
     filter per ``cfg``) and downscaled so the longer side is at most ``cfg.work_max_side``.
 
     Returns:
-        (fixed, moving, sf, sm): the working images and the factors from full-size pixels to
-        them (working px = sf * fixed px = sm * moving px).
+        (fixed, moving, Sf, Sm): the working images and the (3, 3) float64 maps from full-size
+        pixels to working pixels (x = column, y = row, 0-based; working fixed px = Sf @ fixed
+        px, working moving px = Sm @ moving px). They are exact for ``cv2.resize``, which aligns
+        pixel centres: a scale f comes with an offset (f - 1) / 2 (identity when not resized).
     """
     fg = to_gray(fixed, band=cfg.band_fixed)
     mg = to_gray(moving, band=cfg.band_moving, sar=_is_sar(moving, cfg.modality),
                  sar_db=cfg.sar_db, speckle_filter=cfg.speckle_filter)
-    sf = min(1.0, cfg.work_max_side / max(fg.image.shape))
-    sm = min(1.0, cfg.work_max_side / max(mg.image.shape))
-    return _resize(fg, sf), _resize(mg, sm), sf, sm
+    (fw, Sf), (mw, Sm) = (_resize(g, min(1.0, cfg.work_max_side / max(g.image.shape)))
+                          for g in (fg, mg))
+    return fw, mw, Sf, Sm
 
 
 def register_pair(fixed: str | Path | Raster, moving: str | Path | Raster,
@@ -304,8 +310,7 @@ def register_pair(fixed: str | Path | Raster, moving: str | Path | Raster,
     timer = _Timer()
     t = time.perf_counter()
     fr, mr = _as_raster(fixed), _as_raster(moving)
-    fw, mw, sf, sm = working_images(fr, mr, cfg)
-    Sf, Sm = np.diag([sf, sf, 1.0]), np.diag([sm, sm, 1.0])
+    fw, mw, Sf, Sm = working_images(fr, mr, cfg)
     timer.add("io", t)
     if model is None:
         t = time.perf_counter()
@@ -393,6 +398,11 @@ def register_pair(fixed: str | Path | Raster, moving: str | Path | Raster,
         that takes: a bent homography needs z >= ``cfg.bent_min_z`` or SIFT correspondences."""
         return not (0 < cfg.max_affine_deviation < bent) or z0 >= cfg.bent_min_z or kp_backed
 
+    def supported(z0: float, inliers: int, kp_backed: bool) -> bool:
+        """Whether a transform the check passes only weakly (z < ``cfg.low_z``) has enough
+        inliers (``cfg.low_z_min_inliers``) or SIFT correspondences behind it."""
+        return z0 >= cfg.low_z or inliers >= cfg.low_z_min_inliers or kp_backed
+
     support: tuple[np.ndarray, np.ndarray] | None = None  # SIFT correspondences, if any
 
     def explained(H: np.ndarray) -> int | None:
@@ -423,7 +433,8 @@ def register_pair(fixed: str | Path | Raster, moving: str | Path | Raster,
             continue
         ok, z0, shift = check(est.H)
         bent, kp_ok = bend(est.H), backed(explained(est.H))
-        checked = ((ok or kp_ok) and plausible(bent, z0, kp_ok), z0, shift)
+        checked = ((ok or kp_ok) and plausible(bent, z0, kp_ok)
+                   and supported(z0, est.num_inliers, kp_ok), z0, shift)
         H_full = np.linalg.inv(Sf) @ est.H @ Sm
         candidates.append({"source": source, "angle_deg": round(hyp.angle_deg, 2),
                            "scale": round(hyp.scale, 4), "num_inliers": est.num_inliers,
@@ -484,6 +495,12 @@ def register_pair(fixed: str | Path | Raster, moving: str | Path | Raster,
                       f"transform{kp_note}); it is probably fitted to chance matches",
                       counts=counts, timings=timer.t, hypothesis=how,
                       verification=verification, **base)
+    if by and not supported(z0, est.num_inliers, backed(n_kp)):
+        return Result("failed", f"the structural check passes only weakly (z {z0:.1f}, under "
+                      f"{cfg.low_z:g}) and RANSAC found only {est.num_inliers} inliers (need "
+                      f"{cfg.low_z_min_inliers} at such a z{kp_note}); it is probably wrong",
+                      counts=counts, timings=timer.t, hypothesis=how,
+                      verification=verification, **base)
     if by == "check" and not found_confirmed and z0 < cfg.rescued_min_z:
         return Result("failed", "no hypothesis was confirmed, and the refined transform passes "
                       f"the structural check only weakly (z {z0:.1f}, need "
@@ -500,9 +517,10 @@ def register_pair(fixed: str | Path | Raster, moving: str | Path | Raster,
                       verification=verification, **base)
     H = np.linalg.inv(Sf) @ est.H @ Sm
     H = H / H[2, 2]
-    full = Matches((matches.xy_fixed / sf).astype(np.float32),
-                   (matches.xy_moving / sm).astype(np.float32), matches.probability)
-    return Result("ok", "", H, full, est.inliers, est.rmse_px / sf, counts, timer.t,
+    full = Matches(transfer(np.linalg.inv(Sf), matches.xy_fixed).astype(np.float32),
+                   transfer(np.linalg.inv(Sm), matches.xy_moving).astype(np.float32),
+                   matches.probability)
+    return Result("ok", "", H, full, est.inliers, est.rmse_px / Sf[0, 0], counts, timer.t,
                   f"{how} (rotation {hyp.angle_deg:.1f} deg, scale {hyp.scale:.3f})"
                   if how != "georeferencing" else how, verification=verification, **base)
 

@@ -27,7 +27,8 @@ class Candidates:
     Attributes:
         xy_fixed: (N, 2) float32 keypoints in the fixed image (x = column, y = row, 0-based).
         xy_cand: (N, K, 2) float32 candidate positions in the fixed frame (the moving image
-            resampled under the hypothesis); rows with fewer than K candidates repeat the last.
+            resampled under the hypothesis), sub-pixel; rows with fewer than K candidates
+            repeat the last.
         structural: (N, K) float32 structural correlation of each candidate.
     """
 
@@ -67,9 +68,25 @@ def local_maxima(surface: np.ndarray, k: int, min_distance: int = 2) -> list[tup
     return [(int(ys[i]), int(xs[i])) for i in order[:k]]
 
 
+def _subpixel(surf: np.ndarray, py: int, px: int) -> tuple[float, float]:
+    """Offset (dx, dy) in px of the vertex of the parabola through a local maximum of ``surf``
+    at (row ``py``, column ``px``) and its two neighbours on each axis, within [-0.5, 0.5];
+    0 on an axis where the maximum lies on the border or the parabola does not open down."""
+    def vertex(lo: float, mid: float, hi: float) -> float:
+        den = lo - 2.0 * mid + hi
+        return float(np.clip(0.5 * (lo - hi) / den, -0.5, 0.5)) if den < 0 else 0.0
+
+    h, w = surf.shape
+    dx = vertex(surf[py, px - 1], surf[py, px], surf[py, px + 1]) if 0 < px < w - 1 else 0.0
+    dy = vertex(surf[py - 1, px], surf[py, px], surf[py + 1, px]) if 0 < py < h - 1 else 0.0
+    return dx, dy
+
+
 def shortlist(feat_fixed: np.ndarray, feat_moving: np.ndarray, xy_fixed: np.ndarray, *,
               radius: int, k: int, half: int = 20) -> Candidates:
-    """Top-``k`` structural-correlation peaks within ``radius`` px of each keypoint.
+    """Top-``k`` structural-correlation peaks within ``radius`` px of each keypoint, each
+    located to a fraction of a pixel by a parabola through the peak and its neighbours on each
+    axis, rather than to the whole pixel (up to half a pixel off).
 
     Args:
         feat_fixed: (C, H, W) float32 channels of the fixed image.
@@ -97,7 +114,8 @@ def shortlist(feat_fixed: np.ndarray, feat_moving: np.ndarray, xy_fixed: np.ndar
         norm = np.sqrt((t ** 2).sum()) + 1e-6
         peaks = local_maxima(surf, k)
         for j, (py, px) in enumerate(peaks):
-            cand[i, j] = (x + px - radius, y + py - radius)
+            dx, dy = _subpixel(surf, py, px)
+            cand[i, j] = (x + px + dx - radius, y + py + dy - radius)
             struct[i, j] = surf[py, px] / norm
         for j in range(len(peaks), k):
             cand[i, j] = cand[i, max(len(peaks) - 1, 0)]

@@ -14,6 +14,7 @@ import torch
 
 from .checks import check_homography, check_points
 from .config import PATCH_SIZE
+from .estimate import transform_scale
 
 
 def warp_to_frame(image: np.ndarray, mask: np.ndarray, H: np.ndarray,
@@ -32,7 +33,7 @@ def warp_to_frame(image: np.ndarray, mask: np.ndarray, H: np.ndarray,
     H = check_homography(H)
     size = (int(shape[1]), int(shape[0]))
     # anti-alias when the warp shrinks the moving image
-    scale = np.sqrt(abs(np.linalg.det(H[:2, :2])))
+    scale = transform_scale(H)
     src = image
     if scale < 0.8:
         src = cv2.GaussianBlur(image, (0, 0), 0.45 / scale)

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from .config import Config
-from .estimate import transfer
+from .estimate import transfer, transform_scale
 from .threads import torch_threads
 
 N_ORIENTATIONS = 6
@@ -470,7 +470,7 @@ def keypoint_hypothesis(fixed: np.ndarray, fixed_mask: np.ndarray, moving: np.nd
     if A is None or inl is None or int(inl.sum()) < cfg.keypoint_min_inliers:
         return None
     H = np.vstack([A, [0.0, 0.0, 1.0]])
-    scale = math.sqrt(abs(np.linalg.det(A[:, :2]))) if np.isfinite(A).all() else 0.0
+    scale = transform_scale(A)
     lo, hi = min(cfg.search_scales), max(cfg.search_scales)
     if not lo / 1.25 <= scale <= hi * 1.25:
         return None  # degenerate, or outside the scales the search would consider
@@ -530,7 +530,7 @@ def _frame_channels(fixed: np.ndarray, fixed_mask: np.ndarray, moving: np.ndarra
     fs, fm, d = _downsized(fixed, fixed_mask, side)
     hf, wf = fs.shape
     A = np.diag([d, d, 1.0]) @ np.asarray(H, np.float64)
-    scale = math.sqrt(abs(np.linalg.det(A[:2, :2] / A[2, 2])))
+    scale = transform_scale(A)
     src = cv2.GaussianBlur(moving, (0, 0), 0.45 / scale) if scale < 0.8 else moving
     warped = cv2.warpPerspective(src, A, (wf, hf), flags=cv2.INTER_LINEAR)
     wm = cv2.warpPerspective(moving_mask.astype(np.uint8), A, (wf, hf), flags=cv2.INTER_NEAREST)

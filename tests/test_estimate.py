@@ -6,7 +6,8 @@ import pytest
 
 from register.checks import RegistrationFailed
 from register.detect import detect
-from register.estimate import affine_deviation, check_transform, estimate, transfer
+from register.estimate import (affine_deviation, check_transform, estimate, transfer,
+                               transform_scale)
 from register.io import read_image, to_gray
 
 H_TRUE = np.array([[0.92, -0.21, 35.0], [0.19, 0.97, -18.0], [2e-4, -1e-4, 1.0]])
@@ -113,3 +114,12 @@ def test_affine_deviation_zero_for_affine_and_large_for_bent_homography():
     far[:2, 2] = (5000.0, 5000.0)
     assert affine_deviation(far, (600, 600), (500, 500)) == 0.0
 
+
+
+def test_transform_scale_ignores_rotation_shift_and_normalisation():
+    c, s = np.cos(0.7), np.sin(0.7)
+    H = np.array([[1.5 * c, -1.5 * s, 40.0], [1.5 * s, 1.5 * c, -7.0], [0.0, 0.0, 1.0]])
+    assert transform_scale(H) == pytest.approx(1.5)
+    assert transform_scale(4.0 * H) == pytest.approx(1.5)  # H and 4 H are the same transform
+    assert transform_scale(H[:2]) == pytest.approx(1.5)  # (2, 3) affine
+    assert transform_scale(np.full((3, 3), np.nan)) == 0.0

@@ -196,10 +196,10 @@ def test_keypoint_support_counts_right_transform_not_wrong(data_root):
 
     pair = next(p for p in validation_pairs("vis-nir", every=3) if p.name == "0002")
     cfg = Config(modality="vis-nir")
-    fw, mw, sf, sm = working_images(*load_pair(pair), cfg)
+    fw, mw, Sf, Sm = working_images(*load_pair(pair), cfg)
     hyp = keypoint_hypothesis(fw.image, fw.mask, mw.image, mw.mask, cfg)
     assert hyp is not None and hyp.support is not None
-    H = np.diag([sf, sf, 1.0]) @ pair.H_array @ np.linalg.inv(np.diag([sm, sm, 1.0]))
+    H = Sf @ pair.H_array @ np.linalg.inv(Sm)
     h, w = fw.image.shape
     turn = similarity(90.0, 1.0, ((w - 1) / 2, (h - 1) / 2), ((w - 1) / 2, (h - 1) / 2))
     right = keypoint_support(H, *hyp.support, cfg.ransac_threshold)
