@@ -23,7 +23,8 @@ from . import __version__
 from .checks import InputError, RegistrationFailed
 from .config import BORDER_PX, Config, config_to_dict
 from .detect import detect
-from .estimate import Estimate, affine_deviation, estimate, transfer, transform_scale
+from .estimate import (Estimate, affine_deviation, estimate, resize_map, transfer,
+                       transform_scale)
 from .io import GrayImage, Raster, read_image, to_gray, write_json
 from .match import Matches, select, shortlist
 from .patches import crop_patches, warp_to_frame
@@ -105,15 +106,9 @@ def _is_sar(raster: Raster, modality: str) -> bool:
 def _resampled(g: GrayImage, size: tuple[int, int], interpolation: int
                ) -> tuple[GrayImage, np.ndarray]:
     """``g`` resized to ``size`` (w, h) (the image with ``interpolation``, the mask nearest) and
-    the (3, 3) float64 map from pixels of ``g`` to pixels of the copy (x = column, y = row).
-
-    ``cv2.resize`` aligns pixel centres (INTER_AREA and INTER_LINEAR alike), so with the exact
-    per-axis factors zx, zy of the rounded size a pixel x maps to zx * x + (zx - 1) / 2, not to
-    zx * x: half a source pixel apart at a factor of 0.5.
-    """
-    h, w = g.image.shape
-    zx, zy = size[0] / w, size[1] / h
-    Z = np.array([[zx, 0.0, (zx - 1) / 2], [0.0, zy, (zy - 1) / 2], [0.0, 0.0, 1.0]])
+    the (3, 3) float64 map from pixels of ``g`` to pixels of the copy (x = column, y = row;
+    :func:`register.estimate.resize_map`: cv2 aligns pixel centres)."""
+    Z = resize_map(g.image.shape, (size[1], size[0]))
     img = cv2.resize(g.image, size, interpolation=interpolation)
     m = cv2.resize(g.mask.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST).astype(bool)
     return GrayImage(img, m), Z

@@ -42,6 +42,18 @@ def transfer(H: np.ndarray, xy: np.ndarray) -> np.ndarray:
     return p[:, :2] / p[:, 2:3]
 
 
+def resize_map(shape_from: tuple[int, int], shape_to: tuple[int, int]) -> np.ndarray:
+    """(3, 3) float64 map from pixels of an image of ``shape_from`` (H, W) to pixels of its
+    ``cv2.resize`` to ``shape_to`` (x = column, y = row, 0-based).
+
+    ``cv2.resize`` aligns pixel centres (INTER_AREA and INTER_LINEAR alike), so with the exact
+    per-axis factors zx, zy a pixel x maps to zx * x + (zx - 1) / 2, not to zx * x: half a
+    source pixel apart at a factor of 0.5.
+    """
+    zx, zy = shape_to[1] / shape_from[1], shape_to[0] / shape_from[0]
+    return np.array([[zx, 0.0, (zx - 1) / 2], [0.0, zy, (zy - 1) / 2], [0.0, 0.0, 1.0]])
+
+
 def transform_scale(H: np.ndarray) -> float:
     """Isotropic scale of a transform's linear part: sqrt(|det|) of the upper-left 2x2 block of
     ``H / H[2, 2]`` (perspective ignored); 0.0 when it is not finite.

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from .config import Config
-from .estimate import transfer, transform_scale
+from .estimate import resize_map, transfer, transform_scale
 from .threads import torch_threads
 
 N_ORIENTATIONS = 6
@@ -525,11 +525,13 @@ def _frame_channels(fixed: np.ndarray, fixed_mask: np.ndarray, moving: np.ndarra
 
     Returns:
         (F, M, valid_moving, d): (C, h, w) channels, the (h, w) bool footprint of the moving
-        image there, and the scale factor d from ``fixed`` pixels to that resolution.
+        image there, and the scale factor d from ``fixed`` pixels to that resolution (the
+        moving image is resampled with the exact pixel-centre map of the resize,
+        :func:`register.estimate.resize_map`).
     """
     fs, fm, d = _downsized(fixed, fixed_mask, side)
     hf, wf = fs.shape
-    A = np.diag([d, d, 1.0]) @ np.asarray(H, np.float64)
+    A = resize_map(fixed.shape, fs.shape) @ np.asarray(H, np.float64)
     scale = transform_scale(A)
     src = cv2.GaussianBlur(moving, (0, 0), 0.45 / scale) if scale < 0.8 else moving
     warped = cv2.warpPerspective(src, A, (wf, hf), flags=cv2.INTER_LINEAR)

@@ -6,8 +6,8 @@ import pytest
 
 from register.checks import RegistrationFailed
 from register.detect import detect
-from register.estimate import (affine_deviation, check_transform, estimate, transfer,
-                               transform_scale)
+from register.estimate import (affine_deviation, check_transform, estimate, resize_map,
+                               transfer, transform_scale)
 from register.io import read_image, to_gray
 
 H_TRUE = np.array([[0.92, -0.21, 35.0], [0.19, 0.97, -18.0], [2e-4, -1e-4, 1.0]])
@@ -123,3 +123,17 @@ def test_transform_scale_ignores_rotation_shift_and_normalisation():
     assert transform_scale(4.0 * H) == pytest.approx(1.5)  # H and 4 H are the same transform
     assert transform_scale(H[:2]) == pytest.approx(1.5)  # (2, 3) affine
     assert transform_scale(np.full((3, 3), np.nan)) == 0.0
+
+
+def test_resize_map_aligns_pixel_centres():
+    """cv2.resize aligns pixel centres: halving maps x to 0.5 x - 0.25 (the centre of the first
+    pair of source pixels), doubling maps x to 2 x + 0.5; the image corners' outer edges stay."""
+    import cv2
+
+    M = resize_map((100, 200), (50, 100))
+    assert np.allclose(transfer(M, np.array([[0.5, 0.5], [-0.5, -0.5]])), [[0.0, 0.0], [-0.5, -0.5]])
+    img = np.zeros((100, 200), np.float32)
+    img[40:42, 60:62] = 1.0  # a 2x2 block centred at (60.5, 40.5)
+    small = cv2.resize(img, (100, 50), interpolation=cv2.INTER_AREA)
+    assert small[20, 30] == 1.0 and np.allclose(transfer(M, np.array([[60.5, 40.5]])), [[30, 20]])
+    assert np.allclose(resize_map((10, 10), (20, 20))[:2, 2], 0.5)
