@@ -132,8 +132,8 @@ class Config:
     # low_z 0 disables. A wrong hypothesis fitted to chance matches passes the gate with few
     # inliers: val_srif_optical_infrared/130 (enlarged 1.6-2x) with 12, 128 px off at z 9.3.
     # In the validation runs of docs/results.md (candidates.csv; section "Sub-pixel matching,
-    # exact working-resolution maps, weak checks"), the 10 hypotheses that passed the check at
-    # z 9-11 with 12-22 inliers were all more than 10 px off (11-278 px), the 8 with 24-170
+    # exact working-resolution maps, weak checks"), the 11 hypotheses that passed the check at
+    # z 9-11 with 12-23 inliers were all more than 10 px off (11-278 px), the 8 with 24-170
     # all within 8.3 px: 24 sits at the edge of the right ones, without a margin.
     low_z: float = 11.0
     low_z_min_inliers: int = 24
