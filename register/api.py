@@ -377,26 +377,12 @@ def register_pair(fixed: str | Path | Raster, moving: str | Path | Raster,
         """The check's verdict: z at the gate or above, the correlation peak near zero shift."""
         return z0 >= cfg.verify_min_z and shift * d_verify <= cfg.verify_max_shift
 
-    def check(H: np.ndarray) -> tuple[bool, float, float]:
-        """(confirmed, z, shift) of the global structural check of ``H``."""
+    def check(H: np.ndarray) -> tuple[float, float]:
+        """(z, shift) of the global structural check of ``H``."""
         t = time.perf_counter()
         z0, shift = verify_alignment(fw.image, fw.mask, mw.image, mw.mask, H, cfg.verify_side)
         timer.add("verify", t)
-        return passes(z0, shift), z0, shift
-
-    def bend(H: np.ndarray) -> float:
-        """How far ``H`` bends away from an affine transform over the overlap (working px)."""
-        return affine_deviation(H, fw.image.shape, mw.image.shape)
-
-    def plausible(bent: float, z0: float, kp_backed: bool) -> bool:
-        """Whether a transform that bends ``bent`` px away from an affine one has the evidence
-        that takes: a bent homography needs z >= ``cfg.bent_min_z`` or SIFT correspondences."""
-        return not (0 < cfg.max_affine_deviation < bent) or z0 >= cfg.bent_min_z or kp_backed
-
-    def supported(z0: float, inliers: int, kp_backed: bool) -> bool:
-        """Whether a transform the check passes only weakly (z < ``cfg.low_z``) has enough
-        inliers (``cfg.low_z_min_inliers``) or SIFT correspondences behind it."""
-        return z0 >= cfg.low_z or inliers >= cfg.low_z_min_inliers or kp_backed
+        return z0, shift
 
     support: tuple[np.ndarray, np.ndarray] | None = None  # SIFT correspondences, if any
 
@@ -407,6 +393,29 @@ def register_pair(fixed: str | Path | Raster, moving: str | Path | Raster,
     def backed(n_kp: int | None) -> bool:
         """Whether that many explained correspondences confirm a transform on their own."""
         return n_kp is not None and 0 < cfg.keypoint_confirm_inliers <= n_kp
+
+    def verdict(est: Estimate, z0: float, shift: float
+                ) -> tuple[str | None, str, float, int | None]:
+        """How the global evidence judges ``est`` (check result ``z0``, ``shift``), the same in
+        the hypothesis loop and for the final transform: (confirmed_by, veto, bend, n_kp).
+
+        ``confirmed_by`` is ``"check"`` or ``"keypoints"``, or None when neither confirms the
+        transform or a rule vetoes it. ``veto`` names that rule ("" if none): ``"bent"``, a
+        homography bending more than ``cfg.max_affine_deviation`` px away from an affine one
+        needs z >= ``cfg.bent_min_z``; ``"weak"``, a check under ``cfg.low_z`` needs
+        ``cfg.low_z_min_inliers`` inliers. SIFT correspondences lift both rules.
+        """
+        bent = affine_deviation(est.H, fw.image.shape, mw.image.shape)  # working px
+        n_kp = explained(est.H)
+        kp_ok = backed(n_kp)
+        by = "check" if passes(z0, shift) else "keypoints" if kp_ok else None
+        veto = ""
+        if by and not kp_ok:
+            if 0 < cfg.max_affine_deviation < bent and z0 < cfg.bent_min_z:
+                veto = "bent"
+            elif z0 < cfg.low_z and est.num_inliers < cfg.low_z_min_inliers:
+                veto = "weak"
+        return (None if veto else by), veto, bent, n_kp
 
     # Among the hypotheses that RANSAC supports, the one the global check likes best wins
     # (confirmed, by the check or by SIFT correspondences, first; then the higher z): inlier
@@ -426,10 +435,9 @@ def register_pair(fixed: str | Path | Raster, moving: str | Path | Raster,
         except RegistrationFailed as exc:
             reasons.append(exc.reason)
             continue
-        ok, z0, shift = check(est.H)
-        bent, kp_ok = bend(est.H), backed(explained(est.H))
-        checked = ((ok or kp_ok) and plausible(bent, z0, kp_ok)
-                   and supported(z0, est.num_inliers, kp_ok), z0, shift)
+        z0, shift = check(est.H)
+        by, _, bent, _ = verdict(est, z0, shift)
+        checked = (by is not None, z0, shift)
         H_full = np.linalg.inv(Sf) @ est.H @ Sm
         candidates.append({"source": source, "angle_deg": round(hyp.angle_deg, 2),
                            "scale": round(hyp.scale, 4), "num_inliers": est.num_inliers,
@@ -470,46 +478,40 @@ def register_pair(fixed: str | Path | Raster, moving: str | Path | Raster,
         est, matches, nk, nc = refined
         checked = None
 
-    _, z0, shift = checked or check(est.H)
-    n_kp = explained(est.H)
-    by = "check" if passes(z0, shift) else "keypoints" if backed(n_kp) else None
+    z0, shift = checked[1:] if checked else check(est.H)
+    by, veto, bent, n_kp = verdict(est, z0, shift)
     counts = dict(num_keypoints=nk, num_candidates=nc, num_matches=len(matches),
                   num_inliers=est.num_inliers)
-    bent = bend(est.H)
     verification = {"z_at_zero_shift": round(z0, 3), "peak_shift_px": round(shift, 3),
                     "affine_deviation_px": round(bent, 3)}
     kp_note = ""
     if n_kp is not None:
         verification["keypoint_support"] = n_kp
         kp_note = f"; it explains {n_kp} SIFT correspondences, need {cfg.keypoint_confirm_inliers}"
-    if by and not plausible(bent, z0, backed(n_kp)):
-        return Result("failed", f"the transform that RANSAC found bends {bent:.0f} px away "
-                      "from an affine transform over the overlap (more than "
-                      f"{cfg.max_affine_deviation:g} px at the working resolution) with only z "
-                      f"{z0:.1f} in the structural check (need {cfg.bent_min_z:g} for a bent "
-                      f"transform{kp_note}); it is probably fitted to chance matches",
-                      counts=counts, timings=timer.t, hypothesis=how,
-                      verification=verification, **base)
-    if by and not supported(z0, est.num_inliers, backed(n_kp)):
-        return Result("failed", f"the structural check passes only weakly (z {z0:.1f}, under "
-                      f"{cfg.low_z:g}) and RANSAC found only {est.num_inliers} inliers (need "
-                      f"{cfg.low_z_min_inliers} at such a z{kp_note}); it is probably wrong",
-                      counts=counts, timings=timer.t, hypothesis=how,
-                      verification=verification, **base)
-    if by == "check" and not found_confirmed and z0 < cfg.rescued_min_z:
-        return Result("failed", "no hypothesis was confirmed, and the refined transform passes "
-                      f"the structural check only weakly (z {z0:.1f}, need "
-                      f"{cfg.rescued_min_z:g} for a transform confirmed only after refinement"
-                      f"{kp_note}); it is probably wrong", counts=counts, timings=timer.t,
+
+    def fail(reason: str, why: str = "it is probably wrong") -> Result:
+        return Result("failed", f"{reason}{kp_note}); {why}", counts=counts, timings=timer.t,
                       hypothesis=how, verification=verification, **base)
-    if by:
-        verification["confirmed_by"] = by
-    else:
-        return Result("failed", "the transform that RANSAC found is not confirmed by the global "
-                      f"structural check (z {z0:.1f} at zero shift, need {cfg.verify_min_z:g}; "
-                      f"correlation peak {shift:.1f} px away{kp_note}); it is probably wrong",
-                      counts=counts, timings=timer.t, hypothesis=how,
-                      verification=verification, **base)
+
+    if veto == "bent":
+        return fail(f"the transform that RANSAC found bends {bent:.0f} px away from an affine "
+                    f"transform over the overlap (more than {cfg.max_affine_deviation:g} px at "
+                    f"the working resolution) with only z {z0:.1f} in the structural check "
+                    f"(need {cfg.bent_min_z:g} for a bent transform",
+                    "it is probably fitted to chance matches")
+    if veto == "weak":
+        return fail(f"the structural check passes only weakly (z {z0:.1f}, under "
+                    f"{cfg.low_z:g}) and RANSAC found only {est.num_inliers} inliers (need "
+                    f"{cfg.low_z_min_inliers} at such a z")
+    if by == "check" and not found_confirmed and z0 < cfg.rescued_min_z:
+        return fail("no hypothesis was confirmed, and the refined transform passes the "
+                    f"structural check only weakly (z {z0:.1f}, need {cfg.rescued_min_z:g} for "
+                    "a transform confirmed only after refinement")
+    if by is None:
+        return fail("the transform that RANSAC found is not confirmed by the global structural "
+                    f"check (z {z0:.1f} at zero shift, need {cfg.verify_min_z:g}; correlation "
+                    f"peak {shift:.1f} px away")
+    verification["confirmed_by"] = by
     H = np.linalg.inv(Sf) @ est.H @ Sm
     H = H / H[2, 2]
     full = Matches(transfer(np.linalg.inv(Sf), matches.xy_fixed).astype(np.float32),
