@@ -12,10 +12,8 @@ measure the mean checkpoint error in fixed pixels (see :func:`checkpoints`). Per
 success rate and AUC at 3 / 5 / 10 px, median error, median seconds per pair. A failed method,
 an exception or a non-finite H counts as an infinite error.
 
-``patches``: FPR95 (%) of SSML-QNet on 64x64 test patch pairs per test set, built by
-``pipelines.patches.build("test", ...)`` (seed 1, 64 keypoints per image pair); the VIS-LWIR
-test pairs have a dense ground truth that ``build`` skips, so VIS-LWIR patches come from the
-aligned MSRS originals (``vi`` fixed, ``ir`` moving; note their ~2.5 px residual, MANIFEST.md).
+``patches``: FPR95 (%) of SSML-QNet on 64x64 test patch pairs per test set, under the paper's
+protocol and under the pipeline's (:mod:`pipelines.patch_eval`).
 
 Outputs in ``--out`` (default ``runs/eval/<mode>``): ``config.json`` (resolved options),
 ``pairs.csv`` (one row per pair and method), ``candidates.csv`` (registration: every hypothesis
@@ -39,16 +37,14 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from pipelines.datasets import LWIR_FIELD, IDENTITY, VAL_EVERY, VAL_SCALES, Pair, split
+from pipelines.datasets import VAL_EVERY, VAL_SCALES, split
 from pipelines.metrics import DENSE_MARGIN, GRID, THRESHOLDS, checkpoints, pair_error, summarise
-from pipelines.patches import DEFAULT_CACHE, KINDS, MODALITY_NAMES
+from pipelines.patches import DEFAULT_CACHE
 from pipelines.report import command_line, publish
 from register.config import MODALITIES, config_from_dict, config_to_dict, data_root
 
 SETS = ("opt-sar", "opt-ir", "vis-nir", "vis-lwir")
 METHODS = ("ours", "identity", "sift", "mi")
-PATCH_SEED = 1
-PATCH_PER_IMAGE = 64
 
 # ---------------------------------------------------------------------------------------------
 # Methods
@@ -73,7 +69,7 @@ def _register_pair():
         return None, f"register.register_pair unavailable ({type(exc).__name__}: {exc})"
 
 
-class _Models:
+class Models:
     """Networks loaded once, keyed by the weights they come from."""
 
     def __init__(self, name: str, device: str):
@@ -88,7 +84,7 @@ class _Models:
         return self._cache[key]
 
 
-def _method_status(methods: Sequence[str], models: _Models, sets: Sequence[str]
+def _method_status(methods: Sequence[str], models: Models, sets: Sequence[str]
                    ) -> dict[str, str]:
     """For each method, "" when it can run, else the reason it is skipped. For ``ours`` the
     networks of all ``sets`` are loaded here (once)."""
@@ -142,7 +138,7 @@ def registration_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def _select(items: list, limit: int | None) -> list:
+def select_evenly(items: list, limit: int | None) -> list:
     """``limit`` items spread evenly over the list (all when ``limit`` is None)."""
     if not limit or limit >= len(items):
         return list(items)
@@ -164,6 +160,10 @@ def _write_csv(path: Path, rows: list[dict], fields: Sequence[str]) -> None:
 PAIR_FIELDS = ("set", "pair", "method", "status", "reason", "error_px", "n_checkpoints",
                "seconds", "H", "timings", "verify_z", "confirmed_by", "affine_deviation_px",
                "keypoint_support", "num_inliers")
+#: (pairs.csv column, key of ``Result.verification``)
+VERIFY_COLUMNS = (("verify_z", "z_at_zero_shift"), ("confirmed_by", "confirmed_by"),
+                  ("affine_deviation_px", "affine_deviation_px"),
+                  ("keypoint_support", "keypoint_support"))
 #: ``candidates.csv``: every hypothesis ``ours`` matched and checked, with its own error
 CANDIDATE_FIELDS = ("set", "pair", "method", "index", "source", "angle_deg", "scale",
                     "num_inliers", "z", "peak_shift_px", "affine_deviation_px", "confirmed",
@@ -196,7 +196,7 @@ def run_registration(args, log: Callable[[str], None]) -> tuple[list[dict], list
     from pipelines.datasets import load_pair
     from register.io import to_gray
 
-    models = _Models(args.model, args.device)
+    models = Models(args.model, args.device)
     skipped = _method_status(args.methods, models, args.sets)
     for m, why in skipped.items():
         if why:
@@ -214,7 +214,7 @@ def run_registration(args, log: Callable[[str], None]) -> tuple[list[dict], list
     cand_writer.writeheader()
     try:
         for set_name in args.sets:
-            pairs = _select(split(f"{args.split}/{set_name}", val_every=args.val_every,
+            pairs = select_evenly(split(f"{args.split}/{set_name}", val_every=args.val_every,
                                   val_scales=tuple(args.val_scale)), args.limit)
             cfg = base_cfg.replace(modality=config_modality(set_name))
             errors = {m: [] for m in args.methods}
@@ -248,10 +248,7 @@ def run_registration(args, log: Callable[[str], None]) -> tuple[list[dict], list
                             row["timings"] = json.dumps(
                                 {k: round(float(v), 4) for k, v in (res.timings or {}).items()})
                             ver = res.verification or {}
-                            row["verify_z"] = ver.get("z_at_zero_shift", "")
-                            row["confirmed_by"] = ver.get("confirmed_by", "")
-                            row["affine_deviation_px"] = ver.get("affine_deviation_px", "")
-                            row["keypoint_support"] = ver.get("keypoint_support", "")
+                            row.update({col: ver.get(key, "") for col, key in VERIFY_COLUMNS})
                             row["num_inliers"] = (res.counts or {}).get("num_inliers", "")
                             cands = res.candidates
                         else:
@@ -295,161 +292,6 @@ def run_registration(args, log: Callable[[str], None]) -> tuple[list[dict], list
         out_csv.close()
         cand_csv.close()
     return per_pair, summary
-
-
-# ---------------------------------------------------------------------------------------------
-# patches mode
-# ---------------------------------------------------------------------------------------------
-
-
-def msrs_aligned_pairs() -> list[Pair]:
-    """The aligned MSRS originals (``vi`` fixed, ``ir`` moving, H = identity)."""
-    base = data_root() / LWIR_FIELD
-    out = []
-    for p in sorted((base / "ir").iterdir()):
-        vis = sorted((base / "vi").glob(p.stem + ".*"))
-        if len(vis) == 1:
-            out.append(Pair("msrs_aligned", p.stem, "vis-lwir", f"{LWIR_FIELD}/vi/{vis[0].name}",
-                            f"{LWIR_FIELD}/ir/{p.name}", H=IDENTITY, aligned=True))
-    return out
-
-
-def _meta_ok(npz: Path, want: dict) -> bool:
-    """Whether a cached patch file matches ``want`` and stores each pair's ``kind`` (files
-    built before kinds were stored are rebuilt)."""
-    try:
-        with np.load(npz) as z:
-            if "kind" not in z.files:
-                return False
-    except (OSError, ValueError):
-        return False
-    meta = npz.with_suffix(".config.json")
-    if not meta.exists():
-        return True  # written by someone else's build; trust the file name
-    try:
-        doc = json.loads(meta.read_text())
-    except (OSError, ValueError):
-        return False
-    return all(doc.get(k, v) == v for k, v in want.items())
-
-
-def _write_meta(npz: Path, doc: dict) -> None:
-    npz.with_suffix(".config.json").write_text(json.dumps(doc, indent=2) + "\n")
-
-
-def build_msrs_patches(dest: Path, *, seed: int, per_image: int, log) -> Path:
-    """Patch pairs from the aligned MSRS VIS-LWIR originals, same format as ``build``."""
-    from pipelines.patches import build
-
-    return build("test", dest.parent, seed=seed, per_image=per_image, modalities=("vis-lwir",),
-                 pairs={"test/vis-lwir": msrs_aligned_pairs()}, dest=dest, log=log)
-
-
-def _modalities_in(npz: Path) -> set[str]:
-    try:
-        with np.load(npz) as z:
-            return {MODALITY_NAMES[i] for i in np.unique(z["modality"])}
-    except (OSError, ValueError, KeyError, IndexError):
-        return set()
-
-
-def test_patch_files(sets: Sequence[str], cache_dir: Path, log) -> dict[str, Path]:
-    """For each set, a test patch file holding it: an existing one in ``cache_dir`` (seed 1,
-    64 keypoints per image pair, as far as its ``.config.json`` says) or one built now."""
-    from pipelines.patches import build
-
-    out: dict[str, Path] = {}
-    want = {"split": "test", "seed": PATCH_SEED, "per_image": PATCH_PER_IMAGE}
-    lwir = cache_dir / f"test_msrs_aligned_seed{PATCH_SEED}.npz"
-    existing = [p for p in sorted(cache_dir.glob(f"test*_seed{PATCH_SEED}.npz"))
-                if p != lwir and _meta_ok(p, want)] if cache_dir.is_dir() else []
-    for s in sets:
-        if s == "vis-lwir":
-            continue
-        found = next((p for p in existing if s in _modalities_in(p)), None)
-        if found is not None:
-            log(f"{s}: reusing {found}")
-        else:
-            log(f"{s}: building test patches into {cache_dir}")
-            found = build("test", cache_dir, seed=PATCH_SEED, per_image=PATCH_PER_IMAGE,
-                          modalities=(s,), log=log)
-            _write_meta(found, {**want, "modality": s, "by": "pipelines.evaluate"})
-            existing.append(found)
-        out[s] = found
-    if "vis-lwir" in sets:
-        want_l = {**want, "source": f"{LWIR_FIELD}/vi+ir"}
-        if lwir.exists() and _meta_ok(lwir, want_l):
-            log(f"vis-lwir: reusing {lwir}")
-        else:
-            log(f"vis-lwir: building test patches (MSRS aligned originals) into {lwir}")
-            build_msrs_patches(lwir, seed=PATCH_SEED, per_image=PATCH_PER_IMAGE, log=log)
-            _write_meta(lwir, {**want_l, "by": "pipelines.evaluate"})
-        out["vis-lwir"] = lwir
-    return out
-
-
-def run_patches(args, log: Callable[[str], None]) -> tuple[list[dict], list[dict]]:
-    from register.score import fpr_at_recall, model_info, score_pairs
-
-    models = _Models(args.model, args.device)
-    for s in args.sets:  # fail early (e.g. no shipped weights), before building patches
-        models.get(config_modality(s))
-    per_pair, summary = [], []
-    data: dict[str, dict] = {}
-    files = test_patch_files(args.sets, args.cache_dir, log)
-    for s, path in files.items():
-        with np.load(path) as z:
-            sel = z["modality"] == MODALITY_NAMES.index(s)
-            if sel.any():
-                data[s] = {k: z[k][sel] for k in ("fixed", "moving", "label", "kind", "pair")}
-                data[s]["names"] = [str(n) for n in z["pair_names"]]
-                data[s]["file"] = str(path)
-    for s in args.sets:
-        if s not in data:
-            summary.append({"set": s, "skipped": "no test patches"})
-            continue
-        d = data[s]
-        keep_ids = _select(sorted(np.unique(d["pair"]).tolist()), args.limit)
-        sel = np.isin(d["pair"], keep_ids)
-        model = models.get(config_modality(s))
-        t0 = time.perf_counter()
-        prob = score_pairs(model, d["fixed"][sel], d["moving"][sel], batch_size=args.batch_size)
-        dt = time.perf_counter() - t0
-        lab, pid = d["label"][sel], d["pair"][sel]
-        fpr = fpr_at_recall(prob, lab)
-        # the paper's protocol: non-matching pairs are random patches
-        rnd = np.isin(d["kind"][sel], [KINDS.index("positive"), KINDS.index("random")])
-        fpr_random = fpr_at_recall(prob[rnd], lab[rnd])
-        info = model_info(model)
-        summary.append({"set": s, "image_pairs": len(keep_ids), "patch_pairs": int(sel.sum()),
-                        "positives": int(lab.sum()), "fpr95": fpr,
-                        "fpr95_random_negatives": fpr_random, "seconds": dt,
-                        "weights": info["weights"], "preset": info["preset"],
-                        "patch_file": d["file"]})
-        log(f"{s}: FPR95 {fpr:.2f}% on {int(sel.sum())} patch pairs ({dt:.1f}s)")
-        for i in keep_ids:
-            m = pid == i
-            try:
-                f_i = fpr_at_recall(prob[m], lab[m])
-            except ValueError:
-                f_i = math.nan
-            per_pair.append({"set": s, "pair": d["names"][i], "patch_pairs": int(m.sum()),
-                             "positives": int(lab[m].sum()), "fpr95": f"{f_i:.2f}"})
-    return per_pair, summary
-
-
-def patches_table(rows: list[dict]) -> str:
-    head = ["set", "image pairs", "patch pairs", "positives", "FPR95 % (random negatives)",
-            "FPR95 % (all negatives)", "weights"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in rows:
-        if r.get("skipped"):
-            lines.append(f"| {r['set']} | – | – | – | – | – | skipped: {r['skipped']} |")
-        else:
-            lines.append(f"| {r['set']} | {r['image_pairs']} | {r['patch_pairs']} | "
-                         f"{r['positives']} | {r['fpr95_random_negatives']:.2f} | {r['fpr95']:.2f} | "
-                         f"{r['weights']} ({r['preset']}) |")
-    return "\n".join(lines)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -544,7 +386,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.mode == "registration":
         resolved["ours_config"] = config_to_dict(config_from_dict(args.config_overrides))
     else:
-        resolved.update(patch_seed=PATCH_SEED, patch_per_image=PATCH_PER_IMAGE)
+        from pipelines import patch_eval  # imports this module's helpers
+
+        resolved.update(patch_seed=patch_eval.PATCH_SEED,
+                        patch_per_image=patch_eval.PATCH_PER_IMAGE,
+                        patch_builder_version=patch_eval.BUILDER_VERSION)
     (args.out / "config.json").write_text(json.dumps(resolved, indent=2) + "\n")
 
     if args.mode == "registration":
@@ -570,19 +416,13 @@ def main(argv: list[str] | None = None) -> int:
                 "; ".join(f"`{c}`" for c in included) + "."
     else:
         try:
-            per_pair, summary = run_patches(args, log)
+            per_pair, summary = patch_eval.run_patches(args, log)
         except ValueError as exc:  # InputError from load_model etc.
             print(f"error: {exc}", file=sys.stderr)
             return 1
-        _write_csv(args.out / "pairs.csv", per_pair,
-                   ("set", "pair", "patch_pairs", "positives", "fpr95"))
-        table = patches_table(summary)
-        fields = ("set", "skipped", "image_pairs", "patch_pairs", "positives", "fpr95",
-                  "fpr95_random_negatives", "seconds",
-                  "weights", "preset", "patch_file")
-        note = ("FPR95 = false-positive rate (%) at 95 % recall of the positives; test patches "
-                f"seed {PATCH_SEED}, {PATCH_PER_IMAGE} keypoints per image pair; vis-lwir from "
-                "the aligned MSRS originals.")
+        _write_csv(args.out / "pairs.csv", per_pair, patch_eval.PAIR_FIELDS)
+        table = patch_eval.patches_table(summary)
+        fields, note = patch_eval.SUMMARY_FIELDS, patch_eval.NOTE
     _write_csv(args.out / "summary.csv", summary, fields)
     limit_note = f" Subset: at most {args.limit} pairs per set." if args.limit else ""
     body = f"{table}\n\n{note}{limit_note}\n"

@@ -1,6 +1,7 @@
 """Build balanced 64x64 match / non-match patch pairs from aligned image pairs.
 
     python -m pipelines.patches --split train --out ~/.cache/register/patches [--seed 0]
+        [--protocol pipeline|paper]
 
 For every pair of a split the moving image is resampled onto the fixed grid with the ground
 truth (aligned pairs need nothing), both are scaled so their longer side is at most the
@@ -15,7 +16,9 @@ does. Around each keypoint ``p``:
 * random negatives: moving patch at another keypoint.
 
 Each pair's ``kind`` (index into ``KINDS``) is stored, so FPR95 can be reported against all
-negatives or, as in the paper's benchmarks, against random negatives only.
+negatives or against random negatives only. ``--protocol paper`` cuts test patches as the
+paper's benchmarks do instead: the positive exactly at ``p``, one random negative per keypoint,
+no augmentation.
 
 Augmentation: independent contrast / gamma on each side, multiplicative speckle on SAR. The
 output is deterministic for a seed and is written (atomically) as one ``.npz`` per split with
@@ -34,6 +37,7 @@ import cv2
 import numpy as np
 
 from pipelines.datasets import MODALITY_NAMES, Pair, all_pairs, read_gt_fixes
+from register.api import downscale
 from register.config import Config, data_root
 from register.detect import detect
 from register.io import atomic_path, read_image, to_gray
@@ -43,26 +47,29 @@ from register.search import oriented_gradient_channels
 
 #: ``kind`` of a patch pair: positive, nearby (6-32 px) negative, look-alike, random negative
 KINDS = ("positive", "nearby", "look-alike", "random")
+#: how patch pairs are cut: ``pipeline`` (what the pipeline meets) or ``paper`` (aligned, random)
+PROTOCOLS = ("pipeline", "paper")
 DEFAULT_CACHE = Path.home() / ".cache" / "register" / "patches"
 
 
 def load_aligned(pair: Pair, work_max_side: int, gt_override: np.ndarray | None = None):
     """Fixed image, moving image resampled onto the fixed grid, and the joint validity mask,
-    all (H, W) at working resolution (float32, float32, bool)."""
+    all (H, W) at working resolution (float32, float32, bool).
+
+    The fixed image is shrunk exactly as ``register_pair`` shrinks it
+    (:func:`register.api.downscale`), and the moving image is warped into that frame with the
+    exact map of the shrink (``cv2.resize`` aligns pixel centres), so a fixed pixel and the
+    moving pixel at the same working coordinates correspond under the ground truth.
+    """
     root = data_root()
     fixed = to_gray(read_image(root / pair.fixed))
     mov = to_gray(read_image(root / pair.moving), sar=pair.modality == "opt-sar")
     H = gt_override if gt_override is not None else pair.H_array
     if H is None:
         raise ValueError(f"{pair.set}/{pair.name}: dense ground truth cannot train")
-    f = min(1.0, work_max_side / max(fixed.image.shape))
-    S = np.diag([f, f, 1.0])
-    shape = (int(round(fixed.image.shape[0] * f)), int(round(fixed.image.shape[1] * f)))
-    fi = cv2.resize(fixed.image, (shape[1], shape[0]), interpolation=cv2.INTER_AREA)
-    fm = cv2.resize(fixed.mask.astype(np.uint8), (shape[1], shape[0]),
-                    interpolation=cv2.INTER_NEAREST).astype(bool)
-    mi, mm = warp_to_frame(mov.image, mov.mask, S @ H, shape)
-    return fi, mi, fm & mm
+    fw, S = downscale(fixed, min(1.0, work_max_side / max(fixed.image.shape)))
+    mi, mm = warp_to_frame(mov.image, mov.mask, S @ H, fw.image.shape)
+    return fw.image, mi, fw.mask & mm
 
 
 def _augment(p: np.ndarray, rng: np.random.Generator, sar: bool) -> np.ndarray:
@@ -77,15 +84,31 @@ def _augment(p: np.ndarray, rng: np.random.Generator, sar: bool) -> np.ndarray:
 
 
 def pairs_from_image(fi: np.ndarray, mi: np.ndarray, valid: np.ndarray, modality: str,
-                     rng: np.random.Generator, cfg: Config, per_image: int):
+                     rng: np.random.Generator, cfg: Config, per_image: int, *,
+                     protocol: str = "pipeline"):
     """Patch pairs (fixed, moving, label, kind) from one aligned image pair (``kind`` indexes
-    ``KINDS``)."""
+    ``KINDS``): (N, 64, 64) uint8, (N, 64, 64) uint8, (N,) uint8, (N,) uint8.
+
+    ``protocol``: ``"pipeline"`` (training and the default test patches: jittered, rotated and
+    rescaled positives, hard and random negatives, photometric augmentation; see the module
+    docstring) or ``"paper"`` (the paper's patch benchmarks: per keypoint one positive cut at
+    exactly corresponding points and one random negative, the moving patch of another
+    keypoint of the same image pair; no augmentation).
+    """
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
     kp = detect(fi, valid, max_keypoints=per_image, nms_radius=cfg.nms_radius,
                 border=32 + 32)  # room for the 32 px offsets of the negatives
     n = len(kp)
     if n < 4:
         return None
     xy = kp.xy
+    if protocol == "paper":
+        other = (np.arange(n) + rng.integers(1, n, n)) % n  # never the keypoint itself
+        fix, mov = crop_patches(fi, xy), crop_patches(mi, xy)
+        return (np.concatenate([fix, fix]), np.concatenate([mov, mov[other]]),
+                np.repeat(np.array([1, 0], np.uint8), n),
+                np.repeat(np.array([KINDS.index("positive"), KINDS.index("random")], np.uint8), n))
     sar = modality == "opt-sar"
     Ff = oriented_gradient_channels(fi, valid)
     Fm = oriented_gradient_channels(mi, valid)
@@ -153,11 +176,12 @@ def pairs_from_image(fi: np.ndarray, mi: np.ndarray, valid: np.ndarray, modality
 def build(split_prefix: str, out_dir: Path, *, seed: int, per_image: int,
           cfg: Config = Config(), modalities: tuple[str, ...] = MODALITY_NAMES,
           pairs: dict[str, list[Pair]] | None = None, dest: Path | None = None,
-          log=print) -> Path:
+          protocol: str = "pipeline", log=print) -> Path:
     """Build and save the patch pairs of every ``split_prefix/<modality>`` split.
 
     ``pairs`` (``{"<split>/<modality>": [Pair, ...]}``) replaces the split file's pairs, and
-    ``dest`` the default file name, e.g. for extra aligned test sources.
+    ``dest`` the default file name, e.g. for extra aligned test sources. ``protocol``: see
+    :func:`pairs_from_image` (``paper`` adds ``_paper`` to the default file name).
     """
     rng = np.random.default_rng(seed)
     fixes = read_gt_fixes() if split_prefix == "train" else {}
@@ -174,7 +198,7 @@ def build(split_prefix: str, out_dir: Path, *, seed: int, per_image: int,
                     continue  # ground truth not confirmed: leave it out of training
                 override = fixes[pair.name]
             fi, mi, valid = load_aligned(pair, cfg.work_max_side, override)
-            res = pairs_from_image(fi, mi, valid, mod, rng, cfg, per_image)
+            res = pairs_from_image(fi, mi, valid, mod, rng, cfg, per_image, protocol=protocol)
             if res is None:
                 continue
             fp, mp, lab, kind = res
@@ -188,6 +212,7 @@ def build(split_prefix: str, out_dir: Path, *, seed: int, per_image: int,
             log(f"{key} {pair.set}/{pair.name}: {len(lab)} pairs")
     out_dir.mkdir(parents=True, exist_ok=True)
     tag = "" if tuple(modalities) == MODALITY_NAMES else "_" + "+".join(modalities)
+    tag += "_paper" if protocol == "paper" else ""
     dest = dest or out_dir / f"{split_prefix}{tag}_seed{seed}.npz"
     with atomic_path(dest) as tmp:
         with open(tmp, "wb") as fh:
@@ -205,6 +230,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--per-image", type=int, default=96, help="keypoints per image pair")
     p.add_argument("--modality", choices=MODALITY_NAMES + ("all",), default="all")
+    p.add_argument("--protocol", choices=PROTOCOLS, default="pipeline",
+                   help="pipeline: hard negatives and augmentation (training); paper: aligned "
+                        "positives and random negatives, no augmentation (the paper's benchmarks)")
     return p
 
 
@@ -212,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     mods = MODALITY_NAMES if args.modality == "all" else (args.modality,)
     dest = build(args.split, args.out, seed=args.seed, per_image=args.per_image, modalities=mods,
-                 log=lambda s: print(s, file=sys.stderr))
+                 protocol=args.protocol, log=lambda s: print(s, file=sys.stderr))
     resolved = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
     (dest.parent / (dest.stem + ".config.json")).write_text(json.dumps(resolved, indent=2) + "\n")
     print(dest)

@@ -24,7 +24,7 @@ from torch.nn import functional as F
 from pipelines.datasets import held_out_names
 from pipelines.patches import DEFAULT_CACHE, MODALITY_NAMES, build
 from register.nn.ssml_qnet import ModelConfig, SSMLQNet, count_flops
-from register.score import fpr_at_recall
+from register.score import fpr_at_recall, load_model
 
 
 def load_patches(paths: list[Path], modality: str):
@@ -60,10 +60,12 @@ def to_t(a: np.ndarray) -> torch.Tensor:
 def evaluate_fpr95(model: SSMLQNet, data: dict, bs: int = 1024) -> dict[str, float]:
     """FPR95 in % per modality present in ``data`` (and overall)."""
     model.eval()
+    dev = next(model.parameters()).device
     probs = []
     for i in range(0, len(data["label"]), bs):
-        logits = model(to_t(data["fixed"][i:i + bs]), to_t(data["moving"][i:i + bs]))
-        probs.append(torch.softmax(logits, 1)[:, 1].numpy())
+        logits = model(to_t(data["fixed"][i:i + bs]).to(dev),
+                       to_t(data["moving"][i:i + bs]).to(dev))
+        probs.append(torch.softmax(logits.float(), 1)[:, 1].cpu().numpy())
     p = np.concatenate(probs)
     out = {"all": fpr_at_recall(p, data["label"])}
     for m, name in enumerate(MODALITY_NAMES):
@@ -85,10 +87,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--weight-decay", type=float, default=1e-4)
+    p.add_argument("--invert", type=float, default=0.0,
+                   help="probability of inverting the intensities of each side of a training "
+                        "pair (contrast reversals between modalities; applied alike to matches "
+                        "and non-matches)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
     p.add_argument("--device", default="auto")
     p.add_argument("--resume", action="store_true")
+    p.add_argument("--init", type=Path, default=None,
+                   help="start from these weights (a best.pt of pipelines.train or a shipped "
+                        "file; strict keys, same preset) instead of a random initialisation, "
+                        "e.g. to specialise the joint model to one modality")
     return p
 
 
@@ -111,6 +121,14 @@ def main(argv: list[str] | None = None) -> int:
     tr = {k: v[~val_sel] for k, v in data.items()}
     mcfg = ModelConfig.from_preset(args.preset)
     model = SSMLQNet(mcfg).to(device)
+    if args.init is not None:
+        init = load_model(args.init, "cpu")
+        if init.config != mcfg:
+            print(f"error: --init {args.init} is a {init.config.preset} network with config "
+                  f"{init.config.to_dict()}, not the {args.preset} preset; pass --preset "
+                  f"{init.config.preset}", file=sys.stderr)
+            return 2
+        model.load_state_dict(init.state_dict(), strict=True)
     flops = count_flops(model)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     steps_per_epoch = len(tr["label"]) // args.batch_size
@@ -121,6 +139,9 @@ def main(argv: list[str] | None = None) -> int:
                 "patches": [str(p) for p in patches], "model": mcfg.to_dict(), "flops_per_pair": flops,
                 "train_pairs": int(len(tr["label"])), "val_pairs": int(len(val["label"])),
                 "device": str(device), "torch": torch.__version__}
+    if args.init is not None:  # where the specialisation starts from
+        resolved["init_val_fpr95"] = evaluate_fpr95(model, val)
+        print(f"--init weights: val FPR95 {resolved['init_val_fpr95']}", file=sys.stderr)
     (out / "config.json").write_text(json.dumps(resolved, indent=2) + "\n")
     start_epoch, best, elapsed = 0, float("inf"), 0.0
     if args.resume and (out / "last.pt").exists():
@@ -141,8 +162,12 @@ def main(argv: list[str] | None = None) -> int:
                 fa, fb = fa[:, :, ::-1], fb[:, :, ::-1]
             k = int(rng.integers(4))
             fa, fb = np.rot90(fa, k, (1, 2)), np.rot90(fb, k, (1, 2))
-            a = to_t(np.ascontiguousarray(fa)).to(device)
-            bb = to_t(np.ascontiguousarray(fb)).to(device)
+            fa, fb = np.ascontiguousarray(fa), np.ascontiguousarray(fb)
+            if args.invert > 0:
+                for side in (fa, fb):
+                    flip = rng.random(len(b)) < args.invert
+                    side[flip] = 255 - side[flip]
+            a, bb = to_t(fa).to(device), to_t(fb).to(device)
             y = torch.from_numpy(tr["label"][b].astype(np.int64)).to(device)
             loss = F.cross_entropy(model(a, bb), y)
             opt.zero_grad(set_to_none=True)

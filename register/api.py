@@ -114,9 +114,10 @@ def _resampled(g: GrayImage, size: tuple[int, int], interpolation: int
     return GrayImage(img, m), Z
 
 
-def _resize(g: GrayImage, f: float) -> tuple[GrayImage, np.ndarray]:
-    """``g`` shrunk by ``f`` (area interpolation; unchanged when ``f`` >= 1) and the (3, 3) map
-    from its pixels to the copy's (see :func:`_resampled`)."""
+def downscale(g: GrayImage, f: float) -> tuple[GrayImage, np.ndarray]:
+    """``g`` shrunk by ``f`` (area interpolation; unchanged when ``f`` >= 1) and the (3, 3)
+    float64 map from its pixels to the copy's (x = column, y = row; exact for ``cv2.resize``,
+    see :func:`register.estimate.resize_map`)."""
     if f >= 1.0:
         return g, np.eye(3)
     size = (max(1, int(round(g.image.shape[1] * f))), max(1, int(round(g.image.shape[0] * f))))
@@ -275,7 +276,7 @@ def working_images(fixed: Raster, moving: Raster, cfg: Config
     fg = to_gray(fixed, band=cfg.band_fixed)
     mg = to_gray(moving, band=cfg.band_moving, sar=_is_sar(moving, cfg.modality),
                  sar_db=cfg.sar_db, speckle_filter=cfg.speckle_filter)
-    (fw, Sf), (mw, Sm) = (_resize(g, min(1.0, cfg.work_max_side / max(g.image.shape)))
+    (fw, Sf), (mw, Sm) = (downscale(g, min(1.0, cfg.work_max_side / max(g.image.shape)))
                           for g in (fg, mg))
     return fw, mw, Sf, Sm
 

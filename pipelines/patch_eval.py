@@ -1,0 +1,205 @@
+"""Patch-matching FPR95 on the test splits: the ``patches`` mode of ``pipelines.evaluate``.
+
+    python -m pipelines.evaluate patches [--model auto|PATH] [--sets ...] [--out DIR]
+
+Test patch pairs are built by :func:`pipelines.patches.build` (``split="test"``, seed
+:data:`PATCH_SEED`, :data:`PATCH_PER_IMAGE` keypoints per image pair) under both protocols of
+:data:`pipelines.patches.PROTOCOLS`, and cached in ``--cache-dir``:
+
+* ``pipeline``: what the pipeline meets (positives with sub-pixel jitter and a residual rotation
+  and scale; nearby, look-alike and random negatives; contrast, gamma and speckle). FPR95 is
+  reported against all negatives and against the random ones only;
+* ``paper``: the paper's benchmarks (one positive cut at exactly corresponding points and one
+  random negative per keypoint, no augmentation).
+
+The VIS-LWIR test pairs have a dense ground truth that ``build`` skips, so VIS-LWIR patches come
+from the aligned MSRS originals (``vi`` fixed, ``ir`` moving; note their ~2.5 px residual,
+MANIFEST.md).
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from pipelines.datasets import IDENTITY, LWIR_FIELD, Pair
+from pipelines.evaluate import Models, config_modality, select_evenly
+from pipelines.patches import KINDS, MODALITY_NAMES, PROTOCOLS, build
+from register.config import data_root
+
+PATCH_SEED = 1
+PATCH_PER_IMAGE = 64
+#: version of the test patch builder; cached files of another version are rebuilt (2: the
+#: fixed image is shrunk with its exact pixel map, ``pipelines.patches.load_aligned``)
+BUILDER_VERSION = 2
+#: what a cached file's ``.config.json`` means when it lacks a key (files of earlier versions)
+_LEGACY = {"protocol": "pipeline", "builder_version": 1}
+
+
+def msrs_aligned_pairs() -> list[Pair]:
+    """The aligned MSRS originals (``vi`` fixed, ``ir`` moving, H = identity)."""
+    base = data_root() / LWIR_FIELD
+    out = []
+    for p in sorted((base / "ir").iterdir()):
+        vis = sorted((base / "vi").glob(p.stem + ".*"))
+        if len(vis) == 1:
+            out.append(Pair("msrs_aligned", p.stem, "vis-lwir", f"{LWIR_FIELD}/vi/{vis[0].name}",
+                            f"{LWIR_FIELD}/ir/{p.name}", H=IDENTITY, aligned=True))
+    return out
+
+
+def _meta_ok(npz: Path, want: dict) -> bool:
+    """Whether a cached patch file stores each pair's ``kind`` and its ``.config.json`` matches
+    ``want`` (keys it lacks take their :data:`_LEGACY` meaning)."""
+    try:
+        with np.load(npz) as z:
+            if "kind" not in z.files:
+                return False
+    except (OSError, ValueError):
+        return False
+    meta = npz.with_suffix(".config.json")
+    try:
+        doc = json.loads(meta.read_text())
+    except (OSError, ValueError):
+        return False
+    return all(doc.get(k, _LEGACY.get(k)) == v for k, v in want.items())
+
+
+def _modalities_in(npz: Path) -> set[str]:
+    try:
+        with np.load(npz) as z:
+            return {MODALITY_NAMES[i] for i in np.unique(z["modality"])}
+    except (OSError, ValueError, KeyError, IndexError):
+        return set()
+
+
+def test_patch_files(sets: Sequence[str], cache_dir: Path, protocol: str, log
+                     ) -> dict[str, Path]:
+    """For each set, its test patch file under ``protocol``: a cached one in ``cache_dir`` whose
+    ``.config.json`` matches (seed, keypoints per image, protocol, builder version), or one
+    built now."""
+    out: dict[str, Path] = {}
+    want = {"split": "test", "seed": PATCH_SEED, "per_image": PATCH_PER_IMAGE,
+            "protocol": protocol, "builder_version": BUILDER_VERSION}
+    suffix = "_paper" if protocol == "paper" else ""
+    for s in sets:
+        if s == "vis-lwir":
+            dest = cache_dir / f"test_msrs_aligned{suffix}_seed{PATCH_SEED}.npz"
+            pairs = {"test/vis-lwir": msrs_aligned_pairs()}
+            meta = {**want, "source": f"{LWIR_FIELD}/vi+ir"}
+        else:
+            dest = cache_dir / f"test_{s}{suffix}_seed{PATCH_SEED}.npz"
+            pairs, meta = None, {**want, "modality": s}
+        if dest.exists() and _meta_ok(dest, meta) and s in _modalities_in(dest):
+            log(f"{s}: reusing {dest}")
+        else:
+            log(f"{s}: building {protocol}-protocol test patches into {dest}")
+            build("test", cache_dir, seed=PATCH_SEED, per_image=PATCH_PER_IMAGE,
+                  modalities=(s,), pairs=pairs, dest=dest, protocol=protocol, log=log)
+            dest.with_suffix(".config.json").write_text(
+                json.dumps({**meta, "by": "pipelines.evaluate"}, indent=2) + "\n")
+        out[s] = dest
+    return out
+
+
+def _load(path: Path, modality: str) -> dict | None:
+    with np.load(path) as z:
+        sel = z["modality"] == MODALITY_NAMES.index(modality)
+        if not sel.any():
+            return None
+        d = {k: z[k][sel] for k in ("fixed", "moving", "label", "kind", "pair")}
+        d["names"] = [str(n) for n in z["pair_names"]]
+    d["file"] = str(path)
+    return d
+
+
+def run_patches(args, log: Callable[[str], None]) -> tuple[list[dict], list[dict]]:
+    """FPR95 per test set and protocol. ``args``: ``model``, ``device``, ``sets``,
+    ``cache_dir``, ``limit`` (image pairs per set), ``batch_size``.
+
+    Returns:
+        (per_pair, summary): one row per image pair and protocol (its own FPR95), and one row
+        per set with ``fpr95`` (pipeline protocol, all negatives), ``fpr95_random_negatives``
+        (pipeline protocol, random negatives) and ``fpr95_paper`` (paper protocol).
+    """
+    from register.score import fpr_at_recall, model_info, score_pairs
+
+    models = Models(args.model, args.device)
+    for s in args.sets:  # fail early (e.g. no shipped weights), before building patches
+        models.get(config_modality(s))
+    files = {p: test_patch_files(args.sets, args.cache_dir, p, log) for p in PROTOCOLS}
+    per_pair, summary = [], []
+    for s in args.sets:
+        model = models.get(config_modality(s))
+        row: dict = {"set": s}
+        for protocol in PROTOCOLS:
+            d = _load(files[protocol][s], s)
+            if d is None:
+                row["skipped"] = f"no {protocol}-protocol test patches"
+                break
+            keep_ids = select_evenly(sorted(np.unique(d["pair"]).tolist()), args.limit)
+            sel = np.isin(d["pair"], keep_ids)
+            t0 = time.perf_counter()
+            prob = score_pairs(model, d["fixed"][sel], d["moving"][sel],
+                               batch_size=args.batch_size)
+            dt = time.perf_counter() - t0
+            lab, pid, kind = d["label"][sel], d["pair"][sel], d["kind"][sel]
+            if protocol == "pipeline":
+                rnd = np.isin(kind, [KINDS.index("positive"), KINDS.index("random")])
+                info = model_info(model)
+                row.update(image_pairs=len(keep_ids), patch_pairs=int(sel.sum()),
+                           positives=int(lab.sum()), fpr95=fpr_at_recall(prob, lab),
+                           fpr95_random_negatives=fpr_at_recall(prob[rnd], lab[rnd]),
+                           seconds=dt, weights=info["weights"], preset=info["preset"],
+                           patch_file=d["file"])
+            else:
+                row.update(paper_patch_pairs=int(sel.sum()), fpr95_paper=fpr_at_recall(prob, lab),
+                           paper_patch_file=d["file"])
+            log(f"{s} ({protocol} protocol): FPR95 {fpr_at_recall(prob, lab):.2f}% on "
+                f"{int(sel.sum())} patch pairs ({dt:.1f}s)")
+            for i in keep_ids:
+                m = pid == i
+                try:
+                    f_i = fpr_at_recall(prob[m], lab[m])
+                except ValueError:
+                    f_i = math.nan
+                per_pair.append({"set": s, "protocol": protocol, "pair": d["names"][i],
+                                 "patch_pairs": int(m.sum()), "positives": int(lab[m].sum()),
+                                 "fpr95": f"{f_i:.2f}"})
+        summary.append(row)
+    return per_pair, summary
+
+
+PAIR_FIELDS = ("set", "protocol", "pair", "patch_pairs", "positives", "fpr95")
+SUMMARY_FIELDS = ("set", "skipped", "image_pairs", "patch_pairs", "positives", "fpr95",
+                  "fpr95_random_negatives", "paper_patch_pairs", "fpr95_paper", "seconds",
+                  "weights", "preset", "patch_file", "paper_patch_file")
+
+
+def patches_table(rows: list[dict]) -> str:
+    head = ["set", "image pairs", "patch pairs (pipeline / paper)",
+            "FPR95 % (paper protocol)", "FPR95 % (pipeline protocol, random negatives)",
+            "FPR95 % (pipeline protocol, all negatives)", "weights"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        if r.get("skipped"):
+            lines.append(f"| {r['set']} | – | – | – | – | – | skipped: {r['skipped']} |")
+        else:
+            lines.append(f"| {r['set']} | {r['image_pairs']} | {r['patch_pairs']} / "
+                         f"{r['paper_patch_pairs']} | {r['fpr95_paper']:.2f} | "
+                         f"{r['fpr95_random_negatives']:.2f} | {r['fpr95']:.2f} | "
+                         f"{r['weights']} ({r['preset']}) |")
+    return "\n".join(lines)
+
+
+NOTE = ("FPR95 = false-positive rate (%) at 95 % recall of the positives. Paper protocol (as the "
+        "paper's benchmarks): per keypoint one positive at exactly corresponding points and one "
+        "random negative (another keypoint's moving patch in the same image pair), no "
+        "augmentation. Pipeline protocol (what the pipeline meets, as in training): positives "
+        "with up to 1 px jitter, 6 deg rotation and 6 % scale; nearby (6-32 px), look-alike and "
+        f"random negatives; contrast, gamma and SAR speckle. Test patches seed {PATCH_SEED}, "
+        f"{PATCH_PER_IMAGE} keypoints per image pair; vis-lwir from the aligned MSRS originals.")
