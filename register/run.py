@@ -22,17 +22,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("moving", type=Path, help="image to align onto FIXED")
     p.add_argument("--out-dir", type=Path, default=None,
                    help="output folder (default: registered/<moving stem>/)")
-    p.add_argument("--modality", choices=MODALITIES, default="auto")
-    p.add_argument("--device", choices=DEVICES, default="auto")
-    p.add_argument("--transform", choices=TRANSFORMS, default="homography")
-    p.add_argument("--max-keypoints", type=int, default=Config.max_keypoints)
+    p.add_argument("--modality", choices=MODALITIES, default="auto",
+                   help="what MOVING is against FIXED: picks the network weights and, for "
+                        "opt-sar, SAR intensity scaling of MOVING (auto: SAR when MOVING is a "
+                        "float raster with negative values, i.e. in dB; joint weights)")
+    p.add_argument("--device", choices=DEVICES, default="auto",
+                   help="where the network runs (auto: CUDA when available)")
+    p.add_argument("--transform", choices=TRANSFORMS, default="homography",
+                   help="model fitted by RANSAC (default: %(default)s)")
+    p.add_argument("--max-keypoints", type=int, default=Config.max_keypoints,
+                   help="keypoints detected in FIXED (default: %(default)s; at least 8)")
     p.add_argument("--band-fixed", type=int, default=None, help="1-based band of FIXED")
     p.add_argument("--band-moving", type=int, default=None, help="1-based band of MOVING")
     p.add_argument("--band", type=int, default=None, help="same band for both inputs")
     p.add_argument("--speckle-filter", action="store_true", help="median-filter SAR input")
     p.add_argument("--model", default="auto",
                    help="'auto' (shipped weights), a .pt path, or 'random' (plumbing tests only)")
-    p.add_argument("--seed", type=int, default=Config.seed)
+    p.add_argument("--seed", type=int, default=Config.seed,
+                   help="seed of RANSAC's sampling (default: %(default)s)")
     p.add_argument("--no-figures", action="store_true", help="skip matches.png / overlay.png")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.add_argument("--quiet", action="store_true", help="no progress messages")

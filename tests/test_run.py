@@ -153,6 +153,18 @@ def test_main_help_exits_0(capsys):
     assert "usage:" in out and "--out-dir" in out and "--overwrite" in out
 
 
+def test_build_parser_does_not_import_torch():
+    # --help must be instant: the package's public names load on first use
+    code = ("import sys, register.run as r; r.build_parser(); "
+            "print(sorted(m for m in ('torch', 'kornia', 'cv2') if m in sys.modules))")
+    env = dict(os.environ,
+               PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
+
+
 def test_module_subprocess_unreadable_file(data_root, rgbn, tmp_path):
     _, moving = rgbn
     bad = tmp_path / "image.tif"
