@@ -296,3 +296,11 @@ def gt_map(pair: Pair, xy_moving: np.ndarray) -> np.ndarray:
     ddx = cv2.remap(dx, mx[None], my[None], cv2.INTER_LINEAR)[0]
     ddy = cv2.remap(dy, mx[None], my[None], cv2.INTER_LINEAR)[0]
     return np.c_[xy[:, 0] + ddx, xy[:, 1] + ddy]
+
+
+def select_evenly(items: list, limit: int | None) -> list:
+    """``limit`` items spread evenly over the list (all when ``limit`` is None)."""
+    if not limit or limit >= len(items):
+        return list(items)
+    idx = np.unique(np.round(np.linspace(0, len(items) - 1, limit)).astype(int))
+    return [items[i] for i in idx]

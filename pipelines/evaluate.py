@@ -37,11 +37,12 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from pipelines.datasets import VAL_EVERY, VAL_SCALES, split
+from pipelines.datasets import VAL_EVERY, VAL_SCALES, select_evenly, split
 from pipelines.metrics import DENSE_MARGIN, GRID, THRESHOLDS, checkpoints, pair_error, summarise
+from pipelines.models import Models, config_modality
 from pipelines.patches import DEFAULT_CACHE
 from pipelines.report import command_line, publish
-from register.config import MODALITIES, config_from_dict, config_to_dict, data_root
+from register.config import config_from_dict, config_to_dict, data_root
 
 SETS = ("opt-sar", "opt-ir", "vis-nir", "vis-lwir")
 METHODS = ("ours", "identity", "sift", "mi")
@@ -49,11 +50,6 @@ METHODS = ("ours", "identity", "sift", "mi")
 # ---------------------------------------------------------------------------------------------
 # Methods
 # ---------------------------------------------------------------------------------------------
-
-
-def config_modality(set_name: str) -> str:
-    """``Config.modality`` for a test set (sets that are not a pipeline modality -> ``auto``)."""
-    return set_name if set_name in MODALITIES else "auto"
 
 
 def _register_pair():
@@ -67,21 +63,6 @@ def _register_pair():
         return fn, ""
     except Exception as exc:  # noqa: BLE001 - report any import problem as "skipped"
         return None, f"register.register_pair unavailable ({type(exc).__name__}: {exc})"
-
-
-class Models:
-    """Networks loaded once, keyed by the weights they come from."""
-
-    def __init__(self, name: str, device: str):
-        self.name, self.device, self._cache = name, device, {}
-
-    def get(self, modality: str):
-        from register.score import load_model, weights_for
-
-        key = str(weights_for(modality)) if self.name == "auto" else self.name
-        if key not in self._cache:
-            self._cache[key] = load_model(self.name, self.device, modality=modality)
-        return self._cache[key]
 
 
 def _method_status(methods: Sequence[str], models: Models, sets: Sequence[str]
@@ -136,14 +117,6 @@ def registration_table(rows: list[dict]) -> str:
                      + [_fmt(r["median_error"]), _fmt(r["median_seconds"], digits=3)])
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
-
-
-def select_evenly(items: list, limit: int | None) -> list:
-    """``limit`` items spread evenly over the list (all when ``limit`` is None)."""
-    if not limit or limit >= len(items):
-        return list(items)
-    idx = np.unique(np.round(np.linspace(0, len(items) - 1, limit)).astype(int))
-    return [items[i] for i in idx]
 
 
 def _write_csv(path: Path, rows: list[dict], fields: Sequence[str]) -> None:
@@ -215,7 +188,7 @@ def run_registration(args, log: Callable[[str], None]) -> tuple[list[dict], list
     try:
         for set_name in args.sets:
             pairs = select_evenly(split(f"{args.split}/{set_name}", val_every=args.val_every,
-                                  val_scales=tuple(args.val_scale)), args.limit)
+                                        val_scales=tuple(args.val_scale)), args.limit)
             cfg = base_cfg.replace(modality=config_modality(set_name))
             errors = {m: [] for m in args.methods}
             secs = {m: [] for m in args.methods}
@@ -386,7 +359,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.mode == "registration":
         resolved["ours_config"] = config_to_dict(config_from_dict(args.config_overrides))
     else:
-        from pipelines import patch_eval  # imports this module's helpers
+        from pipelines import patch_eval
 
         resolved.update(patch_seed=patch_eval.PATCH_SEED,
                         patch_per_image=patch_eval.PATCH_PER_IMAGE,

@@ -29,7 +29,7 @@ import cv2
 import numpy as np
 
 from pipelines import datasets
-from pipelines.evaluate import config_modality
+from pipelines.models import config_modality
 from pipelines.metrics import checkpoints, pair_error
 from pipelines.report import command_line, publish
 from register.api import working_images

@@ -26,17 +26,15 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from pipelines.datasets import IDENTITY, LWIR_FIELD, Pair
-from pipelines.evaluate import Models, config_modality, select_evenly
-from pipelines.patches import KINDS, MODALITY_NAMES, PROTOCOLS, build
+from pipelines.datasets import IDENTITY, LWIR_FIELD, Pair, select_evenly
+from pipelines.models import Models, config_modality
+from pipelines.patches import (BUILDER_VERSION, KINDS, MODALITY_NAMES, PROTOCOL_NOTE, PROTOCOLS,
+                               build)
 from register.config import data_root
 
 PATCH_SEED = 1
 PATCH_PER_IMAGE = 64
-#: version of the test patch builder; cached files of another version are rebuilt (2: the
-#: fixed image is shrunk with its exact pixel map, ``pipelines.patches.load_aligned``)
-BUILDER_VERSION = 2
-#: what a cached file's ``.config.json`` means when it lacks a key (files of earlier versions)
+#: what a cached file's ``.config.json`` means when it lacks a key (files of earlier builders)
 _LEGACY = {"protocol": "pipeline", "builder_version": 1}
 
 
@@ -52,18 +50,18 @@ def msrs_aligned_pairs() -> list[Pair]:
     return out
 
 
-def _meta_ok(npz: Path, want: dict) -> bool:
-    """Whether a cached patch file stores each pair's ``kind`` and its ``.config.json`` matches
-    ``want`` (keys it lacks take their :data:`_LEGACY` meaning)."""
+def cached_file_matches(npz: Path, want: dict) -> bool:
+    """Whether a cached patch file (written by :func:`pipelines.patches.build`) stores each
+    pair's ``kind`` and its ``.config.json`` has the values of ``want`` (keys it lacks take
+    their meaning in files of earlier builders: the pipeline protocol, builder version 1)."""
     try:
         with np.load(npz) as z:
             if "kind" not in z.files:
                 return False
     except (OSError, ValueError):
         return False
-    meta = npz.with_suffix(".config.json")
     try:
-        doc = json.loads(meta.read_text())
+        doc = json.loads(npz.with_suffix(".config.json").read_text())
     except (OSError, ValueError):
         return False
     return all(doc.get(k, _LEGACY.get(k)) == v for k, v in want.items())
@@ -77,11 +75,11 @@ def _modalities_in(npz: Path) -> set[str]:
         return set()
 
 
-def test_patch_files(sets: Sequence[str], cache_dir: Path, protocol: str, log
-                     ) -> dict[str, Path]:
+def test_patch_files(sets: Sequence[str], cache_dir: Path, *, protocol: str,
+                     log: Callable[[str], None]) -> dict[str, Path]:
     """For each set, its test patch file under ``protocol``: a cached one in ``cache_dir`` whose
     ``.config.json`` matches (seed, keypoints per image, protocol, builder version), or one
-    built now."""
+    built now. Returns ``{set: path}``."""
     out: dict[str, Path] = {}
     want = {"split": "test", "seed": PATCH_SEED, "per_image": PATCH_PER_IMAGE,
             "protocol": protocol, "builder_version": BUILDER_VERSION}
@@ -93,20 +91,21 @@ def test_patch_files(sets: Sequence[str], cache_dir: Path, protocol: str, log
             meta = {**want, "source": f"{LWIR_FIELD}/vi+ir"}
         else:
             dest = cache_dir / f"test_{s}{suffix}_seed{PATCH_SEED}.npz"
-            pairs, meta = None, {**want, "modality": s}
-        if dest.exists() and _meta_ok(dest, meta) and s in _modalities_in(dest):
+            pairs, meta = None, dict(want)
+        if dest.exists() and cached_file_matches(dest, meta) and s in _modalities_in(dest):
             log(f"{s}: reusing {dest}")
         else:
             log(f"{s}: building {protocol}-protocol test patches into {dest}")
             build("test", cache_dir, seed=PATCH_SEED, per_image=PATCH_PER_IMAGE,
-                  modalities=(s,), pairs=pairs, dest=dest, protocol=protocol, log=log)
-            dest.with_suffix(".config.json").write_text(
-                json.dumps({**meta, "by": "pipelines.evaluate"}, indent=2) + "\n")
+                  modalities=(s,), pairs=pairs, dest=dest, protocol=protocol,
+                  meta={**meta, "by": "pipelines.evaluate"}, log=log)
         out[s] = dest
     return out
 
 
 def _load(path: Path, modality: str) -> dict | None:
+    """The patch pairs of ``modality`` in a patch file (arrays as stored by
+    :func:`pipelines.patches.build`, plus ``names`` and ``file``), or None when it has none."""
     with np.load(path) as z:
         sel = z["modality"] == MODALITY_NAMES.index(modality)
         if not sel.any():
@@ -131,7 +130,8 @@ def run_patches(args, log: Callable[[str], None]) -> tuple[list[dict], list[dict
     models = Models(args.model, args.device)
     for s in args.sets:  # fail early (e.g. no shipped weights), before building patches
         models.get(config_modality(s))
-    files = {p: test_patch_files(args.sets, args.cache_dir, p, log) for p in PROTOCOLS}
+    files = {p: test_patch_files(args.sets, args.cache_dir, protocol=p, log=log)
+             for p in PROTOCOLS}
     per_pair, summary = [], []
     for s in args.sets:
         model = models.get(config_modality(s))
@@ -196,10 +196,6 @@ def patches_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-NOTE = ("FPR95 = false-positive rate (%) at 95 % recall of the positives. Paper protocol (as the "
-        "paper's benchmarks): per keypoint one positive at exactly corresponding points and one "
-        "random negative (another keypoint's moving patch in the same image pair), no "
-        "augmentation. Pipeline protocol (what the pipeline meets, as in training): positives "
-        "with up to 1 px jitter, 6 deg rotation and 6 % scale; nearby (6-32 px), look-alike and "
-        f"random negatives; contrast, gamma and SAR speckle. Test patches seed {PATCH_SEED}, "
-        f"{PATCH_PER_IMAGE} keypoints per image pair; vis-lwir from the aligned MSRS originals.")
+NOTE = (f"FPR95 = false-positive rate (%) at 95 % recall of the positives. {PROTOCOL_NOTE} Test "
+        f"patches seed {PATCH_SEED}, {PATCH_PER_IMAGE} keypoints per image pair; vis-lwir from "
+        "the aligned MSRS originals.")

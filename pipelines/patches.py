@@ -3,10 +3,10 @@
     python -m pipelines.patches --split train --out ~/.cache/register/patches [--seed 0]
         [--protocol pipeline|paper]
 
-For every pair of a split the moving image is resampled onto the fixed grid with the ground
-truth (aligned pairs need nothing), both are scaled so their longer side is at most the
-pipeline's working size, and keypoints are detected in the fixed image exactly as the pipeline
-does. Around each keypoint ``p``:
+For every pair of a split the fixed image is shrunk so its longer side is at most the
+pipeline's working size (as ``register_pair`` does), the moving image is resampled onto that
+grid with the ground truth composed with the exact map of the shrink, and keypoints are
+detected in the fixed image exactly as the pipeline does. Around each keypoint ``p``:
 
 * positives: moving patch at ``p`` + sub-pixel jitter, with a small residual rotation and scale
   (the pipeline's hypotheses leave such residuals);
@@ -38,7 +38,7 @@ import numpy as np
 
 from pipelines.datasets import MODALITY_NAMES, Pair, all_pairs, read_gt_fixes
 from register.api import downscale
-from register.config import Config, data_root
+from register.config import PATCH_SIZE, Config, data_root
 from register.detect import detect
 from register.io import atomic_path, read_image, to_gray
 from register.match import local_maxima
@@ -49,6 +49,18 @@ from register.search import oriented_gradient_channels
 KINDS = ("positive", "nearby", "look-alike", "random")
 #: how patch pairs are cut: ``pipeline`` (what the pipeline meets) or ``paper`` (aligned, random)
 PROTOCOLS = ("pipeline", "paper")
+#: version of the builder, recorded beside each file; bump it by hand whenever a change to this
+#: module (or to what it calls) changes the patches a seed gives. 2: the fixed image is shrunk
+#: with its exact pixel map (load_aligned); 3: the paper protocol's negatives are a patch side away
+BUILDER_VERSION = 3
+#: what the two protocols are, for tables and model cards
+PROTOCOL_NOTE = (
+    "Paper protocol (as the paper's benchmarks): per keypoint one positive at exactly "
+    "corresponding points and one random negative (the moving patch of another keypoint of the "
+    "same image pair at least 64 px away), no augmentation. Pipeline protocol (what the "
+    "pipeline meets, as in training): positives with up to 1 px jitter per axis, 6 deg rotation "
+    "and 6 % scale; nearby (6-32 px), look-alike and random negatives; contrast, gamma and SAR "
+    "speckle.")
 DEFAULT_CACHE = Path.home() / ".cache" / "register" / "patches"
 
 
@@ -92,8 +104,8 @@ def pairs_from_image(fi: np.ndarray, mi: np.ndarray, valid: np.ndarray, modality
     ``protocol``: ``"pipeline"`` (training and the default test patches: jittered, rotated and
     rescaled positives, hard and random negatives, photometric augmentation; see the module
     docstring) or ``"paper"`` (the paper's patch benchmarks: per keypoint one positive cut at
-    exactly corresponding points and one random negative, the moving patch of another
-    keypoint of the same image pair; no augmentation).
+    exactly corresponding points and one random negative, the moving patch of another keypoint
+    of the same image pair at least a patch side away, or the farthest one; no augmentation).
     """
     if protocol not in PROTOCOLS:
         raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
@@ -104,7 +116,10 @@ def pairs_from_image(fi: np.ndarray, mi: np.ndarray, valid: np.ndarray, modality
         return None
     xy = kp.xy
     if protocol == "paper":
-        other = (np.arange(n) + rng.integers(1, n, n)) % n  # never the keypoint itself
+        # the negative: another keypoint whose patch does not overlap (the farthest if none)
+        dist = np.linalg.norm(xy[:, None, :] - xy[None, :, :], axis=2)
+        other = np.array([rng.choice(far) if len(far := np.flatnonzero(row >= PATCH_SIZE))
+                          else int(np.argmax(row)) for row in dist])
         fix, mov = crop_patches(fi, xy), crop_patches(mi, xy)
         return (np.concatenate([fix, fix]), np.concatenate([mov, mov[other]]),
                 np.repeat(np.array([1, 0], np.uint8), n),
@@ -176,12 +191,16 @@ def pairs_from_image(fi: np.ndarray, mi: np.ndarray, valid: np.ndarray, modality
 def build(split_prefix: str, out_dir: Path, *, seed: int, per_image: int,
           cfg: Config = Config(), modalities: tuple[str, ...] = MODALITY_NAMES,
           pairs: dict[str, list[Pair]] | None = None, dest: Path | None = None,
-          protocol: str = "pipeline", log=print) -> Path:
+          protocol: str = "pipeline", meta: dict | None = None, log=print) -> Path:
     """Build and save the patch pairs of every ``split_prefix/<modality>`` split.
 
     ``pairs`` (``{"<split>/<modality>": [Pair, ...]}``) replaces the split file's pairs, and
     ``dest`` the default file name, e.g. for extra aligned test sources. ``protocol``: see
     :func:`pairs_from_image` (``paper`` adds ``_paper`` to the default file name).
+
+    Beside the ``.npz`` a ``.config.json`` records how it was built (split, seed, keypoints per
+    image, protocol, :data:`BUILDER_VERSION`, the pipeline settings used, and ``meta``), so that
+    a cache can tell its files apart (:func:`pipelines.patch_eval.cached_file_matches`).
     """
     rng = np.random.default_rng(seed)
     fixes = read_gt_fixes() if split_prefix == "train" else {}
@@ -220,6 +239,10 @@ def build(split_prefix: str, out_dir: Path, *, seed: int, per_image: int,
                      label=np.concatenate(L), kind=np.concatenate(K),
                      modality=np.concatenate(MOD),
                      pair=np.concatenate(PID), pair_names=np.array(names))
+    doc = {"split": split_prefix, "seed": seed, "per_image": per_image, "protocol": protocol,
+           "builder_version": BUILDER_VERSION, "modalities": list(modalities),
+           "work_max_side": cfg.work_max_side, "nms_radius": cfg.nms_radius, **(meta or {})}
+    dest.with_suffix(".config.json").write_text(json.dumps(doc, indent=2) + "\n")
     return dest
 
 
@@ -239,10 +262,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     mods = MODALITY_NAMES if args.modality == "all" else (args.modality,)
-    dest = build(args.split, args.out, seed=args.seed, per_image=args.per_image, modalities=mods,
-                 protocol=args.protocol, log=lambda s: print(s, file=sys.stderr))
     resolved = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
-    (dest.parent / (dest.stem + ".config.json")).write_text(json.dumps(resolved, indent=2) + "\n")
+    dest = build(args.split, args.out, seed=args.seed, per_image=args.per_image, modalities=mods,
+                 protocol=args.protocol, meta={"by": "pipelines.patches", "args": resolved},
+                 log=lambda s: print(s, file=sys.stderr))
     print(dest)
     return 0
 

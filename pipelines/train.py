@@ -24,6 +24,7 @@ from torch.nn import functional as F
 from pipelines.datasets import held_out_names
 from pipelines.patches import DEFAULT_CACHE, MODALITY_NAMES, build
 from register.nn.ssml_qnet import ModelConfig, SSMLQNet, count_flops
+from register.checks import InputError
 from register.score import fpr_at_recall, load_model
 
 
@@ -44,6 +45,37 @@ def load_patches(paths: list[Path], modality: str):
         offset += len(z["pair_names"])
         parts.append(d)
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+def seed_variant(path: Path, seed: int) -> Path:
+    """``.../train_vis-nir_seed0.npz`` -> ``.../train_vis-nir_seed<seed>.npz``."""
+    stem, sep, _ = path.stem.rpartition("_seed")
+    if not sep:
+        raise ValueError(f"expected a patch file named *_seed<N>.npz (pipelines.patches), got "
+                         f"{path.name}")
+    return path.with_name(f"{stem}_seed{seed}{path.suffix}")
+
+
+def augment_batch(fixed: np.ndarray, moving: np.ndarray, rng: np.random.Generator, *,
+                  invert: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """On-the-fly augmentation of a batch of (B, 64, 64) uint8 patch pairs (new arrays).
+
+    One horizontal flip (probability 0.5) and one rotation by a multiple of 90 deg for the
+    whole batch, applied to both sides alike so every pair keeps its geometry; then each side
+    of each pair has its intensities inverted (255 - x) with probability ``invert`` (contrast
+    reversals between modalities; matches and non-matches alike). The inversion draws come from
+    ``rng`` after the flip and rotation draws.
+    """
+    if rng.random() < 0.5:
+        fixed, moving = fixed[:, :, ::-1], moving[:, :, ::-1]
+    k = int(rng.integers(4))
+    fixed = np.array(np.rot90(fixed, k, (1, 2)), order="C")
+    moving = np.array(np.rot90(moving, k, (1, 2)), order="C")
+    if invert > 0:
+        for side in (fixed, moving):
+            flip = rng.random(len(side)) < invert
+            side[flip] = 255 - side[flip]
+    return fixed, moving
 
 
 def batches(n: int, bs: int, rng: np.random.Generator):
@@ -87,6 +119,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--weight-decay", type=float, default=1e-4)
+    p.add_argument("--patch-seeds", type=int, nargs="+", default=[0], metavar="SEED",
+                   help="epoch e trains on the patch files of seed SEED[e %% len(SEED)]: the "
+                        "--patches files (whose seed comes first) with _seed<N> replaced, built "
+                        "by pipelines.patches --seed; fresh jitter, negatives and augmentation "
+                        "each epoch. Validation always uses the --patches files' held-out pairs")
     p.add_argument("--invert", type=float, default=0.0,
                    help="probability of inverting the intensities of each side of a training "
                         "pair (contrast reversals between modalities; applied alike to matches "
@@ -104,6 +141,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if not 0.0 <= args.invert <= 1.0:
+        print(f"error: --invert is a probability, between 0 and 1; got {args.invert:g}",
+              file=sys.stderr)
+        return 2
+    if args.init is not None and args.resume:
+        print("error: --init starts a new run and --resume continues one in --out; pass one of "
+              "them", file=sys.stderr)
+        return 2
     torch.manual_seed(args.seed)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -115,14 +160,41 @@ def main(argv: list[str] | None = None) -> int:
     if not all(p.exists() for p in patches):
         patches = [build("train", DEFAULT_CACHE, seed=0, per_image=96,
                          log=lambda s: print(s, file=sys.stderr))]
+    if len(args.patch_seeds) > 1:
+        try:
+            first = [seed_variant(p, args.patch_seeds[0]) for p in patches]
+        except ValueError as exc:
+            print(f"error: --patch-seeds: {exc}", file=sys.stderr)
+            return 2
+        if first != list(patches):
+            print(f"error: --patch-seeds starts with {args.patch_seeds[0]}, but the --patches "
+                  f"files are not of that seed ({', '.join(p.name for p in patches)}); put "
+                  "their seed first", file=sys.stderr)
+            return 2
     data = load_patches(patches, args.modality)
     val_sel = data["held_out"]
     val = {k: v[val_sel] for k, v in data.items()}
-    tr = {k: v[~val_sel] for k, v in data.items()}
+    tr_sets = [{k: v[~val_sel] for k, v in data.items()}]
+    del data
+    for seed in args.patch_seeds[1:]:  # the same keypoints, cut and augmented afresh
+        files = [seed_variant(p, seed) for p in patches]
+        missing = [str(f) for f in files if not f.exists()]
+        if missing:
+            print(f"error: --patch-seeds {seed}: no patch files {missing}; build them with "
+                  f"`python -m pipelines.patches --seed {seed} --modality M --out DIR`",
+                  file=sys.stderr)
+            return 2
+        more = load_patches(files, args.modality)
+        tr_sets.append({k: v[~more["held_out"]] for k, v in more.items()})
+    tr = tr_sets[0]
     mcfg = ModelConfig.from_preset(args.preset)
     model = SSMLQNet(mcfg).to(device)
     if args.init is not None:
-        init = load_model(args.init, "cpu")
+        try:
+            init = load_model(args.init, "cpu")
+        except InputError as exc:
+            print(f"error: --init: {exc}", file=sys.stderr)
+            return 2
         if init.config != mcfg:
             print(f"error: --init {args.init} is a {init.config.preset} network with config "
                   f"{init.config.to_dict()}, not the {args.preset} preset; pass --preset "
@@ -131,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
         model.load_state_dict(init.state_dict(), strict=True)
     flops = count_flops(model)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
-    steps_per_epoch = len(tr["label"]) // args.batch_size
+    steps_per_epoch = min(len(t["label"]) for t in tr_sets) // args.batch_size
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr,
                                                 total_steps=args.epochs * steps_per_epoch,
                                                 pct_start=0.15)
@@ -152,21 +224,15 @@ def main(argv: list[str] | None = None) -> int:
         start_epoch, best, elapsed = int(ck["epoch"]) + 1, float(ck["best"]), float(ck["elapsed"])
     log = open(out / "log.jsonl", "a")
     for epoch in range(start_epoch, args.epochs):
+        tr = tr_sets[epoch % len(tr_sets)]
         model.train()
         rng = np.random.default_rng(args.seed * 1000 + epoch)
         t0 = time.time()
         tot, n = 0.0, 0
         for step, b in enumerate(batches(len(tr["label"]), args.batch_size, rng)):
-            fa, fb = tr["fixed"][b], tr["moving"][b]
-            if rng.random() < 0.5:  # flips applied to both sides keep the pair's geometry
-                fa, fb = fa[:, :, ::-1], fb[:, :, ::-1]
-            k = int(rng.integers(4))
-            fa, fb = np.rot90(fa, k, (1, 2)), np.rot90(fb, k, (1, 2))
-            fa, fb = np.ascontiguousarray(fa), np.ascontiguousarray(fb)
-            if args.invert > 0:
-                for side in (fa, fb):
-                    flip = rng.random(len(b)) < args.invert
-                    side[flip] = 255 - side[flip]
+            if step == steps_per_epoch:
+                break
+            fa, fb = augment_batch(tr["fixed"][b], tr["moving"][b], rng, invert=args.invert)
             a, bb = to_t(fa).to(device), to_t(fb).to(device)
             y = torch.from_numpy(tr["label"][b].astype(np.int64)).to(device)
             loss = F.cross_entropy(model(a, bb), y)

@@ -23,9 +23,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out-dir", type=Path, default=None,
                    help="output folder (default: registered/<moving stem>/)")
     p.add_argument("--modality", choices=MODALITIES, default="auto",
-                   help="what MOVING is against FIXED: picks the network weights and, for "
-                        "opt-sar, SAR intensity scaling of MOVING (auto: SAR when MOVING is a "
-                        "float raster with negative values, i.e. in dB; joint weights)")
+                   help="what MOVING is against FIXED: opt-sar scales MOVING as SAR (auto "
+                        "does when MOVING is a float raster with negative values, i.e. in dB); "
+                        "also picks the network weights, of which only a joint model ships")
     p.add_argument("--device", choices=DEVICES, default="auto",
                    help="where the network runs (auto: CUDA when available)")
     p.add_argument("--transform", choices=TRANSFORMS, default="homography",

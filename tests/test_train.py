@@ -4,7 +4,7 @@ import json
 import numpy as np
 
 from pipelines.datasets import held_out_names
-from pipelines.train import load_patches
+from pipelines.train import augment_batch, evaluate_fpr95, load_patches
 
 
 def test_load_patches_marks_held_out_pairs(data_root, tmp_path):
@@ -44,7 +44,10 @@ def test_main_init_starts_from_the_given_weights(data_root, tmp_path):
     assert rc == 0
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["init"] == str(shipped) and cfg["invert"] == 0.5
-    assert set(cfg["init_val_fpr95"]) == {"all", "opt-ir"}
+    # the run started from the shipped weights: their validation FPR95, computed here
+    data = load_patches([patches], "all")
+    val = {k: v[data["held_out"]] for k, v in data.items()}
+    assert cfg["init_val_fpr95"] == evaluate_fpr95(load_model(shipped), val)
     assert load_model(out / "best.pt").config == load_model(shipped).config
 
 
@@ -57,3 +60,50 @@ def test_main_init_refuses_another_preset(data_root, tmp_path, capsys):
                "--preset", "paper", "--init", str(weights_for("all"))])
     assert rc == 2
     assert "pass --preset lite" in capsys.readouterr().err
+
+
+def test_main_patch_seeds_trains_on_each_seed_in_turn(data_root, tmp_path):
+    from pipelines.train import main
+
+    p0 = _random_patches(tmp_path / "train_opt-ir_seed0.npz", seed=0)
+    _random_patches(tmp_path / "train_opt-ir_seed5.npz", seed=5)
+    out = tmp_path / "run"
+    rc = main(["--out", str(out), "--patches", str(p0), "--epochs", "2", "--threads", "1",
+               "--patch-seeds", "0", "5"])
+    assert rc == 0
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in log] == [0, 1]
+
+
+def test_main_patch_seeds_refuses_missing_or_mismatched_files(data_root, tmp_path, capsys):
+    from pipelines.train import main
+
+    p0 = _random_patches(tmp_path / "train_opt-ir_seed0.npz", n=64)
+    args = ["--out", str(tmp_path / "run"), "--patches", str(p0), "--epochs", "1"]
+    assert main(args + ["--patch-seeds", "0", "7"]) == 2
+    assert "train_opt-ir_seed7.npz" in capsys.readouterr().err
+    assert main(args + ["--patch-seeds", "3", "0"]) == 2
+    assert "put their seed first" in capsys.readouterr().err
+
+
+def test_augment_batch_keeps_pairs_aligned_and_inverts_about_p_of_each_side():
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (4000, 64, 64), np.uint8)
+    for seed in range(4):  # flips and rotations: both sides alike
+        fa, fb = augment_batch(x, x.copy(), np.random.default_rng(seed))
+        assert np.array_equal(fa, fb) and fa.shape == x.shape and fa.dtype == np.uint8
+    # the same draws for the flip and rotation, then the inversions
+    plain = augment_batch(x, x.copy(), np.random.default_rng(1))
+    inv = augment_batch(x, x.copy(), np.random.default_rng(1), invert=0.3)
+    for p_side, i_side in zip(plain, inv):
+        flipped = np.array([np.array_equal(i, 255 - p) for p, i in zip(p_side, i_side)])
+        kept = np.array([np.array_equal(i, p) for p, i in zip(p_side, i_side)])
+        assert (flipped | kept).all() and 0.27 < flipped.mean() < 0.33
+    assert not np.array_equal(*inv)  # each side draws its own inversions
+
+
+def test_main_refuses_invert_outside_0_1(tmp_path, capsys):
+    from pipelines.train import main
+
+    assert main(["--out", str(tmp_path / "run"), "--invert", "1.5"]) == 2
+    assert "between 0 and 1" in capsys.readouterr().err
