@@ -15,6 +15,9 @@ detected in the fixed image exactly as the pipeline does. Around each keypoint `
   not at ``p`` (exactly the confusers the pipeline's shortlist offers the network);
 * random negatives: moving patch at another keypoint.
 
+Every moving patch, positive or negative, is cut with the same sub-pixel jitter and small
+rotation and scale (bilinear resampling), so that sharpness says nothing about the label.
+
 Each pair's ``kind`` (index into ``KINDS``) is stored, so FPR95 can be reported against all
 negatives or against random negatives only. ``--protocol paper`` cuts test patches as the
 paper's benchmarks do instead: the positive exactly at ``p``, one random negative per keypoint,
@@ -51,8 +54,10 @@ KINDS = ("positive", "nearby", "look-alike", "random")
 PROTOCOLS = ("pipeline", "paper")
 #: version of the builder, recorded beside each file; bump it by hand whenever a change to this
 #: module (or to what it calls) changes the patches a seed gives. 2: the fixed image is shrunk
-#: with its exact pixel map (load_aligned); 3: the paper protocol's negatives are a patch side away
-BUILDER_VERSION = 3
+#: with its exact pixel map (load_aligned); 3: the paper protocol's negatives are a patch side
+#: away; 4: look-alike and random negatives are resampled like the positives (they were plain
+#: crops, sharper than the resampled positives: a cue the network learned)
+BUILDER_VERSION = 4
 #: what the two protocols are, for tables and model cards
 PROTOCOL_NOTE = (
     "Paper protocol (as the paper's benchmarks): per keypoint one positive at exactly "
@@ -134,6 +139,13 @@ def pairs_from_image(fi: np.ndarray, mi: np.ndarray, valid: np.ndarray, modality
         s = np.exp(rng.uniform(-max_scale, max_scale))
         return s * np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
 
+    def moving_crop(centre) -> np.ndarray:
+        """A negative's moving patch, resampled like the positives' (sub-pixel jitter, a small
+        rotation and scale), so that sharpness cannot tell positives from negatives."""
+        j = rng.uniform(-1.0, 1.0, 2)
+        c = np.array([[centre[0] + j[0], centre[1] + j[1]]], np.float32)
+        return crop_patches(mi, c, affine=rot_scale(6, 0.06))[0]
+
     fix_crops = crop_patches(fi, xy)
     for i in range(n):
         x, y = xy[i]
@@ -168,7 +180,7 @@ def pairs_from_image(fi: np.ndarray, mi: np.ndarray, valid: np.ndarray, modality
         if look is None:
             other = xy[rng.integers(n)]
             look, kind = (float(other[0]), float(other[1])), 3
-        moving_p.append(crop_patches(mi, np.array([look], np.float32))[0])
+        moving_p.append(moving_crop(look))
         fixed_p.append(fix_crops[i])
         labels.append(0)
         kinds.append(kind)
@@ -181,7 +193,7 @@ def pairs_from_image(fi: np.ndarray, mi: np.ndarray, valid: np.ndarray, modality
     swap = near[rng.random(len(near)) < 0.25]
     for s in swap:
         other = xy[rng.integers(n)]
-        moving_p[s] = crop_patches(mi, other[None])[0]
+        moving_p[s] = moving_crop(other)
         kinds[s] = 3
     fixed_p = np.stack([_augment(p, rng, False) for p in fixed_p])
     moving_p = np.stack([_augment(p, rng, sar) for p in moving_p])

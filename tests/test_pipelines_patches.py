@@ -82,3 +82,22 @@ def test_cached_file_matches_rejects_files_of_an_older_builder(tmp_path):
         json.dumps({**old, "builder_version": BUILDER_VERSION}))
     assert cached_file_matches(npz, want)  # no protocol: the pipeline protocol
     assert not cached_file_matches(npz, {**want, "protocol": "paper"})
+
+
+def test_pairs_from_image_resamples_every_moving_patch_alike(data_root, monkeypatch):
+    # Plain crops are sharper than resampled ones: if negatives were plain crops and positives
+    # resampled, sharpness alone would tell them apart (builder versions up to 3 did that).
+    import pipelines.patches as builder
+
+    fi, mi, valid = load_aligned(_pair(RGB, NIR), 768)
+    calls = []
+
+    def spy(image, xy, **kw):
+        if image is mi:
+            calls.append(kw.get("affine") is not None)
+        return crop_patches(image, xy, **kw)
+
+    monkeypatch.setattr(builder, "crop_patches", spy)
+    _, moving, label, _ = pairs_from_image(fi, mi, valid, "vis-nir", np.random.default_rng(0),
+                                           Config(), 16)
+    assert len(calls) >= len(label) and all(calls)
