@@ -127,7 +127,7 @@ def figure(pair_name: str, dest: Path) -> None:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    from register.patches import warp_to_frame
+    from register.patches import warp_image
     from register.plot import checkerboard
 
     pair = next(p for part in ("train/opt-sar", "test/opt-sar") for p in split(part)
@@ -142,7 +142,7 @@ def figure(pair_name: str, dest: Path) -> None:
     for i, (H, title) in enumerate(((pair.H_array, "published ground truth"),
                                     (r["H_corrected"], f"rotated by {r['delta_deg']:.0f} deg "
                                                        f"(z {r['z_best']:.1f} vs {r['z_at_gt']:.1f})"))):
-        warped, _ = warp_to_frame(mov, mask, H, fixed.shape)
+        warped = warp_image(mov, H, fixed.shape)
         ax = fig.add_subplot(1, 2, i + 1)
         ax.imshow(checkerboard(fixed, warped, tiles=6), cmap="gray", vmin=0, vmax=1)
         ax.set_title(title)

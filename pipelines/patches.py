@@ -140,8 +140,9 @@ def pairs_from_image(fi: np.ndarray, mi: np.ndarray, valid: np.ndarray, modality
         return s * np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
 
     def moving_crop(centre) -> np.ndarray:
-        """A negative's moving patch, resampled like the positives' (sub-pixel jitter, a small
-        rotation and scale), so that sharpness cannot tell positives from negatives."""
+        """A moving patch near ``centre``, with sub-pixel jitter and a small rotation and scale
+        (the residuals the pipeline's hypotheses leave). Positives, look-alike and random
+        negatives all come from here, so that sharpness cannot tell them apart."""
         j = rng.uniform(-1.0, 1.0, 2)
         c = np.array([[centre[0] + j[0], centre[1] + j[1]]], np.float32)
         return crop_patches(mi, c, affine=rot_scale(6, 0.06))[0]
@@ -151,9 +152,7 @@ def pairs_from_image(fi: np.ndarray, mi: np.ndarray, valid: np.ndarray, modality
         x, y = xy[i]
         # two positives with sub-pixel jitter and small residual rotation / scale
         for _ in range(2):
-            j = rng.uniform(-1.0, 1.0, 2)
-            moving_p.append(crop_patches(mi, np.array([[x + j[0], y + j[1]]]),
-                                         affine=rot_scale(6, 0.06))[0])
+            moving_p.append(moving_crop((x, y)))
             fixed_p.append(fix_crops[i])
             labels.append(1)
             kinds.append(0)

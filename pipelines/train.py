@@ -188,19 +188,19 @@ def main(argv: list[str] | None = None) -> int:
         tr_sets.append({k: v[~more["held_out"]] for k, v in more.items()})
     tr = tr_sets[0]
     mcfg = ModelConfig.from_preset(args.preset)
-    model = SSMLQNet(mcfg).to(device)
-    if args.init is not None:
+    if args.init is None:
+        model = SSMLQNet(mcfg).to(device)
+    else:
         try:
-            init = load_model(args.init, "cpu")
+            model = load_model(args.init, device)  # weights_only, strict keys
         except InputError as exc:
             print(f"error: --init: {exc}", file=sys.stderr)
             return 2
-        if init.config != mcfg:
-            print(f"error: --init {args.init} is a {init.config.preset} network with config "
-                  f"{init.config.to_dict()}, not the {args.preset} preset; pass --preset "
-                  f"{init.config.preset}", file=sys.stderr)
+        if model.config != mcfg:
+            print(f"error: --init {args.init} is a {model.config.preset} network with config "
+                  f"{model.config.to_dict()}, not the {args.preset} preset; pass --preset "
+                  f"{model.config.preset}", file=sys.stderr)
             return 2
-        model.load_state_dict(init.state_dict(), strict=True)
     flops = count_flops(model)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     steps_per_epoch = min(len(t["label"]) for t in tr_sets) // args.batch_size

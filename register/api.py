@@ -374,17 +374,6 @@ def register_pair(fixed: str | Path | Raster, moving: str | Path | Raster,
 
     d_verify = min(1.0, cfg.verify_side / max(fw.image.shape))
 
-    def passes(z0: float, shift: float) -> bool:
-        """The check's verdict: z at the gate or above, the correlation peak near zero shift."""
-        return z0 >= cfg.verify_min_z and shift * d_verify <= cfg.verify_max_shift
-
-    def check(H: np.ndarray) -> tuple[float, float]:
-        """(z, shift) of the global structural check of ``H``."""
-        t = time.perf_counter()
-        z0, shift = verify_alignment(fw.image, fw.mask, mw.image, mw.mask, H, cfg.verify_side)
-        timer.add("verify", t)
-        return z0, shift
-
     support: tuple[np.ndarray, np.ndarray] | None = None  # SIFT correspondences, if any
 
     def explained(H: np.ndarray) -> int | None:
@@ -395,28 +384,34 @@ def register_pair(fixed: str | Path | Raster, moving: str | Path | Raster,
         """Whether that many explained correspondences confirm a transform on their own."""
         return n_kp is not None and 0 < cfg.keypoint_confirm_inliers <= n_kp
 
-    def verdict(est: Estimate, z0: float, shift: float
-                ) -> tuple[str | None, str, float, int | None]:
-        """How the global evidence judges ``est`` (check result ``z0``, ``shift``), the same in
-        the hypothesis loop and for the final transform: (confirmed_by, veto, bend, n_kp).
+    def verdict(est: Estimate) -> tuple[float, float, str | None, str, float, int | None]:
+        """The global structural check of ``est`` and how the evidence judges it, the same in
+        the hypothesis loop and for the final transform: (z, shift, confirmed_by, veto, bend,
+        n_kp).
 
+        The check passes at z >= ``cfg.verify_min_z`` with the correlation peak near zero shift.
         ``confirmed_by`` is ``"check"`` or ``"keypoints"``, or None when neither confirms the
         transform or a rule vetoes it. ``veto`` names that rule ("" if none): ``"bent"``, a
         homography bending more than ``cfg.max_affine_deviation`` px away from an affine one
         needs z >= ``cfg.bent_min_z``; ``"weak"``, a check under ``cfg.low_z`` needs
         ``cfg.low_z_min_inliers`` inliers. SIFT correspondences lift both rules.
         """
+        t = time.perf_counter()
+        z0, shift = verify_alignment(fw.image, fw.mask, mw.image, mw.mask, est.H,
+                                     cfg.verify_side)
+        timer.add("verify", t)
+        passes = z0 >= cfg.verify_min_z and shift * d_verify <= cfg.verify_max_shift
         bent = affine_deviation(est.H, fw.image.shape, mw.image.shape)  # working px
         n_kp = explained(est.H)
         kp_ok = backed(n_kp)
-        by = "check" if passes(z0, shift) else "keypoints" if kp_ok else None
+        by = "check" if passes else "keypoints" if kp_ok else None
         veto = ""
         if by and not kp_ok:
             if 0 < cfg.max_affine_deviation < bent and z0 < cfg.bent_min_z:
                 veto = "bent"
             elif z0 < cfg.low_z and est.num_inliers < cfg.low_z_min_inliers:
                 veto = "weak"
-        return (None if veto else by), veto, bent, n_kp
+        return z0, shift, (None if veto else by), veto, bent, n_kp
 
     # Among the hypotheses that RANSAC supports, the one the global check likes best wins
     # (confirmed, by the check or by SIFT correspondences, first; then the higher z): inlier
@@ -436,18 +431,17 @@ def register_pair(fixed: str | Path | Raster, moving: str | Path | Raster,
         except RegistrationFailed as exc:
             reasons.append(exc.reason)
             continue
-        z0, shift = check(est.H)
-        by, _, bent, _ = verdict(est, z0, shift)
-        checked = (by is not None, z0, shift)
+        judged = verdict(est)
+        z0, shift, by, _, bent, _ = judged
         H_full = np.linalg.inv(Sf) @ est.H @ Sm
         candidates.append({"source": source, "angle_deg": round(hyp.angle_deg, 2),
                            "scale": round(hyp.scale, 4), "num_inliers": est.num_inliers,
                            "z": round(z0, 3), "peak_shift_px": round(shift, 3),
                            "affine_deviation_px": round(bent, 3),
-                           "confirmed": bool(checked[0]), "H": (H_full / H_full[2, 2]).tolist()})
-        if best is None or checked[:2] > best[-1][:2]:  # (confirmed, z)
-            best = (est, matches, nk, nc, hyp, source, checked)
-        if checked[0] and (0 < cfg.accept_z <= z0 or est.num_inliers >= max(
+                           "confirmed": by is not None, "H": (H_full / H_full[2, 2]).tolist()})
+        if best is None or (by is not None, z0) > (best[-1][2] is not None, best[-1][0]):
+            best = (est, matches, nk, nc, hyp, source, judged)
+        if by is not None and (0 < cfg.accept_z <= z0 or est.num_inliers >= max(
                 3 * cfg.min_inliers, cfg.accept_inlier_fraction * nk)):
             break  # confirmed and clearly supported: the remaining hypotheses cannot matter
     how = ", ".join(sources) or "rotation/scale search"
@@ -459,8 +453,8 @@ def register_pair(fixed: str | Path | Raster, moving: str | Path | Raster,
                       timings=timer.t, hypothesis=how, **base)
     base["candidates"] = candidates
 
-    est, matches, nk, nc, hyp, how, checked = best
-    found_confirmed = bool(checked[0])  # was any hypothesis confirmed before refinement?
+    est, matches, nk, nc, hyp, how, judged = best
+    found_confirmed = judged[2] is not None  # was any hypothesis confirmed before refinement?
     radius = float(cfg.search_radius)
     for it in range(cfg.refine_iterations):
         radius = max(3.0, radius / 2)
@@ -477,10 +471,10 @@ def register_pair(fixed: str | Path | Raster, moving: str | Path | Raster,
         # more wrong results (31 and 44 px) on the validation runs (docs/results.md, "Scale
         # stress test").
         est, matches, nk, nc = refined
-        checked = None
+        judged = None
 
-    z0, shift = checked[1:] if checked else check(est.H)
-    by, veto, bent, n_kp = verdict(est, z0, shift)
+    # the loop's verdict still holds when refinement changed nothing
+    z0, shift, by, veto, bent, n_kp = judged or verdict(est)
     counts = dict(num_keypoints=nk, num_candidates=nc, num_matches=len(matches),
                   num_inliers=est.num_inliers)
     verification = {"z_at_zero_shift": round(z0, 3), "peak_shift_px": round(shift, 3),

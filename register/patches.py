@@ -17,9 +17,28 @@ from .config import PATCH_SIZE
 from .estimate import transform_scale
 
 
+def warp_image(image: np.ndarray, H: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Resample a moving image into the fixed frame, anti-aliased when the warp shrinks it.
+
+    Args:
+        image: (h, w) float32 moving image.
+        H: (3, 3) homography mapping moving px -> fixed px (x = column, y = row, 0-based).
+        shape: (H, W) of the fixed frame.
+
+    Returns:
+        (H, W) float32 image (0 outside the moving image).
+    """
+    H = check_homography(H)
+    scale = transform_scale(H)
+    src = cv2.GaussianBlur(image, (0, 0), 0.45 / scale) if scale < 0.8 else image
+    return cv2.warpPerspective(src.astype(np.float32), H, (int(shape[1]), int(shape[0])),
+                               flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+                               borderValue=0)
+
+
 def warp_to_frame(image: np.ndarray, mask: np.ndarray, H: np.ndarray,
                   shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """Resample a moving image into the fixed frame.
+    """Resample a moving image and its mask into the fixed frame (:func:`warp_image`).
 
     Args:
         image: (h, w) float32 moving image.
@@ -31,15 +50,9 @@ def warp_to_frame(image: np.ndarray, mask: np.ndarray, H: np.ndarray,
         (H, W) float32 image and (H, W) bool mask (False outside the moving image).
     """
     H = check_homography(H)
-    size = (int(shape[1]), int(shape[0]))
-    # anti-alias when the warp shrinks the moving image
-    scale = transform_scale(H)
-    src = image
-    if scale < 0.8:
-        src = cv2.GaussianBlur(image, (0, 0), 0.45 / scale)
-    out = cv2.warpPerspective(src.astype(np.float32), H, size, flags=cv2.INTER_LINEAR,
-                              borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-    m = cv2.warpPerspective(mask.astype(np.uint8) * 255, H, size, flags=cv2.INTER_LINEAR,
+    out = warp_image(image, H, shape)
+    m = cv2.warpPerspective(mask.astype(np.uint8) * 255, H, (int(shape[1]), int(shape[0])),
+                            flags=cv2.INTER_LINEAR,
                             borderMode=cv2.BORDER_CONSTANT, borderValue=0) > 250
     return out, m
 

@@ -18,8 +18,9 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from .checks import InputError, check_homography, check_points
+from .estimate import resize_map
 from .io import atomic_path
-from .patches import warp_to_frame
+from .patches import warp_image
 
 #: Widest figure written, in pixels.
 MAX_WIDTH_PX = 1600
@@ -173,7 +174,7 @@ def plot_overlay(dest: str | os.PathLike, fixed_img: np.ndarray, moving_img: np.
 
     "before": the moving image simply resized to the fixed image's size (scale only).
     "after": the moving image warped onto the fixed grid by ``H_moving_to_fixed``
-    (:func:`register.patches.warp_to_frame`); outside its footprint the moving tiles are black.
+    (:func:`register.patches.warp_image`); outside its footprint the moving tiles are black.
 
     Args:
         dest: output .png path.
@@ -198,10 +199,8 @@ def plot_overlay(dest: str | os.PathLike, fixed_img: np.ndarray, moving_img: np.
                         if moving.shape[0] * moving.shape[1] > h * w else cv2.INTER_LINEAR)
     panels = [("before", checkerboard(fixed_d, before, tiles=tiles))]
     if H_moving_to_fixed is not None:
-        sx, sy = w / fixed.shape[1], h / fixed.shape[0]
-        # fixed px -> display px, about pixel centres: x_display = (x + 0.5) sx - 0.5
-        S = np.array([[sx, 0, 0.5 * sx - 0.5], [0, sy, 0.5 * sy - 0.5], [0, 0, 1.0]])
-        after, _ = warp_to_frame(moving, np.ones(moving.shape, bool), S @ H, (h, w))
+        S = resize_map(fixed.shape, (h, w))  # fixed px -> display px (cv2.resize's centres)
+        after = warp_image(moving, S @ H, (h, w))
         panels.append(("after", checkerboard(fixed_d, np.clip(after, 0, 1), tiles=tiles)))
 
     gap = 0.05 * w

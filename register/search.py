@@ -29,7 +29,7 @@ import torch
 
 from .config import Config
 from .estimate import resize_map, transfer, transform_scale
-from .patches import warp_to_frame
+from .patches import warp_image
 from .threads import torch_threads
 
 N_ORIENTATIONS = 6
@@ -533,7 +533,7 @@ def _frame_channels(fixed: np.ndarray, fixed_mask: np.ndarray, moving: np.ndarra
     fs, fm, d = _downsized(fixed, fixed_mask, side)
     hf, wf = fs.shape
     A = resize_map(fixed.shape, fs.shape) @ np.asarray(H, np.float64)
-    warped, _ = warp_to_frame(moving, moving_mask, A, (hf, wf))  # anti-aliased when shrinking
+    warped = warp_image(moving, A, (hf, wf))  # anti-aliased when shrinking
     # the footprint: nearest, then eroded so that the edge's gradients do not count
     wm = cv2.warpPerspective(moving_mask.astype(np.uint8), A, (wf, hf), flags=cv2.INTER_NEAREST)
     wm = cv2.erode(wm, np.ones((5, 5), np.uint8)).astype(bool)
