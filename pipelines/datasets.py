@@ -194,11 +194,18 @@ VAL_SCALES = (0.6, 1.6)
 
 
 def validation_pairs(modality: str, *, seed: int = 0, every: int = VAL_EVERY,
-                     scales: tuple[float, float] = VAL_SCALES) -> list[Pair]:
+                     scales: tuple[float, float] = VAL_SCALES,
+                     perspective: float = 0.0) -> list[Pair]:
     """Held-out training image pairs (:func:`held_out`) under a seeded random similarity (any
     rotation, scale log-uniform in ``scales`` (default 0.6-1.6), shift up to 10 %), for choosing
     options without touching test pairs. A scale above 1 enlarges the moving image (its frame then
     shows the central 1/scale of the scene); below 1 shrinks it inside a nodata border.
+
+    ``perspective`` > 0 follows the similarity with a seeded random projective warp that moves
+    each corner of the moving frame by up to ``perspective`` times its width and height (drawn
+    from a generator of its own, so the similarities stay those of ``perspective=0``): a
+    transform that only a homography represents, like a camera pair that sees a plane at an
+    angle.
 
     With the default ``every`` these are the pairs the network was validated on, not trained on.
     A smaller ``every`` (e.g. 3) gives more pairs, most of which the network was trained on: sound
@@ -210,6 +217,9 @@ def validation_pairs(modality: str, *, seed: int = 0, every: int = VAL_EVERY,
         raise ValueError(f"expected scales (lo, hi) with 0 < lo <= hi, got {scales}")
     fixes = read_gt_fixes()
     rng = np.random.default_rng(seed)
+    rng_p = np.random.default_rng([seed, 1])
+    if perspective < 0:
+        raise ValueError(f"expected perspective >= 0, got {perspective}")
     out = []
     for pair in held_out(modality, every=every):
         H = pair.H_array
@@ -221,6 +231,10 @@ def validation_pairs(modality: str, *, seed: int = 0, every: int = VAL_EVERY,
         a, sc = rng.uniform(0, 360), float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
         t = rng.uniform(-0.1, 0.1, 2) * (w, h)
         W = similarity(a, sc, ((w - 1) / 2, (h - 1) / 2), ((w - 1) / 2 + t[0], (h - 1) / 2 + t[1]))
+        if perspective > 0:
+            c = np.array([[0, 0], [w - 1, 0], [w - 1, h - 1], [0, h - 1]], np.float32)
+            d = rng_p.uniform(-perspective, perspective, (4, 2)) * (w, h)
+            W = cv2.getPerspectiveTransform(c, (c + d).astype(np.float32)) @ W
         out.append(Pair(f"val_{pair.set}", pair.name, pair.modality, pair.fixed, pair.moving,
                         H=_h(H @ np.linalg.inv(W)), warp=_h(W)))
     return out
@@ -255,11 +269,14 @@ def load_pair(pair: Pair):
 
 
 def split(name: str, *, val_every: int = VAL_EVERY,
-          val_scales: tuple[float, float] = VAL_SCALES) -> list[Pair]:
-    """Pairs of one split, e.g. ``split("test/opt-sar")``; ``val_every`` and ``val_scales`` pick
-    the validation pairs and their synthetic scale (see :func:`validation_pairs`)."""
+          val_scales: tuple[float, float] = VAL_SCALES,
+          val_perspective: float = 0.0) -> list[Pair]:
+    """Pairs of one split, e.g. ``split("test/opt-sar")``; ``val_every``, ``val_scales`` and
+    ``val_perspective`` pick the validation pairs and their synthetic warp (see
+    :func:`validation_pairs`)."""
     if name.startswith("val/"):
-        return validation_pairs(name.split("/", 1)[1], every=val_every, scales=val_scales)
+        return validation_pairs(name.split("/", 1)[1], every=val_every, scales=val_scales,
+                                perspective=val_perspective)
     pairs = all_pairs(str(data_root()))
     if name not in pairs:
         raise KeyError(f"unknown split {name!r}; known: {sorted(pairs)}")

@@ -2,6 +2,7 @@
 
     python -m pipelines.evaluate registration [--sets opt-sar,opt-ir,vis-nir,vis-lwir]
         [--methods ours,identity,sift,mi] [--split test|val] [--val-every N] [--val-scale LO HI]
+        [--val-perspective P]
         [--config JSON] [--label NAME] [--include PAIRS_CSV ...] [--limit N] [--out DIR]
         [--device cpu]
         [--results docs/results.md] [--section NAME]
@@ -132,15 +133,15 @@ def _write_csv(path: Path, rows: list[dict], fields: Sequence[str]) -> None:
 
 PAIR_FIELDS = ("set", "pair", "method", "status", "reason", "error_px", "n_checkpoints",
                "seconds", "H", "timings", "verify_z", "confirmed_by", "affine_deviation_px",
-               "keypoint_support", "num_inliers")
+               "keypoint_support", "num_inliers", "transform")
 #: (pairs.csv column, key of ``Result.verification``)
 VERIFY_COLUMNS = (("verify_z", "z_at_zero_shift"), ("confirmed_by", "confirmed_by"),
                   ("affine_deviation_px", "affine_deviation_px"),
-                  ("keypoint_support", "keypoint_support"))
+                  ("keypoint_support", "keypoint_support"), ("transform", "transform"))
 #: ``candidates.csv``: every hypothesis ``ours`` matched and checked, with its own error
 CANDIDATE_FIELDS = ("set", "pair", "method", "index", "source", "angle_deg", "scale",
-                    "num_inliers", "z", "peak_shift_px", "affine_deviation_px", "confirmed",
-                    "error_px")
+                    "num_inliers", "z", "peak_shift_px", "affine_deviation_px", "transform",
+                    "confirmed", "error_px")
 
 
 def included_summary(pairs_csv: Path, sets: Sequence[str], skip_methods: Sequence[str]
@@ -188,7 +189,8 @@ def run_registration(args, log: Callable[[str], None]) -> tuple[list[dict], list
     try:
         for set_name in args.sets:
             pairs = select_evenly(split(f"{args.split}/{set_name}", val_every=args.val_every,
-                                        val_scales=tuple(args.val_scale)), args.limit)
+                                        val_scales=tuple(args.val_scale),
+                                        val_perspective=args.val_perspective), args.limit)
             cfg = base_cfg.replace(modality=config_modality(set_name))
             errors = {m: [] for m in args.methods}
             secs = {m: [] for m in args.methods}
@@ -297,6 +299,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--val-scale", type=float, nargs=2, default=list(VAL_SCALES),
                    metavar=("LO", "HI"), help="with --split val: scale range of the synthetic "
                    f"similarity (log-uniform; default {VAL_SCALES[0]} {VAL_SCALES[1]})")
+    p.add_argument("--val-perspective", type=float, default=0.0, metavar="P",
+                   help="with --split val: follow the similarity with a random projective warp "
+                        "moving each corner by up to P times the image size (default 0)")
     p.add_argument("--section", default=None,
                    help="name of the --results section (default: the mode, plus :SPLIT off test)")
     p.add_argument("--include", type=Path, nargs="*", default=None,
@@ -334,6 +339,10 @@ def main(argv: list[str] | None = None) -> int:
     if not 0 < lo <= hi or (args.split == "test" and (lo, hi) != VAL_SCALES):
         print(f"error: --val-scale expects 0 < LO <= HI and applies to --split val only; got "
               f"{lo:g} {hi:g} with --split {args.split}", file=sys.stderr)
+        return 2
+    if not 0 <= args.val_perspective < 0.25 or (args.split == "test" and args.val_perspective):
+        print(f"error: --val-perspective expects 0 <= P < 0.25 and applies to --split val only;"
+              f" got {args.val_perspective:g} with --split {args.split}", file=sys.stderr)
         return 2
     args.out = args.out or Path("runs") / "eval" / args.mode
     args.out.mkdir(parents=True, exist_ok=True)

@@ -56,8 +56,6 @@ from rasterio.windows import Window
 from pipelines.tiles_output import (
     MIN_SIDE, Meta, _bbox_window, _boundary, _centre, _digest, _grow, _polygon, _row, _T, _wlist,
     finish_pair, px_map, read_meta, shift_at, write_summary, write_totals)
-from pipelines.tiles_output import (  # noqa: F401 - re-exported: part of this module's API
-    BLOCK, COLUMNS, H_KEYS, combine_tiles, write_aligned_windowed)
 from register.checks import InputError
 from register.config import DEVICES, MODALITIES, Config, config_from_dict, config_to_dict
 from register.io import read_image, write_json

@@ -55,14 +55,15 @@ class Result:
             (:func:`register.search.verify_alignment`): ``z_at_zero_shift``,
             ``peak_shift_px``, ``affine_deviation_px`` (how far the transform bends away from
             an affine one over the overlap; both in working-resolution fixed px),
+            ``transform`` (the model RANSAC fitted: ``"homography"`` or ``"affine"``),
             ``keypoint_support`` (SIFT correspondences the transform
             explains, when a SIFT hypothesis was found) and, when ok, ``confirmed_by``:
             ``"check"`` (z at least ``verify_min_z``, peak near zero shift) or ``"keypoints"``
             (at least ``keypoint_confirm_inliers`` SIFT correspondences explained).
         candidates: every hypothesis RANSAC supported, in the order tried: ``source``,
             ``angle_deg``, ``scale``, ``num_inliers``, ``z``, ``peak_shift_px``,
-            ``affine_deviation_px``, ``confirmed`` and ``H`` (3x3 list, moving px -> fixed px
-            at full resolution, before refinement).
+            ``affine_deviation_px``, ``transform``, ``confirmed`` and ``H`` (3x3 list, moving
+            px -> fixed px at full resolution, before refinement).
     """
 
     status: str
@@ -437,7 +438,7 @@ def register_pair(fixed: str | Path | Raster, moving: str | Path | Raster,
         candidates.append({"source": source, "angle_deg": round(hyp.angle_deg, 2),
                            "scale": round(hyp.scale, 4), "num_inliers": est.num_inliers,
                            "z": round(z0, 3), "peak_shift_px": round(shift, 3),
-                           "affine_deviation_px": round(bent, 3),
+                           "affine_deviation_px": round(bent, 3), "transform": est.model,
                            "confirmed": by is not None, "H": (H_full / H_full[2, 2]).tolist()})
         if best is None or (by is not None, z0) > (best[-1][2] is not None, best[-1][0]):
             best = (est, matches, nk, nc, hyp, source, judged)
@@ -478,7 +479,7 @@ def register_pair(fixed: str | Path | Raster, moving: str | Path | Raster,
     counts = dict(num_keypoints=nk, num_candidates=nc, num_matches=len(matches),
                   num_inliers=est.num_inliers)
     verification = {"z_at_zero_shift": round(z0, 3), "peak_shift_px": round(shift, 3),
-                    "affine_deviation_px": round(bent, 3)}
+                    "affine_deviation_px": round(bent, 3), "transform": est.model}
     kp_note = ""
     if n_kp is not None:
         verification["keypoint_support"] = n_kp

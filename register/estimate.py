@@ -25,11 +25,14 @@ class Estimate:
             normalised so ``H[2, 2] == 1``.
         inliers: (M,) bool inlier mask over the matches it was fitted to.
         rmse_px: root-mean-square transfer error of the inliers, in fixed pixels.
+        model: the transform model that was fitted, ``"homography"`` or ``"affine"`` (with
+            ``transform="auto"``, the one :func:`gric` preferred).
     """
 
     H: np.ndarray
     inliers: np.ndarray
     rmse_px: float
+    model: str = "homography"
 
     @property
     def num_inliers(self) -> int:
@@ -102,6 +105,35 @@ def affine_deviation(H: np.ndarray, shape_fixed: tuple[int, int], shape_moving: 
     return float(np.linalg.norm(A @ coef - xy_fixed[inside], axis=1).max())
 
 
+#: free parameters of each transform model (for :func:`gric`)
+MODEL_DOF = {"homography": 8, "affine": 6}
+
+
+def gric(H: np.ndarray, xy_moving: np.ndarray, xy_fixed: np.ndarray, *, sigma: float,
+         dof: int) -> float:
+    """Torr's geometric robust information criterion of a 2D transform; lower is better.
+
+    Each match costs its squared transfer error in units of ``sigma``, capped at 4 (a match
+    more than ``2 * sigma`` off counts as an outlier, whatever its error); the model pays
+    ``ln(4 n)`` per free parameter. Between a homography (8) and an affine transform (6) fitted
+    to the same n matches, the homography wins only when its perspective terms explain the
+    matches better by more than ``2 ln(4 n)``: enough more inliers or tighter residuals, not
+    the few chance matches that two extra degrees of freedom can always bend towards. The
+    per-match term ``n ln 4`` that Torr adds is the same for both models and left out.
+
+    Args:
+        H: (3, 3) transform, moving px -> fixed px.
+        xy_moving, xy_fixed: (N, 2) float pixel coordinates of the matches (x = column,
+            y = row, 0-based).
+        sigma: the matches' localisation noise, fixed px.
+        dof: the model's free parameters (:data:`MODEL_DOF`).
+    """
+    with np.errstate(all="ignore"):
+        e2 = ((transfer(H, xy_moving) - xy_fixed) ** 2).sum(1) / sigma ** 2
+    e2 = np.where(np.isfinite(e2), e2, np.inf)
+    return float(np.minimum(e2, 4.0).sum() + np.log(4 * max(len(e2), 1)) * dof)
+
+
 def check_transform(H: np.ndarray, shape_moving: tuple[int, int], *, max_scale: float = 8.0,
                     max_anisotropy: float = 4.0) -> str | None:
     """Why ``H`` is degenerate over a moving image of ``shape_moving`` (H, W), or None if fine."""
@@ -134,13 +166,16 @@ def check_transform(H: np.ndarray, shape_moving: tuple[int, int], *, max_scale: 
 def estimate(xy_moving: np.ndarray, xy_fixed: np.ndarray, shape_moving: tuple[int, int], *,
              transform: str = "homography", threshold: float = 3.0, iterations: int = 2000,
              min_inliers: int = 12, seed: int = 0, weights: np.ndarray | None = None) -> Estimate:
-    """Fit a homography or affine transform moving -> fixed with RANSAC.
+    """Fit a homography or affine transform moving -> fixed with RANSAC, or both and keep the
+    one :func:`gric` prefers (``transform="auto"``).
 
     Args:
         xy_moving: (N, 2) float32 moving-image pixels (x = column, y = row, 0-based).
         xy_fixed: (N, 2) float32 corresponding fixed-image pixels.
         shape_moving: (H, W) of the moving image (for the degeneracy check).
-        transform: ``"homography"`` or ``"affine"``.
+        transform: ``"homography"``, ``"affine"`` or ``"auto"``: fit both (same seed and
+            threshold) and keep the lower :func:`gric` with ``sigma = threshold / 2``, so a
+            homography is returned only when the matches support its perspective terms.
         threshold: inlier transfer error, fixed pixels.
         iterations: RANSAC budget in batches of 256 minimal samples (kornia 0.9 counts
             ``max_iter`` in batches), so at most ``256 * iterations`` samples; the search stops
@@ -156,8 +191,29 @@ def estimate(xy_moving: np.ndarray, xy_fixed: np.ndarray, shape_moving: tuple[in
     """
     xm = check_points(xy_moving, "moving points")
     xf = check_points(xy_fixed, "fixed points")
-    if transform not in ("homography", "affine"):
-        raise ValueError(f"transform must be 'homography' or 'affine', got {transform!r}")
+    if transform not in ("auto", *MODEL_DOF):
+        raise ValueError(f"transform must be 'auto', 'homography' or 'affine', got {transform!r}")
+    if transform != "auto":
+        return _fit(xm, xf, shape_moving, transform, threshold, iterations, min_inliers, seed,
+                    weights)
+    fits, reasons = [], []
+    for model in MODEL_DOF:
+        try:
+            fits.append(_fit(xm, xf, shape_moving, model, threshold, iterations, min_inliers,
+                             seed, weights))
+        except RegistrationFailed as exc:
+            reasons.append(exc.reason)
+    if not fits:
+        raise RegistrationFailed(reasons[0])
+    # sigma = threshold / 2 puts gric's outlier cap at the RANSAC inlier threshold
+    return min(fits, key=lambda e: gric(e.H, xm, xf, sigma=threshold / 2,
+                                        dof=MODEL_DOF[e.model]))
+
+
+def _fit(xm: np.ndarray, xf: np.ndarray, shape_moving: tuple[int, int], transform: str,
+         threshold: float, iterations: int, min_inliers: int, seed: int,
+         weights: np.ndarray | None) -> Estimate:
+    """One RANSAC fit of :func:`estimate` with a fixed model (checked points)."""
     need = max(min_inliers, 4 if transform == "homography" else 3)
     if len(xm) < need:
         raise RegistrationFailed(f"only {len(xm)} matches survived selection; at least {need} "
@@ -183,4 +239,4 @@ def estimate(xy_moving: np.ndarray, xy_fixed: np.ndarray, shape_moving: tuple[in
     if why:
         raise RegistrationFailed(why)
     err = np.linalg.norm(transfer(H, xm[inl]) - xf[inl], axis=1)
-    return Estimate(H=H, inliers=inl, rmse_px=float(np.sqrt((err ** 2).mean())))
+    return Estimate(H=H, inliers=inl, rmse_px=float(np.sqrt((err ** 2).mean())), model=transform)

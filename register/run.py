@@ -28,8 +28,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "also picks the network weights, of which only a joint model ships")
     p.add_argument("--device", choices=DEVICES, default="auto",
                    help="where the network runs (auto: CUDA when available)")
-    p.add_argument("--transform", choices=TRANSFORMS, default="homography",
-                   help="model fitted by RANSAC (default: %(default)s)")
+    p.add_argument("--transform", choices=TRANSFORMS, default=Config.transform,
+                   help="model fitted by RANSAC; auto fits both and keeps the homography only "
+                        "when the matches support its perspective terms (default: "
+                        "%(default)s)")
     p.add_argument("--max-keypoints", type=int, default=Config.max_keypoints,
                    help="keypoints detected in FIXED (default: %(default)s; at least 8)")
     p.add_argument("--band-fixed", type=int, default=None, help="1-based band of FIXED")

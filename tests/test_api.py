@@ -68,9 +68,11 @@ def test_register_pair_result_fields(srif):
         assert r.timings[stage] >= 0.0
     # every checked hypothesis is listed; the one the result came from is confirmed and close
     assert r.candidates and all(set(k) == {"source", "angle_deg", "scale", "num_inliers", "z",
-                                           "peak_shift_px", "affine_deviation_px", "confirmed",
-                                           "H"}
+                                           "peak_shift_px", "affine_deviation_px", "transform",
+                                           "confirmed", "H"}
                                 for k in r.candidates)
+    assert r.verification["transform"] in ("homography", "affine")
+    assert all(k["transform"] in ("homography", "affine") for k in r.candidates)
     chosen = [k for k in r.candidates if k["confirmed"]]
     assert chosen and max(k["z"] for k in chosen) >= SRIF_CFG.verify_min_z
     shape = read_image(fixed).shape
@@ -221,38 +223,42 @@ def test_register_pair_accept_z_ends_search_early(data_root, random_model):
 def test_register_pair_rejects_bent_homography(data_root, random_model):
     """Validation pair optical-SAR 30 under a 1.6-2x enlargement: RANSAC fits a homography that
     passes the structural check (z ~12) while bending ~28 px away from any affine transform, and
-    it is ~44 px off. The plausibility rule turns that wrong answer into a failure."""
+    it is ~44 px off. The plausibility rule turns that wrong answer into a failure. (With the
+    default ``transform="auto"`` the affine fit wins on this pair, and fails the rescue rule.)"""
     from pipelines.datasets import load_pair, validation_pairs
     from pipelines.metrics import checkpoints, pair_error
 
     pair = next(p for p in validation_pairs("opt-sar", scales=(1.6, 2.0)) if p.name == "30")
     fixed, moving = load_pair(pair)
-    res = register_pair(fixed, moving, Config(modality="opt-sar"), model=random_model)
+    cfg = Config(modality="opt-sar", transform="homography")
+    res = register_pair(fixed, moving, cfg, model=random_model)
     assert not res.ok and "affine" in res.reason, res.reason
     assert res.verification["affine_deviation_px"] > Config().max_affine_deviation
-    off = register_pair(fixed, moving, Config(modality="opt-sar", max_affine_deviation=0.0,
-                                              rescued_min_z=0.0), model=random_model)
+    off = register_pair(fixed, moving, cfg.replace(max_affine_deviation=0.0, rescued_min_z=0.0),
+                        model=random_model)
     assert off.ok and pair_error(off.H, *checkpoints(pair, fixed.shape, moving.shape)) > 20
 
 
 def test_register_pair_weak_check_needs_inliers(data_root, random_model):
     """Validation pair optical-IR 130 under a 1.6-2x enlargement: the search finds no right
     hypothesis, and a wrong one with 12 inliers passes the structural check at z ~9.3 (9.7 after
-    refinement), ~128 px off. A check under low_z needs low_z_min_inliers inliers."""
+    refinement), ~128 px off. A check under low_z needs low_z_min_inliers inliers. The rule is
+    shown on homographies; the default ``transform="auto"`` also fails this pair."""
     from pipelines.datasets import load_pair, validation_pairs
     from pipelines.metrics import checkpoints, pair_error
 
     pair = next(p for p in validation_pairs("opt-ir", scales=(1.6, 2.0)) if p.name == "130")
     fixed, moving = load_pair(pair)
-    res = register_pair(fixed, moving, Config(low_z=11.0, low_z_min_inliers=24),
-                        model=random_model)
+    cfg = Config(low_z=11.0, low_z_min_inliers=24, transform="homography")
+    assert not register_pair(fixed, moving, cfg.replace(transform="auto"), model=random_model).ok
+    res = register_pair(fixed, moving, cfg, model=random_model)
     assert not res.ok, res.reason
     # the wrong hypothesis passes the check (z >= 9) but is not confirmed for lack of inliers;
     # refined anyway, it then fails on the rescue rule
     first = res.candidates[0]
     assert Config().verify_min_z <= first["z"] < 11.0 and first["num_inliers"] < 24
     assert not first["confirmed"]
-    off = register_pair(fixed, moving, Config(low_z=0.0), model=random_model)
+    off = register_pair(fixed, moving, cfg.replace(low_z=0.0), model=random_model)
     assert off.candidates[0]["confirmed"]
     assert off.ok and pair_error(off.H, *checkpoints(pair, fixed.shape, moving.shape)) > 50
 
@@ -330,17 +336,19 @@ def test_register_pair_refined_transform_needs_clear_check_when_nothing_was_conf
         data_root, random_model):
     """Validation pair optical-SAR 87: no hypothesis is confirmed, refinement lifts the best
     one over the gate at z ~11.2, and that transform is ~12 px off. A transform confirmed only
-    after refinement needs rescued_min_z."""
+    after refinement needs rescued_min_z. The rule is shown on homographies; the default
+    ``transform="auto"`` also fails this pair."""
     from pipelines.datasets import load_pair, validation_pairs
     from pipelines.metrics import checkpoints, pair_error
 
     pair = next(p for p in validation_pairs("opt-sar", every=3) if p.name == "87")
     fixed, moving = load_pair(pair)
-    res = register_pair(fixed, moving, Config(modality="opt-sar"), model=random_model)
+    cfg = Config(modality="opt-sar", transform="homography")
+    assert not register_pair(fixed, moving, cfg.replace(transform="auto"), model=random_model).ok
+    res = register_pair(fixed, moving, cfg, model=random_model)
     assert not res.ok and "after refinement" in res.reason, res.reason
     assert res.verification["z_at_zero_shift"] < Config().rescued_min_z
-    off = register_pair(fixed, moving, Config(modality="opt-sar", rescued_min_z=0.0),
-                        model=random_model)
+    off = register_pair(fixed, moving, cfg.replace(rescued_min_z=0.0), model=random_model)
     assert off.ok and pair_error(off.H, *checkpoints(pair, fixed.shape, moving.shape)) > 10
 
 
@@ -361,3 +369,21 @@ def test_register_pair_recovers_warped_copy_to_sub_pixel_accuracy(data_root, ran
     res = register_pair(fixed, moving, Config(modality="vis-nir"), model=random_model)
     assert res.ok, res.reason
     assert corner_distance(res.H, np.linalg.inv(W), fixed.shape) < 0.05
+    assert res.verification["transform"] == "affine"  # a similarity: no perspective to fit
+
+
+def test_register_pair_auto_transform_keeps_the_homography_of_a_projective_pair(data_root,
+                                                                               random_model):
+    """The MIFNet optical-SAR example's SAR image is warped by a homography that bends about
+    30 px away from any affine map: ``transform="auto"`` returns a homography, the same
+    transform as ``"homography"``, confirmed at a higher z than the best affine fit."""
+    d = data_root / "mifnet_examples"
+    fixed, moving = read_image(d / "opt_sar_1.png"), read_image(d / "opt_sar_2.png")
+    cfg = Config(modality="opt-sar")
+    res = register_pair(fixed, moving, cfg, model=random_model)
+    assert res.ok and res.verification["transform"] == "homography", res.reason
+    assert res.verification["affine_deviation_px"] > 20
+    hom = register_pair(fixed, moving, cfg.replace(transform="homography"), model=random_model)
+    np.testing.assert_allclose(res.H, hom.H, atol=1e-9)
+    aff = register_pair(fixed, moving, cfg.replace(transform="affine"), model=random_model)
+    assert aff.verification["z_at_zero_shift"] < res.verification["z_at_zero_shift"] - 2

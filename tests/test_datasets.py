@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from pipelines.datasets import (SPLITS_FILE, all_pairs, gt_map, held_out, held_out_names,
-                                load_pair, split, validation_pairs)
+                                load_pair, raster_shape, split, validation_pairs)
 from pipelines.check_gt import check_pair, sar_mask
 from register.io import to_gray
 
@@ -45,6 +45,29 @@ def test_validation_pairs_scales_follow_the_requested_range(data_root):
         assert np.allclose(x[:2, :2] / np.linalg.norm(x[:2, 0]), y[:2, :2] / np.linalg.norm(y[:2, 0]))
     with pytest.raises(ValueError, match="0 < lo <= hi"):
         validation_pairs("opt-ir", scales=(2.0, 1.0))
+
+
+def test_validation_pairs_perspective_adds_a_projective_warp_after_the_same_similarity(
+        data_root):
+    from register.estimate import affine_deviation, transfer
+
+    plain, persp = validation_pairs("opt-ir"), validation_pairs("opt-ir", perspective=0.08)
+    assert [p.name for p in plain] == [p.name for p in persp]
+    bends = []
+    for a, b in zip(plain, persp):
+        Wa, Wb = (np.asarray(p.warp, np.float64).reshape(3, 3) for p in (a, b))
+        P = Wb @ np.linalg.inv(Wa)  # the added warp, in the moving frame
+        h, w = raster_shape(a.moving)
+        c = np.array([[0, 0], [w - 1, 0], [w - 1, h - 1], [0, h - 1]], np.float64)
+        moved = np.abs(transfer(P, c) - c)
+        assert (moved <= 0.08 * np.array([w, h]) + 1e-6).all()
+        bends.append(affine_deviation(P, (h, w), (h, w)))
+        # the truth moves with the warp: moving px under the new truth land where they did
+        np.testing.assert_allclose(b.H_array @ Wb / (b.H_array @ Wb)[2, 2],
+                                   a.H_array @ Wa / (a.H_array @ Wa)[2, 2], atol=1e-6)
+    assert max(bends) > 3  # projective, not affine
+    with pytest.raises(ValueError, match="perspective >= 0"):
+        validation_pairs("opt-ir", perspective=-0.1)
 
 
 def test_held_out_names_are_the_validation_pairs(data_root):

@@ -6,8 +6,8 @@ import pytest
 
 from register.checks import RegistrationFailed
 from register.detect import detect
-from register.estimate import (affine_deviation, check_transform, estimate, resize_map,
-                               transfer, transform_scale)
+from register.estimate import (MODEL_DOF, affine_deviation, check_transform, estimate, gric,
+                               resize_map, transfer, transform_scale)
 from register.io import read_image, to_gray
 
 H_TRUE = np.array([[0.92, -0.21, 35.0], [0.19, 0.97, -18.0], [2e-4, -1e-4, 1.0]])
@@ -54,6 +54,38 @@ def test_estimate_with_weights_and_affine(real_points, corner_error):
     assert corner_error(e.H, A, SHAPE) < 0.5
     np.testing.assert_allclose(e.H[2], [0, 0, 1], atol=1e-9)
     np.testing.assert_array_equal(e.inliers, truth)  # inlier mask in the caller's order
+
+
+def test_estimate_auto_keeps_affine_unless_the_matches_support_perspective(real_points,
+                                                                          corner_error):
+    A = H_TRUE.copy()
+    A[2] = [0, 0, 1]
+    # affine truth, matches with 1 px noise and 30 % outliers: the homography's two extra
+    # parameters can only fit noise and chance matches, so auto keeps the affine fit
+    xm, xf, _ = _with_outliers(real_points, A, 0.3, seed=2)
+    xf += np.random.default_rng(5).normal(0, 1.0, xf.shape).astype(np.float32)
+    e = estimate(xm, xf, SHAPE, transform="auto", seed=0)
+    assert e.model == "affine" and np.allclose(e.H[2], [0, 0, 1])
+    assert corner_error(e.H, A, SHAPE) < 1.5
+    # perspective truth (17 px away from the best affine map over the image): the homography
+    xm, xf, truth = _with_outliers(real_points, H_TRUE, 0.3)
+    e = estimate(xm, xf, SHAPE, transform="auto", seed=0)
+    assert e.model == "homography" and corner_error(e.H, H_TRUE, SHAPE) < 0.5
+    np.testing.assert_array_equal(e.inliers, truth)
+    assert estimate(xm, xf, SHAPE, transform="affine", seed=0).model == "affine"
+
+
+def test_gric_charges_outliers_a_fixed_cost_and_each_parameter_ln_4n():
+    xm = np.array([[10, 10], [200, 40], [60, 300], [400, 420], [250, 250]], np.float64)
+    xf = xm.copy()
+    xf[4] += [30, 0]  # one match far off
+    H = np.eye(3)
+    g_h = gric(H, xm, xf, sigma=1.5, dof=MODEL_DOF["homography"])
+    g_a = gric(H, xm, xf, sigma=1.5, dof=MODEL_DOF["affine"])
+    assert g_h - g_a == pytest.approx(2 * np.log(20))
+    assert g_a == pytest.approx(4.0 + 6 * np.log(20))  # only the outlier costs, capped at 4
+    xf[0] += [1.5, 0]  # one sigma off: costs 1
+    assert gric(H, xm, xf, sigma=1.5, dof=6) == pytest.approx(g_a + 1.0)
 
 
 def test_estimate_too_few_matches(real_points):

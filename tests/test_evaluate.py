@@ -75,3 +75,12 @@ def test_main_refuses_val_scale_outside_the_val_split(tmp_path, capsys):
                  "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert "--val-scale" in err and not out.exists()
+
+
+def test_main_refuses_val_perspective_outside_the_val_split(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["registration", "--val-perspective", "0.08", "--out", str(out)]) == 2
+    assert main(["registration", "--split", "val", "--val-perspective", "0.3",
+                 "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "--val-perspective" in err and not out.exists()

@@ -31,10 +31,15 @@ def rgbn(data_root):
 
 
 def test_main_success_mifnet_opt_sar(data_root, tmp_path, capsys):
+    # the MIFNet SAR image is warped by a strong homography (about 30 px from any affine map);
+    # with the random network and only 96 keypoints the matches are too few for --transform
+    # auto to prefer it (the pair then fails at z 12.5; with the shipped weights and the
+    # default keypoints auto returns the homography), so this plumbing test names it
     d = data_root / "mifnet_examples"
     out = tmp_path / "out"
     rc = main([str(d / "opt_sar_1.png"), str(d / "opt_sar_2.png"), "--model", "random",
-               "--max-keypoints", "96", "--device", "cpu", "--out-dir", str(out)])
+               "--max-keypoints", "96", "--transform", "homography", "--device", "cpu",
+               "--out-dir", str(out)])
     err = capsys.readouterr().err
     assert rc == 0, err
     assert sorted(os.listdir(out)) == sorted(OUTPUTS)
