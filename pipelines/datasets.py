@@ -191,6 +191,9 @@ def held_out_names(*, every: int = VAL_EVERY) -> set[str]:
 
 #: Scale range of the synthetic similarity of :func:`validation_pairs` (log-uniform).
 VAL_SCALES = (0.6, 1.6)
+#: largest ``perspective`` of :func:`validation_pairs`: corner moves of up to a quarter of the
+#: image keep the warped frame a convex quadrilateral (no folded ground truth)
+VAL_MAX_PERSPECTIVE = 0.25
 
 
 def validation_pairs(modality: str, *, seed: int = 0, every: int = VAL_EVERY,
@@ -215,11 +218,11 @@ def validation_pairs(modality: str, *, seed: int = 0, every: int = VAL_EVERY,
     lo, hi = scales
     if not 0 < lo <= hi:
         raise ValueError(f"expected scales (lo, hi) with 0 < lo <= hi, got {scales}")
+    if not 0 <= perspective < VAL_MAX_PERSPECTIVE:
+        raise ValueError(f"expected 0 <= perspective < {VAL_MAX_PERSPECTIVE}, got {perspective}")
     fixes = read_gt_fixes()
     rng = np.random.default_rng(seed)
     rng_p = np.random.default_rng([seed, 1])
-    if perspective < 0:
-        raise ValueError(f"expected perspective >= 0, got {perspective}")
     out = []
     for pair in held_out(modality, every=every):
         H = pair.H_array

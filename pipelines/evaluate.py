@@ -38,7 +38,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from pipelines.datasets import VAL_EVERY, VAL_SCALES, select_evenly, split
+from pipelines.datasets import VAL_EVERY, VAL_MAX_PERSPECTIVE, VAL_SCALES, select_evenly, split
 from pipelines.metrics import DENSE_MARGIN, GRID, THRESHOLDS, checkpoints, pair_error, summarise
 from pipelines.models import Models, config_modality
 from pipelines.patches import DEFAULT_CACHE
@@ -210,7 +210,8 @@ def run_registration(args, log: Callable[[str], None]) -> tuple[list[dict], list
                     row = {"set": set_name, "pair": label, "method": _name(method, args),
                            "reason": "",
                            "H": "", "timings": "", "verify_z": "", "confirmed_by": "",
-                           "affine_deviation_px": "", "keypoint_support": "", "num_inliers": ""}
+                           "affine_deviation_px": "", "keypoint_support": "", "num_inliers": "",
+                           "transform": ""}
                     H, t0, cands = None, time.perf_counter(), []
                     try:
                         if fixed is None:
@@ -301,7 +302,8 @@ def build_parser() -> argparse.ArgumentParser:
                    f"similarity (log-uniform; default {VAL_SCALES[0]} {VAL_SCALES[1]})")
     p.add_argument("--val-perspective", type=float, default=0.0, metavar="P",
                    help="with --split val: follow the similarity with a random projective warp "
-                        "moving each corner by up to P times the image size (default 0)")
+                        "moving each corner by up to P times the image size (0 <= P < "
+                        f"{VAL_MAX_PERSPECTIVE}; default 0)")
     p.add_argument("--section", default=None,
                    help="name of the --results section (default: the mode, plus :SPLIT off test)")
     p.add_argument("--include", type=Path, nargs="*", default=None,
@@ -340,9 +342,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: --val-scale expects 0 < LO <= HI and applies to --split val only; got "
               f"{lo:g} {hi:g} with --split {args.split}", file=sys.stderr)
         return 2
-    if not 0 <= args.val_perspective < 0.25 or (args.split == "test" and args.val_perspective):
-        print(f"error: --val-perspective expects 0 <= P < 0.25 and applies to --split val only;"
-              f" got {args.val_perspective:g} with --split {args.split}", file=sys.stderr)
+    if (not 0 <= args.val_perspective < VAL_MAX_PERSPECTIVE
+            or (args.split == "test" and args.val_perspective)):
+        print(f"error: --val-perspective expects 0 <= P < {VAL_MAX_PERSPECTIVE} and applies to "
+              f"--split val only; got {args.val_perspective:g} with --split {args.split}",
+              file=sys.stderr)
         return 2
     args.out = args.out or Path("runs") / "eval" / args.mode
     args.out.mkdir(parents=True, exist_ok=True)

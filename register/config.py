@@ -91,10 +91,9 @@ class Config:
     batch_size: int = 512
     # -- estimate --------------------------------------------------------------------------------
     # one of TRANSFORMS. "auto" fits a homography and an affine transform to the same matches and
-    # keeps the one with the lower GRIC (register.estimate.gric): on the 142 validation pairs
-    # (similarities) it gave success@5px optical-SAR 46 -> 52 %, VIS-LWIR 64 -> 72 % against
-    # "homography", and under an added perspective warp it kept the homography's rates, where
-    # "affine" lost 8-77 points (docs/results.md, "Transform model").
+    # keeps the one with the lower GRIC (register.estimate.gric); chosen on validation pairs with
+    # and without an added perspective warp against "homography" and "affine"
+    # (docs/results.md, "Transform model").
     transform: str = "auto"
     ransac_threshold: float = 3.0  # inlier reprojection threshold (px)
     ransac_iterations: int = 1000  # batches of 256 minimal samples (register.estimate.estimate)

@@ -1,4 +1,6 @@
-"""Robust transform estimation with kornia's RANSAC, seeded.
+"""Robust transform estimation with kornia's RANSAC, seeded: a homography, an affine transform,
+or (``transform="auto"``) both, keeping the one the geometric robust information criterion
+(:func:`gric`) prefers.
 
 A result with fewer than ``min_inliers`` inliers, a non-finite matrix, or a degenerate transform
 (folding, extreme anisotropy or scale) is a :class:`~register.checks.RegistrationFailed`, never
@@ -32,7 +34,7 @@ class Estimate:
     H: np.ndarray
     inliers: np.ndarray
     rmse_px: float
-    model: str = "homography"
+    model: str
 
     @property
     def num_inliers(self) -> int:
@@ -113,21 +115,27 @@ def gric(H: np.ndarray, xy_moving: np.ndarray, xy_fixed: np.ndarray, *, sigma: f
          dof: int) -> float:
     """Torr's geometric robust information criterion of a 2D transform; lower is better.
 
-    Each match costs its squared transfer error in units of ``sigma``, capped at 4 (a match
+    Each match costs its squared transfer error in units of ``sigma ** 2``, capped at 4 (a match
     more than ``2 * sigma`` off counts as an outlier, whatever its error); the model pays
     ``ln(4 n)`` per free parameter. Between a homography (8) and an affine transform (6) fitted
     to the same n matches, the homography wins only when its perspective terms explain the
     matches better by more than ``2 ln(4 n)``: enough more inliers or tighter residuals, not
-    the few chance matches that two extra degrees of freedom can always bend towards. The
-    per-match term ``n ln 4`` that Torr adds is the same for both models and left out.
+    the few chance matches that two extra degrees of freedom can always bend towards. Torr's
+    per-match term (``2 n ln 4`` for a 2D relation in 4D data) is the same for both models and
+    left out.
 
     Args:
         H: (3, 3) transform, moving px -> fixed px.
         xy_moving, xy_fixed: (N, 2) float pixel coordinates of the matches (x = column,
             y = row, 0-based).
-        sigma: the matches' localisation noise, fixed px.
+        sigma: the matches' localisation noise, fixed px (> 0).
         dof: the model's free parameters (:data:`MODEL_DOF`).
+
+    Raises:
+        ValueError: ``sigma`` is not a positive number.
     """
+    if not sigma > 0 or not np.isfinite(sigma):
+        raise ValueError(f"expected sigma > 0 (the matches' noise in px), got {sigma}")
     with np.errstate(all="ignore"):
         e2 = ((transfer(H, xy_moving) - xy_fixed) ** 2).sum(1) / sigma ** 2
     e2 = np.where(np.isfinite(e2), e2, np.inf)
@@ -197,14 +205,14 @@ def estimate(xy_moving: np.ndarray, xy_fixed: np.ndarray, shape_moving: tuple[in
         return _fit(xm, xf, shape_moving, transform, threshold, iterations, min_inliers, seed,
                     weights)
     fits, reasons = [], []
-    for model in MODEL_DOF:
+    for model in ("homography", "affine"):  # on a tie the homography (first) is kept
         try:
             fits.append(_fit(xm, xf, shape_moving, model, threshold, iterations, min_inliers,
                              seed, weights))
         except RegistrationFailed as exc:
-            reasons.append(exc.reason)
+            reasons.append(f"{model}: {exc.reason}")
     if not fits:
-        raise RegistrationFailed(reasons[0])
+        raise RegistrationFailed("; ".join(reasons))
     # sigma = threshold / 2 puts gric's outlier cap at the RANSAC inlier threshold
     return min(fits, key=lambda e: gric(e.H, xm, xf, sigma=threshold / 2,
                                         dof=MODEL_DOF[e.model]))

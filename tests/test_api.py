@@ -223,8 +223,8 @@ def test_register_pair_accept_z_ends_search_early(data_root, random_model):
 def test_register_pair_rejects_bent_homography(data_root, random_model):
     """Validation pair optical-SAR 30 under a 1.6-2x enlargement: RANSAC fits a homography that
     passes the structural check (z ~12) while bending ~28 px away from any affine transform, and
-    it is ~44 px off. The plausibility rule turns that wrong answer into a failure. (With the
-    default ``transform="auto"`` the affine fit wins on this pair, and fails the rescue rule.)"""
+    it is ~44 px off. The plausibility rule turns that wrong answer into a failure. The rule
+    concerns homographies, so the test fits one."""
     from pipelines.datasets import load_pair, validation_pairs
     from pipelines.metrics import checkpoints, pair_error
 

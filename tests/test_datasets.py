@@ -66,8 +66,9 @@ def test_validation_pairs_perspective_adds_a_projective_warp_after_the_same_simi
         np.testing.assert_allclose(b.H_array @ Wb / (b.H_array @ Wb)[2, 2],
                                    a.H_array @ Wa / (a.H_array @ Wa)[2, 2], atol=1e-6)
     assert max(bends) > 3  # projective, not affine
-    with pytest.raises(ValueError, match="perspective >= 0"):
-        validation_pairs("opt-ir", perspective=-0.1)
+    for bad in (-0.1, 0.3, float("nan")):
+        with pytest.raises(ValueError, match="0 <= perspective"):
+            validation_pairs("opt-ir", perspective=bad)
 
 
 def test_held_out_names_are_the_validation_pairs(data_root):

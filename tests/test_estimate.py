@@ -86,6 +86,9 @@ def test_gric_charges_outliers_a_fixed_cost_and_each_parameter_ln_4n():
     assert g_a == pytest.approx(4.0 + 6 * np.log(20))  # only the outlier costs, capped at 4
     xf[0] += [1.5, 0]  # one sigma off: costs 1
     assert gric(H, xm, xf, sigma=1.5, dof=6) == pytest.approx(g_a + 1.0)
+    for bad in (0.0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="sigma > 0"):
+            gric(H, xm, xf, sigma=bad, dof=6)
 
 
 def test_estimate_too_few_matches(real_points):
@@ -111,6 +114,11 @@ def test_estimate_mirroring_fails(real_points):
     # kornia's homography RANSAC already discards orientation-flipping samples: no inliers
     with pytest.raises(RegistrationFailed):
         estimate(xm, xf, SHAPE, transform="homography")
+    # auto: both fits fail, and the reason names both
+    with pytest.raises(RegistrationFailed, match="homography: .*; affine: .*mirror"):
+        estimate(xm, xf, SHAPE, transform="auto")
+    with pytest.raises(ValueError, match="'auto', 'homography' or 'affine'"):
+        estimate(xm, xf, SHAPE, transform="similarity")
 
 
 def test_check_transform():
