@@ -22,7 +22,8 @@ Outputs in ``--out`` (default ``runs/eval/<mode>``): ``config.json`` (resolved o
 table). ``--results FILE`` also writes or replaces the ``<!-- BEGIN evaluate:<section> -->``
 section of FILE with the table, the command line and the date; the section is ``--section``, or
 the mode (``registration:val`` for ``--split val``). ``--include`` adds the other methods' rows of
-earlier runs' ``pairs.csv`` (whether they ran on the same pairs is not checked).
+earlier runs' ``pairs.csv``; a run whose ``config.json`` records another split or other
+``--val-*`` options is refused (:func:`include_mismatch`).
 """
 from __future__ import annotations
 
@@ -142,6 +143,31 @@ VERIFY_COLUMNS = (("verify_z", "z_at_zero_shift"), ("confirmed_by", "confirmed_b
 CANDIDATE_FIELDS = ("set", "pair", "method", "index", "source", "angle_deg", "scale",
                     "num_inliers", "z", "peak_shift_px", "affine_deviation_px", "transform",
                     "confirmed", "error_px")
+
+
+def include_mismatch(args: argparse.Namespace, pairs_csv: Path) -> str | None:
+    """Why an ``--include`` run was made on other pairs than ``args`` asks for, or None.
+
+    Compares the split and the validation options recorded in the run's ``config.json`` (runs
+    from before an option existed used its default). A run without ``config.json`` cannot be
+    checked and passes.
+    """
+    cfg_file = pairs_csv.parent / "config.json"
+    if not cfg_file.exists():
+        return None
+    cfg = json.loads(cfg_file.read_text())
+    ours = {"split": args.split}
+    theirs = {"split": cfg.get("split", "test")}
+    if args.split == "val":
+        ours.update(val_every=args.val_every, val_scale=list(args.val_scale),
+                    val_perspective=args.val_perspective)
+        theirs.update(val_every=cfg.get("val_every", VAL_EVERY),
+                      val_scale=list(cfg.get("val_scale", VAL_SCALES)),
+                      val_perspective=cfg.get("val_perspective", 0.0))
+    diff = [f"--{k.replace('_', '-')} {theirs[k]} (here {ours[k]})" for k in ours
+            if theirs[k] != ours[k]]
+    return (f"--include {pairs_csv} was run on other pairs: {', '.join(diff)}; include runs "
+            "made with the same --split and --val-* options") if diff else None
 
 
 def included_summary(pairs_csv: Path, sets: Sequence[str], skip_methods: Sequence[str]
@@ -348,6 +374,12 @@ def main(argv: list[str] | None = None) -> int:
               f"--split val only; got {args.val_perspective:g} with --split {args.split}",
               file=sys.stderr)
         return 2
+    for inc in args.include or []:
+        why = (f"--include {inc} does not exist" if not inc.is_file()
+               else include_mismatch(args, inc) if args.mode == "registration" else None)
+        if why:
+            print(f"error: {why}", file=sys.stderr)
+            return 2
     args.out = args.out or Path("runs") / "eval" / args.mode
     args.out.mkdir(parents=True, exist_ok=True)
     args.config_overrides = {"make_figures": False, "model": str(args.model)}

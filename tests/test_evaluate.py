@@ -1,6 +1,7 @@
 """The evaluation program and its baselines (small; one real pair per baseline)."""
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -84,3 +85,22 @@ def test_main_refuses_val_perspective_outside_the_val_split(tmp_path, capsys):
                  "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert "--val-perspective" in err and not out.exists()
+
+
+def test_main_refuses_an_include_run_on_other_pairs(tmp_path, capsys):
+    run = tmp_path / "persp"
+    run.mkdir()
+    (run / "pairs.csv").write_text("set,pair,method,status,error_px,seconds\n")
+    (run / "config.json").write_text(json.dumps({"split": "val", "val_every": 3,
+                                                 "val_scale": [0.6, 1.6],
+                                                 "val_perspective": 0.08}))
+    out = tmp_path / "out"
+    assert main(["registration", "--split", "val", "--val-every", "3", "--include",
+                 str(run / "pairs.csv"), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "--val-perspective 0.08 (here 0.0)" in err and not out.exists()
+    assert main(["registration", "--include", str(run / "pairs.csv"), "--out", str(out)]) == 2
+    assert "--split val (here test)" in capsys.readouterr().err
+    assert main(["registration", "--include", str(tmp_path / "none.csv"), "--out",
+                 str(out)]) == 2
+    assert "does not exist" in capsys.readouterr().err and not out.exists()
