@@ -32,7 +32,7 @@ from pipelines import datasets
 from pipelines.models import config_modality
 from pipelines.metrics import checkpoints, pair_error
 from pipelines.report import command_line, publish
-from register.api import working_images
+from register.frames import working_images
 from register.config import Config, config_to_dict
 from register.search import keypoint_support, sift_correspondences, to_u8
 

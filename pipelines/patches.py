@@ -40,7 +40,7 @@ import cv2
 import numpy as np
 
 from pipelines.datasets import MODALITY_NAMES, Pair, all_pairs, read_gt_fixes
-from register.api import downscale
+from register.frames import downscale
 from register.config import PATCH_SIZE, Config, data_root
 from register.detect import detect
 from register.io import atomic_path, read_image, to_gray
@@ -74,7 +74,7 @@ def load_aligned(pair: Pair, work_max_side: int, gt_override: np.ndarray | None 
     all (H, W) at working resolution (float32, float32, bool).
 
     The fixed image is shrunk exactly as ``register_pair`` shrinks it
-    (:func:`register.api.downscale`), and the moving image is warped into that frame with the
+    (:func:`register.frames.downscale`), and the moving image is warped into that frame with the
     exact map of the shrink (``cv2.resize`` aligns pixel centres), so a fixed pixel and the
     moving pixel at the same working coordinates correspond under the ground truth.
     """

@@ -29,7 +29,7 @@ import numpy as np
 
 from pipelines import datasets
 from pipelines.report import command_line, publish
-from register.api import working_images
+from register.frames import working_images
 from register.config import MODALITIES, Config, config_from_dict, config_to_dict
 from register.search import coarse_hypotheses, corner_distance
 

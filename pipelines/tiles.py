@@ -150,7 +150,8 @@ def tile_task(job: dict) -> dict:
     px), hypothesis and seconds. Errors become ``status="failed"`` with the reason; only
     KeyboardInterrupt escapes.
     """
-    from register.api import _is_sar, register_pair
+    from register.api import register_pair
+    from register.frames import is_sar
     from register.io import to_gray
 
     t0 = time.perf_counter()
@@ -174,7 +175,7 @@ def tile_task(job: dict) -> dict:
                 from register.plot import plot_matches
 
                 fg = to_gray(fr, band=cfg.band_fixed).image
-                mg = to_gray(mr, band=cfg.band_moving, sar=_is_sar(mr, cfg.modality),
+                mg = to_gray(mr, band=cfg.band_moving, sar=is_sar(mr, cfg.modality),
                              sar_db=cfg.sar_db).image
                 m = res.matches
                 plot_matches(job["figure"], fg, mg, m.xy_fixed, m.xy_moving, res.inliers,

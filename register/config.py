@@ -79,7 +79,7 @@ class Config:
     refine_iterations: int = 2  # network passes after the first, each with a halved window
     # Under a hypothesis that shrinks the moving image (scale s < 1) to a footprint shorter than
     # match_min_side px in the fixed frame, matching runs on the fixed image enlarged until the
-    # footprint reaches it (at most 1/s and match_max_zoom; register.api.match_zoom); a
+    # footprint reaches it (at most 1/s and match_max_zoom; register.frames.match_zoom); a
     # match_max_zoom of 1 disables. Without it a moving image covering only the middle of a
     # small fixed image (SRIF, 256 px) at scale ~0.5 kept too few keypoints to match
     # (docs/results.md, "Scale stress test"). Enlarging larger footprints as well gave wrong

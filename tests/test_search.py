@@ -192,7 +192,7 @@ def test_keypoint_support_counts_right_transform_not_wrong(data_root):
     """The SIFT correspondences of a VIS-NIR validation pair: the true transform explains
     dozens, the same transform turned by 90 degrees about the image centre almost none."""
     from pipelines.datasets import load_pair, validation_pairs
-    from register.api import working_images
+    from register.frames import working_images
 
     pair = next(p for p in validation_pairs("vis-nir", every=3) if p.name == "0002")
     cfg = Config(modality="vis-nir")

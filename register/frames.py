@@ -1,0 +1,139 @@
+"""The images the pipeline works on, and the exact pixel maps between them.
+
+Working-resolution copies of the inputs (:func:`working_images`), the resizing helpers whose
+(3, 3) maps follow ``cv2.resize``'s pixel-centre convention (:func:`downscale`,
+:func:`enlarge`), the enlargement of the fixed frame for matching under a shrinking hypothesis
+(:func:`match_zoom`), and the map that two georeferencings imply (:func:`georef_homography`).
+Coordinates are pixels (x = column, y = row, 0-based).
+"""
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+
+from .checks import InputError
+from .config import Config
+from .estimate import resize_map, transform_scale
+from .io import GrayImage, Raster, to_gray
+
+
+def is_sar(raster: Raster, modality: str) -> bool:
+    """Whether ``raster`` is scaled as SAR: always for ``modality`` "opt-sar"; for "auto" when it
+    is a float raster with negative valid values (dB)."""
+    if modality == "opt-sar":
+        return True
+    return modality == "auto" and np.issubdtype(raster.data.dtype, np.floating) and bool(
+        (raster.data[:, raster.valid] < 0).any())
+
+
+def _resampled(g: GrayImage, size: tuple[int, int], interpolation: int
+               ) -> tuple[GrayImage, np.ndarray]:
+    """``g`` resized to ``size`` (w, h) (the image with ``interpolation``, the mask nearest) and
+    the (3, 3) float64 map from pixels of ``g`` to pixels of the copy (x = column, y = row;
+    :func:`register.estimate.resize_map`: cv2 aligns pixel centres)."""
+    Z = resize_map(g.image.shape, (size[1], size[0]))
+    img = cv2.resize(g.image, size, interpolation=interpolation)
+    m = cv2.resize(g.mask.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST).astype(bool)
+    return GrayImage(img, m), Z
+
+
+def downscale(g: GrayImage, f: float) -> tuple[GrayImage, np.ndarray]:
+    """``g`` shrunk by ``f`` (area interpolation; unchanged when ``f`` >= 1) and the (3, 3)
+    float64 map from its pixels to the copy's (x = column, y = row; exact for ``cv2.resize``,
+    see :func:`register.estimate.resize_map`)."""
+    if f >= 1.0:
+        return g, np.eye(3)
+    size = (max(1, int(round(g.image.shape[1] * f))), max(1, int(round(g.image.shape[0] * f))))
+    return _resampled(g, size, cv2.INTER_AREA)
+
+
+def enlarge(g: GrayImage, zoom: float) -> tuple[GrayImage, np.ndarray]:
+    """``g`` enlarged ``zoom`` times (bilinear image, nearest mask), and the (3, 3) map from
+    pixels of ``g`` to pixels of the enlarged copy (see :func:`_resampled`)."""
+    h, w = g.image.shape
+    return _resampled(g, (int(round(w * zoom)), int(round(h * zoom))), cv2.INTER_LINEAR)
+
+
+def match_zoom(H: np.ndarray, shape_moving: tuple[int, int], shape_fixed: tuple[int, int], *,
+               min_side: int, max_zoom: float) -> float:
+    """Enlargement of the fixed frame for matching under ``H``.
+
+    A hypothesis that shrinks the moving image (scale s < 1) resamples it into the fixed frame
+    with the loss of its detail, and its footprint there can be too small to hold keypoints at
+    the patch border distance (a 256 px image at s = 0.5 keeps about a 50 px square). Then the
+    fixed image is enlarged until the footprint's shorter side, min(s * moving side, fixed
+    side), reaches ``min_side`` px, by at most 1/s and ``max_zoom``, rounded down to a tenth so
+    that nearby transforms share one enlarged frame.
+
+    Args:
+        H: (3, 3) float64 homography, moving px -> fixed px (x = column, y = row, 0-based); its
+            scale s is :func:`register.estimate.transform_scale` (perspective ignored).
+        shape_moving, shape_fixed: (H, W) of the two images in the pixels ``H`` uses.
+        min_side: footprint side (px) under which the frame is enlarged.
+        max_zoom: largest enlargement; 1 disables.
+
+    Returns:
+        The enlargement factor, 1.0 when none is needed.
+    """
+    s = transform_scale(H)
+    if max_zoom <= 1.0 or s <= 0 or s >= 1.0:
+        return 1.0
+    side = min(s * min(shape_moving), min(shape_fixed))
+    zoom = math.floor(10 * min(max_zoom, 1.0 / s, min_side / side)) / 10
+    return zoom if zoom >= 1.1 else 1.0
+
+
+def _apply_affine(t, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Apply a ``rasterio.Affine`` to coordinate arrays."""
+    return t.a * x + t.b * y + t.c, t.d * x + t.e * y + t.f
+
+
+def georef_homography(fixed: Raster, moving: Raster) -> np.ndarray:
+    """Moving px -> fixed px from the georeferencing (reprojecting when the CRSs differ).
+
+    Raises:
+        InputError: the footprints do not overlap.
+    """
+    from rasterio.warp import transform as crs_transform
+
+    h, w = moving.shape
+    gx, gy = np.meshgrid(np.linspace(0, w, 5), np.linspace(0, h, 5))
+    px = np.c_[gx.ravel(), gy.ravel()]
+    # pixel (x, y) 0-based centre convention: the affine maps corner coordinates
+    X, Y = _apply_affine(moving.transform, px[:, 0] + 0.5, px[:, 1] + 0.5)
+    if moving.crs != fixed.crs:
+        X, Y = crs_transform(moving.crs, fixed.crs, X, Y)
+    fx, fy = _apply_affine(~fixed.transform, np.asarray(X), np.asarray(Y))
+    fxy = np.c_[fx - 0.5, fy - 0.5]
+    H, _ = cv2.findHomography(px.astype(np.float64), fxy.astype(np.float64), 0)
+    if H is None or not np.isfinite(H).all():
+        raise InputError("could not relate the two georeferencings; check both CRSs")
+    fh, fw = fixed.shape
+    inside = (fxy[:, 0] > -0.5) & (fxy[:, 0] < fw) & (fxy[:, 1] > -0.5) & (fxy[:, 1] < fh)
+    xmin, ymin = fxy.min(0)
+    xmax, ymax = fxy.max(0)
+    if not inside.any() and (xmax < 0 or ymax < 0 or xmin > fw or ymin > fh):
+        raise InputError(f"{moving.path or 'moving'} does not overlap {fixed.path or 'fixed'}: "
+                         "their georeferenced footprints are disjoint; pick overlapping rasters")
+    return H / H[2, 2]
+
+
+def working_images(fixed: Raster, moving: Raster, cfg: Config
+                   ) -> tuple[GrayImage, GrayImage, np.ndarray, np.ndarray]:
+    """Both inputs as the pipeline works on them: grayscale (bands, SAR scaling and speckle
+    filter per ``cfg``) and downscaled so the longer side is at most ``cfg.work_max_side``.
+
+    Returns:
+        (fixed, moving, Sf, Sm): the working images and the (3, 3) float64 maps from full-size
+        pixels to working pixels (x = column, y = row, 0-based; working fixed px = Sf @ fixed
+        px, working moving px = Sm @ moving px). They are exact for ``cv2.resize``, which aligns
+        pixel centres: a scale f comes with an offset (f - 1) / 2 (identity when not resized).
+    """
+    fg = to_gray(fixed, band=cfg.band_fixed)
+    mg = to_gray(moving, band=cfg.band_moving, sar=is_sar(moving, cfg.modality),
+                 sar_db=cfg.sar_db, speckle_filter=cfg.speckle_filter)
+    (fw, Sf), (mw, Sm) = (downscale(g, min(1.0, cfg.work_max_side / max(g.image.shape)))
+                          for g in (fg, mg))
+    return fw, mw, Sf, Sm
