@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 
 from register.config import data_root
+from register.estimate import frame_corners
 from register.search import similarity
 
 SPLITS_FILE = Path(__file__).resolve().parents[1] / "data" / "splits.json"
@@ -235,7 +236,7 @@ def validation_pairs(modality: str, *, seed: int = 0, every: int = VAL_EVERY,
         t = rng.uniform(-0.1, 0.1, 2) * (w, h)
         W = similarity(a, sc, ((w - 1) / 2, (h - 1) / 2), ((w - 1) / 2 + t[0], (h - 1) / 2 + t[1]))
         if perspective > 0:
-            c = np.array([[0, 0], [w - 1, 0], [w - 1, h - 1], [0, h - 1]], np.float32)
+            c = frame_corners((h, w)).astype(np.float32)
             d = rng_p.uniform(-perspective, perspective, (4, 2)) * (w, h)
             W = cv2.getPerspectiveTransform(c, (c + d).astype(np.float32)) @ W
         out.append(Pair(f"val_{pair.set}", pair.name, pair.modality, pair.fixed, pair.moving,

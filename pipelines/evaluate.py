@@ -145,17 +145,16 @@ CANDIDATE_FIELDS = ("set", "pair", "method", "index", "source", "angle_deg", "sc
                     "confirmed", "error_px")
 
 
-def include_mismatch(args: argparse.Namespace, pairs_csv: Path) -> str | None:
+def include_mismatch(args: argparse.Namespace, pairs_csv: Path, cfg: dict | None
+                     ) -> str | None:
     """Why an ``--include`` run was made on other pairs than ``args`` asks for, or None.
 
-    Compares the split and the validation options recorded in the run's ``config.json`` (runs
-    from before an option existed used its default). A run without ``config.json`` cannot be
-    checked and passes.
+    Compares the split and the validation options recorded in ``cfg``, the run's
+    ``config.json`` (runs from before an option existed used its default). A run without
+    ``config.json`` (``cfg`` None) cannot be checked and passes.
     """
-    cfg_file = pairs_csv.parent / "config.json"
-    if not cfg_file.exists():
+    if cfg is None:
         return None
-    cfg = json.loads(cfg_file.read_text())
     ours = {"split": args.split}
     theirs = {"split": cfg.get("split", "test")}
     if args.split == "val":
@@ -233,11 +232,8 @@ def run_registration(args, log: Callable[[str], None]) -> tuple[list[dict], list
                 for method in args.methods:
                     if skipped[method]:
                         continue
-                    row = {"set": set_name, "pair": label, "method": _name(method, args),
-                           "reason": "",
-                           "H": "", "timings": "", "verify_z": "", "confirmed_by": "",
-                           "affine_deviation_px": "", "keypoint_support": "", "num_inliers": "",
-                           "transform": ""}
+                    row = {**dict.fromkeys(PAIR_FIELDS, ""), "set": set_name, "pair": label,
+                           "method": _name(method, args)}
                     H, t0, cands = None, time.perf_counter(), []
                     try:
                         if fixed is None:
@@ -374,12 +370,16 @@ def main(argv: list[str] | None = None) -> int:
               f"--split val only; got {args.val_perspective:g} with --split {args.split}",
               file=sys.stderr)
         return 2
+    included = []  # the command of each --include run, for the table's note
     for inc in args.include or []:
+        cfg_file = inc.parent / "config.json"
+        inc_cfg = json.loads(cfg_file.read_text()) if cfg_file.exists() else None
         why = (f"--include {inc} does not exist" if not inc.is_file()
-               else include_mismatch(args, inc) if args.mode == "registration" else None)
+               else include_mismatch(args, inc, inc_cfg) if args.mode == "registration" else None)
         if why:
             print(f"error: {why}", file=sys.stderr)
             return 2
+        included.append((inc_cfg or {}).get("command", str(inc)))
     args.out = args.out or Path("runs") / "eval" / args.mode
     args.out.mkdir(parents=True, exist_ok=True)
     args.config_overrides = {"make_figures": False, "model": str(args.model)}
@@ -413,12 +413,8 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.mode == "registration":
         _, summary = run_registration(args, log)
-        included = []
         for inc in args.include or []:
             summary += included_summary(inc, args.sets, args.methods)
-            cfg_file = inc.parent / "config.json"
-            if cfg_file.exists():
-                included.append(json.loads(cfg_file.read_text()).get("command", str(inc)))
         order = {m: i for i, m in enumerate(METHODS)}
         summary.sort(key=lambda r: (SETS.index(r["set"]), order.get(r["method"], 99),
                                     r["method"]))

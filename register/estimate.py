@@ -47,6 +47,13 @@ def transfer(H: np.ndarray, xy: np.ndarray) -> np.ndarray:
     return p[:, :2] / p[:, 2:3]
 
 
+def frame_corners(shape: tuple[int, int]) -> np.ndarray:
+    """(4, 2) float64 pixel centres of the corners of an image of ``shape`` (H, W): top-left,
+    top-right, bottom-right, bottom-left (x = column, y = row, 0-based)."""
+    h, w = shape
+    return np.array([[0, 0], [w - 1, 0], [w - 1, h - 1], [0, h - 1]], np.float64)
+
+
 def resize_map(shape_from: tuple[int, int], shape_to: tuple[int, int]) -> np.ndarray:
     """(3, 3) float64 map from pixels of an image of ``shape_from`` (H, W) to pixels of its
     ``cv2.resize`` to ``shape_to`` (x = column, y = row, 0-based).
@@ -148,7 +155,7 @@ def check_transform(H: np.ndarray, shape_moving: tuple[int, int], *, max_scale: 
     if not np.isfinite(H).all() or abs(H[2, 2]) < 1e-12:
         return "the estimated transform is not finite"
     h, w = shape_moving
-    corners = np.array([[0, 0], [w - 1, 0], [w - 1, h - 1], [0, h - 1]], np.float64)
+    corners = frame_corners(shape_moving)
     hom = np.c_[corners, np.ones(4)] @ (H / H[2, 2]).T
     if (hom[:, 2] <= 1e-6).any():
         return "the estimated transform sends part of the image to infinity"

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from .config import Config
-from .estimate import resize_map, transfer, transform_scale
+from .estimate import frame_corners, resize_map, transfer, transform_scale
 from .patches import warp_image
 from .threads import torch_threads
 
@@ -507,8 +507,7 @@ def keypoint_support(H: np.ndarray, xy_moving: np.ndarray, xy_fixed: np.ndarray,
 def corner_distance(H1: np.ndarray, H2: np.ndarray, shape: tuple[int, int]) -> float:
     """Largest distance, in moving pixels, between where two moving -> fixed transforms place
     the corners of a fixed image of ``shape`` (H, W)."""
-    h, w = shape
-    corners = np.array([[0, 0], [w - 1, 0], [0, h - 1], [w - 1, h - 1]], np.float64)
+    corners = frame_corners(shape)
     a = transfer(np.linalg.inv(H1), corners)
     b = transfer(np.linalg.inv(H2), corners)
     return float(np.abs(a - b).max())
