@@ -134,11 +134,12 @@ def _write_csv(path: Path, rows: list[dict], fields: Sequence[str]) -> None:
 
 PAIR_FIELDS = ("set", "pair", "method", "status", "reason", "error_px", "n_checkpoints",
                "seconds", "H", "timings", "verify_z", "confirmed_by", "affine_deviation_px",
-               "keypoint_support", "num_inliers", "transform")
+               "keypoint_support", "num_inliers", "transform", "peak_shift_px", "recentred")
 #: (pairs.csv column, key of ``Result.verification``)
 VERIFY_COLUMNS = (("verify_z", "z_at_zero_shift"), ("confirmed_by", "confirmed_by"),
                   ("affine_deviation_px", "affine_deviation_px"),
-                  ("keypoint_support", "keypoint_support"), ("transform", "transform"))
+                  ("keypoint_support", "keypoint_support"), ("transform", "transform"),
+                  ("peak_shift_px", "peak_shift_px"), ("recentred", "recentred"))
 #: ``candidates.csv``: every hypothesis ``ours`` matched and checked, with its own error
 CANDIDATE_FIELDS = ("set", "pair", "method", "index", "source", "angle_deg", "scale",
                     "num_inliers", "z", "peak_shift_px", "affine_deviation_px", "transform",

@@ -29,9 +29,9 @@ from .io import GrayImage, Raster, read_image, to_gray, write_json
 from .match import Matches, select, shortlist
 from .patches import crop_patches, warp_to_frame
 from .score import embed, load_model, model_info, score_features
-from .search import (Hypothesis, coarse_hypotheses, corner_distance, keypoint_hypothesis,
-                     keypoint_support, oriented_gradient_channels, translation_hypothesis,
-                     verify_alignment)
+from .search import (Check, Hypothesis, coarse_hypotheses, corner_distance,
+                     keypoint_hypothesis, keypoint_support, oriented_gradient_channels,
+                     translation_hypothesis, verify_alignment)
 
 TEMPLATE_HALF = 20
 
@@ -56,6 +56,8 @@ class Result:
             ``peak_shift_px``, ``affine_deviation_px`` (how far the transform bends away from
             an affine one over the overlap; both in working-resolution fixed px),
             ``transform`` (the model RANSAC fitted: ``"homography"`` or ``"affine"``),
+            ``recentred`` (whether matching once more from the transform moved onto the
+            check's correlation peak gave the final transform),
             ``keypoint_support`` (SIFT correspondences the transform
             explains, when a SIFT hypothesis was found) and, when ok, ``confirmed_by``:
             ``"check"`` (z at least ``verify_min_z``, peak near zero shift) or ``"keypoints"``
@@ -83,6 +85,27 @@ class Result:
     @property
     def ok(self) -> bool:
         return self.status == "ok"
+
+
+@dataclass(frozen=True)
+class _Verdict:
+    """How the evidence judges one transform (``register_pair``'s ``verdict``): the check's z at
+    zero shift and peak distance (working fixed px), ``by`` ("check", "keypoints" or None when
+    unconfirmed or vetoed), the ``veto`` rule ("" if none), the bend (working px), the SIFT
+    correspondences explained (None without a SIFT hypothesis) and the check itself."""
+
+    z: float
+    shift: float
+    by: str | None
+    veto: str
+    bent: float
+    n_kp: int | None
+    check: Check
+
+    @property
+    def rank(self) -> tuple[bool, float]:
+        """Order of preference: confirmed first, then the higher z."""
+        return self.by is not None, self.z
 
 
 class _Timer:
@@ -233,7 +256,7 @@ def register_pair(fixed: str | Path | Raster, moving: str | Path | Raster,
             frames[zoom] = (g, oriented_gradient_channels(g.image, g.mask), Z)
         return frames[zoom]
 
-    best: tuple[Estimate, Matches, int, int, Hypothesis, str, tuple] | None = None
+    best: tuple[Estimate, Matches, int, int, Hypothesis, str, _Verdict] | None = None
     reasons = []
     def fit(H: np.ndarray, radius: int) -> tuple[Estimate, Matches, int, int]:
         """Network/structural matches under ``H`` and the RANSAC transform they support."""
@@ -267,10 +290,9 @@ def register_pair(fixed: str | Path | Raster, moving: str | Path | Raster,
         """Whether that many explained correspondences confirm a transform on their own."""
         return n_kp is not None and 0 < cfg.keypoint_confirm_inliers <= n_kp
 
-    def verdict(est: Estimate) -> tuple[float, float, str | None, str, float, int | None]:
+    def verdict(est: Estimate) -> _Verdict:
         """The global structural check of ``est`` and how the evidence judges it, the same in
-        the hypothesis loop and for the final transform: (z, shift, confirmed_by, veto, bend,
-        n_kp).
+        the hypothesis loop and for the final transform.
 
         The check passes at z >= ``cfg.verify_min_z`` with the correlation peak near zero shift.
         ``confirmed_by`` is ``"check"`` or ``"keypoints"``, or None when neither confirms the
@@ -280,9 +302,9 @@ def register_pair(fixed: str | Path | Raster, moving: str | Path | Raster,
         ``cfg.low_z_min_inliers`` inliers. SIFT correspondences lift both rules.
         """
         t = time.perf_counter()
-        z0, shift = verify_alignment(fw.image, fw.mask, mw.image, mw.mask, est.H,
-                                     cfg.verify_side)
+        check = verify_alignment(fw.image, fw.mask, mw.image, mw.mask, est.H, cfg.verify_side)
         timer.add("verify", t)
+        z0, shift = check.z, check.shift
         passes = z0 >= cfg.verify_min_z and shift * d_verify <= cfg.verify_max_shift
         bent = affine_deviation(est.H, fw.image.shape, mw.image.shape)  # working px
         n_kp = explained(est.H)
@@ -294,7 +316,7 @@ def register_pair(fixed: str | Path | Raster, moving: str | Path | Raster,
                 veto = "bent"
             elif z0 < cfg.low_z and est.num_inliers < cfg.low_z_min_inliers:
                 veto = "weak"
-        return z0, shift, (None if veto else by), veto, bent, n_kp
+        return _Verdict(z0, shift, None if veto else by, veto, bent, n_kp, check)
 
     # Among the hypotheses that RANSAC supports, the one the global check likes best wins
     # (confirmed, by the check or by SIFT correspondences, first; then the higher z): inlier
@@ -315,14 +337,14 @@ def register_pair(fixed: str | Path | Raster, moving: str | Path | Raster,
             reasons.append(exc.reason)
             continue
         judged = verdict(est)
-        z0, shift, by, _, bent, _ = judged
+        z0, shift, by, bent = judged.z, judged.shift, judged.by, judged.bent
         H_full = np.linalg.inv(Sf) @ est.H @ Sm
         candidates.append({"source": source, "angle_deg": round(hyp.angle_deg, 2),
                            "scale": round(hyp.scale, 4), "num_inliers": est.num_inliers,
                            "z": round(z0, 3), "peak_shift_px": round(shift, 3),
                            "affine_deviation_px": round(bent, 3), "transform": est.model,
                            "confirmed": by is not None, "H": (H_full / H_full[2, 2]).tolist()})
-        if best is None or (by is not None, z0) > (best[-1][2] is not None, best[-1][0]):
+        if best is None or judged.rank > best[-1].rank:
             best = (est, matches, nk, nc, hyp, source, judged)
         if by is not None and (0 < cfg.accept_z <= z0 or est.num_inliers >= max(
                 3 * cfg.min_inliers, cfg.accept_inlier_fraction * nk)):
@@ -337,7 +359,7 @@ def register_pair(fixed: str | Path | Raster, moving: str | Path | Raster,
     base["candidates"] = candidates
 
     est, matches, nk, nc, hyp, how, judged = best
-    found_confirmed = judged[2] is not None  # was any hypothesis confirmed before refinement?
+    found_confirmed = judged.by is not None  # was any hypothesis confirmed before refinement?
     radius = float(cfg.search_radius)
     for it in range(cfg.refine_iterations):
         radius = max(3.0, radius / 2)
@@ -357,11 +379,31 @@ def register_pair(fixed: str | Path | Raster, moving: str | Path | Raster,
         judged = None
 
     # the loop's verdict still holds when refinement changed nothing
-    z0, shift, by, veto, bent, n_kp = judged or verdict(est)
+    judged = judged or verdict(est)
+    recentred = False
+    if 0 < cfg.recentre_min_shift <= judged.shift * d_verify and judged.shift <= radius:
+        # The check's correlation peak is off zero shift, but within the last matching window
+        # (working px): matches located under a transform that is off by a few px can lock onto
+        # it (SAR speckle, repeated texture). Match once more, at that window, from the
+        # transform moved onto the peak, and keep whichever of the two the check likes better
+        # (docs/results.md, "Recentring on the check's peak"). A peak farther away means a
+        # transform off by more than refinement corrects: recentring it accepted one 10 px off.
+        say("recentring on the check's peak")
+        try:
+            moved = fit(judged.check.recentred(est.H), int(radius))
+        except RegistrationFailed:
+            moved = None
+        if moved is not None:
+            again = verdict(moved[0])
+            if again.rank > judged.rank:
+                (est, matches, nk, nc), judged, recentred = moved, again, True
+    z0, shift, by, veto, bent, n_kp = (judged.z, judged.shift, judged.by, judged.veto,
+                                       judged.bent, judged.n_kp)
     counts = dict(num_keypoints=nk, num_candidates=nc, num_matches=len(matches),
                   num_inliers=est.num_inliers)
     verification = {"z_at_zero_shift": round(z0, 3), "peak_shift_px": round(shift, 3),
-                    "affine_deviation_px": round(bent, 3), "transform": est.model}
+                    "affine_deviation_px": round(bent, 3), "transform": est.model,
+                    "recentred": recentred}
     kp_note = ""
     if n_kp is not None:
         verification["keypoint_support"] = n_kp

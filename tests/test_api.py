@@ -300,6 +300,26 @@ def test_register_pair_refined_transform_needs_clear_check_when_nothing_was_conf
     assert off.ok and pair_error(off.H, *checkpoints(pair, fixed.shape, moving.shape)) > 10
 
 
+def test_register_pair_recentres_on_check_peak(data_root, random_model):
+    """Validation pair optical-SAR 75: RANSAC's transform passes the check's z (18.6) but its
+    correlation peak is 2.9 px away, so the check alone fails it. Matching once more from the
+    transform moved onto the peak gives a transform the check confirms, within 5 px of the
+    truth; with recentring off the pair fails as before."""
+    from pipelines.datasets import load_pair, validation_pairs
+    from pipelines.metrics import checkpoints, pair_error
+
+    pair = next(p for p in validation_pairs("opt-sar", every=3) if p.name == "75")
+    fixed, moving = load_pair(pair)
+    cfg = Config(modality="opt-sar")
+    res = register_pair(fixed, moving, cfg, model=random_model)
+    assert res.ok and res.verification["recentred"], res.reason
+    assert res.verification["peak_shift_px"] <= cfg.verify_max_shift
+    assert pair_error(res.H, *checkpoints(pair, fixed.shape, moving.shape)) < 5
+    off = register_pair(fixed, moving, cfg.replace(recentre_min_shift=0.0), model=random_model)
+    assert not off.ok and "correlation peak" in off.reason, off.reason
+    assert off.verification["recentred"] is False
+
+
 def test_register_pair_recovers_warped_copy_to_sub_pixel_accuracy(data_root, random_model):
     """A 1024 px EPFL image registered onto a copy of itself rotated by 137 deg, scaled by 0.8
     and shifted: sub-pixel correlation peaks and the exact pixel-centre maps to the 768 px
