@@ -89,18 +89,24 @@ class Result:
 
 @dataclass(frozen=True)
 class _Verdict:
-    """How the evidence judges one transform (``register_pair``'s ``verdict``): the check's z at
-    zero shift and peak distance (working fixed px), ``by`` ("check", "keypoints" or None when
-    unconfirmed or vetoed), the ``veto`` rule ("" if none), the bend (working px), the SIFT
-    correspondences explained (None without a SIFT hypothesis) and the check itself."""
+    """How the evidence judges one transform (``register_pair``'s ``verdict``): the global
+    ``check`` (working fixed px), ``by`` ("check", "keypoints" or None when unconfirmed or
+    vetoed), the ``veto`` rule ("" if none), the bend (working px) and the SIFT correspondences
+    explained (None without a SIFT hypothesis)."""
 
-    z: float
-    shift: float
+    check: Check
     by: str | None
     veto: str
     bent: float
     n_kp: int | None
-    check: Check
+
+    @property
+    def z(self) -> float:
+        return self.check.z
+
+    @property
+    def shift(self) -> float:
+        return self.check.shift
 
     @property
     def rank(self) -> tuple[bool, float]:
@@ -316,7 +322,7 @@ def register_pair(fixed: str | Path | Raster, moving: str | Path | Raster,
                 veto = "bent"
             elif z0 < cfg.low_z and est.num_inliers < cfg.low_z_min_inliers:
                 veto = "weak"
-        return _Verdict(z0, shift, None if veto else by, veto, bent, n_kp, check)
+        return _Verdict(check, None if veto else by, veto, bent, n_kp)
 
     # Among the hypotheses that RANSAC supports, the one the global check likes best wins
     # (confirmed, by the check or by SIFT correspondences, first; then the higher z): inlier
