@@ -264,10 +264,14 @@ def register_pair(fixed: str | Path | Raster, moving: str | Path | Raster,
 
     best: tuple[Estimate, Matches, int, int, Hypothesis, str, _Verdict] | None = None
     reasons = []
+    def zoom_for(H: np.ndarray) -> float:
+        """Enlargement of the fixed frame that matching under ``H`` uses."""
+        return match_zoom(H, mw.image.shape, fw.image.shape, min_side=cfg.match_min_side,
+                          max_zoom=cfg.match_max_zoom)
+
     def fit(H: np.ndarray, radius: int) -> tuple[Estimate, Matches, int, int]:
         """Network/structural matches under ``H`` and the RANSAC transform they support."""
-        zoom = match_zoom(H, mw.image.shape, fw.image.shape, min_side=cfg.match_min_side,
-                          max_zoom=cfg.match_max_zoom)
+        zoom = zoom_for(H)
         frame, feat, Z = fixed_frame(zoom)
         # radius and the keypoint border are in the matching frame's px (radius / zoom working px)
         matches, nk, nc = _match_under(Z @ H, frame, mw, feat, model, cfg, radius, timer)
@@ -387,9 +391,10 @@ def register_pair(fixed: str | Path | Raster, moving: str | Path | Raster,
     # the loop's verdict still holds when refinement changed nothing
     judged = judged or verdict(est)
     recentred = False
-    if 0 < cfg.recentre_min_shift <= judged.shift * d_verify and judged.shift <= radius:
-        # The check's correlation peak is off zero shift, but within the last matching window
-        # (working px): matches located under a transform that is off by a few px can lock onto
+    window = radius / zoom_for(est.H)  # the last matching window in working px
+    if 0 < cfg.recentre_min_shift <= judged.shift * d_verify and judged.shift <= window:
+        # The check's correlation peak is off zero shift, but within the last matching window:
+        # matches located under a transform that is off by a few px can lock onto
         # it (SAR speckle, repeated texture). Match once more, at that window, from the
         # transform moved onto the peak, and keep whichever of the two the check likes better
         # (docs/results.md, "Recentring on the check's peak"). A peak farther away means a

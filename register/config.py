@@ -114,11 +114,12 @@ class Config:
     verify_min_z: float = 9.0
     verify_max_shift: float = 2.0
     # When the final transform's check peaks at least recentre_min_shift px (verify_side
-    # resolution) away from zero shift, and no farther than the last matching window, matching
-    # runs once more from the transform moved onto the peak, and the check keeps the better of
-    # the two (register.api.register_pair); 0 turns it off. Half of verify_max_shift, so that a transform the peak's offset alone would fail
-    # gets the second look; measured on the validation pairs (docs/results.md, "Recentring on
-    # the check's peak").
+    # resolution) away from zero shift, and no farther than the last matching window (in working
+    # px), matching runs once more from the transform moved onto the peak, and the check keeps
+    # the better of the two (register.api.register_pair); 0 turns it off. Half of
+    # verify_max_shift, so that a transform the peak's offset alone would fail gets the second
+    # look; measured on the validation pairs (docs/results.md, "Recentring on the check's
+    # peak").
     recentre_min_shift: float = 1.0
     # A homography that bends more than max_affine_deviation (working px) away from its best
     # affine fit over the overlap (register.estimate.affine_deviation) is only confirmed with a

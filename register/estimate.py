@@ -47,6 +47,11 @@ def transfer(H: np.ndarray, xy: np.ndarray) -> np.ndarray:
     return p[:, :2] / p[:, 2:3]
 
 
+def translation(dx: float, dy: float) -> np.ndarray:
+    """(3, 3) float64 homography moving every pixel by (dx, dy) (x = column, y = row)."""
+    return np.array([[1.0, 0.0, dx], [0.0, 1.0, dy], [0.0, 0.0, 1.0]])
+
+
 def frame_corners(shape: tuple[int, int]) -> np.ndarray:
     """(4, 2) float64 pixel centres of the corners of an image of ``shape`` (H, W): top-left,
     top-right, bottom-right, bottom-left (x = column, y = row, 0-based)."""

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from .config import Config
-from .estimate import frame_corners, resize_map, transfer, transform_scale
+from .estimate import frame_corners, resize_map, transfer, transform_scale, translation
 from .patches import warp_image
 from .threads import torch_threads
 
@@ -102,9 +102,7 @@ def similarity(angle_deg: float, scale: float, center_from: tuple[float, float],
     c, s = scale * math.cos(a), scale * math.sin(a)
     # y points down, so a counter-clockwise on-screen rotation is [c s; -s c]
     R = np.array([[c, s, 0.0], [-s, c, 0.0], [0.0, 0.0, 1.0]])
-    T1 = np.array([[1, 0, -center_from[0]], [0, 1, -center_from[1]], [0, 0, 1.0]])
-    T2 = np.array([[1, 0, center_to[0]], [0, 1, center_to[1]], [0, 0, 1.0]])
-    return T2 @ R @ T1
+    return translation(*center_to) @ R @ translation(-center_from[0], -center_from[1])
 
 
 @dataclass(frozen=True)
@@ -272,7 +270,7 @@ def _similarity_peaks(level: _Level, src: np.ndarray, mask_u8: np.ndarray, angle
     out = []
     for a, Aa, spec in spectra:
         z, t = surface_peak(torch.fft.irfft2(spec, s=level.ref.canvas).numpy() / norm)
-        out.append((z, a, np.array([[1, 0, t[0]], [0, 1, t[1]], [0, 0, 1.0]]) @ Aa))
+        out.append((z, a, translation(*t) @ Aa))
     return out
 
 
@@ -555,8 +553,7 @@ def translation_hypothesis(fixed: np.ndarray, fixed_mask: np.ndarray, moving: np
     side = min(2 * cfg.search_side, max(fixed.shape))
     F, M, _, d = _frame_channels(fixed, fixed_mask, moving, moving_mask, H0, side)
     z, t = correlation_peak(spectrum(F), M)
-    T = np.array([[1, 0, t[0] / d], [0, 1, t[1] / d], [0, 0, 1.0]])
-    H = T @ H0
+    H = translation(t[0] / d, t[1] / d) @ H0
     return Hypothesis(H=H / H[2, 2], score=float(z), angle_deg=0.0, scale=1.0)
 
 
@@ -577,8 +574,7 @@ class Check:
 
     def recentred(self, H: np.ndarray) -> np.ndarray:
         """``H`` (moving px -> fixed px) moved by the peak's offset: (3, 3) float64."""
-        T = np.array([[1.0, 0.0, self.offset[0]], [0.0, 1.0, self.offset[1]], [0.0, 0.0, 1.0]])
-        return T @ np.asarray(H, np.float64)
+        return translation(*self.offset) @ np.asarray(H, np.float64)
 
 
 def verify_alignment(fixed: np.ndarray, fixed_mask: np.ndarray, moving: np.ndarray,

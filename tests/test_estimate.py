@@ -7,7 +7,7 @@ import pytest
 from register.checks import RegistrationFailed
 from register.detect import detect
 from register.estimate import (MODEL_DOF, affine_deviation, check_transform, estimate, gric,
-                               resize_map, transfer, transform_scale)
+                               resize_map, transfer, transform_scale, translation)
 from register.io import read_image, to_gray
 
 H_TRUE = np.array([[0.92, -0.21, 35.0], [0.19, 0.97, -18.0], [2e-4, -1e-4, 1.0]])
@@ -140,6 +140,13 @@ def test_transfer_round_trip(real_points):
     # projective division is applied
     p = transfer(np.array([[2.0, 0, 0], [0, 2.0, 0], [0, 0, 2.0]]), np.array([[3.0, 4.0]]))
     np.testing.assert_allclose(p, [[3.0, 4.0]])
+
+
+def test_translation_moves_points_and_composes(real_points):
+    T = translation(2.5, -4.0)
+    assert T.shape == (3, 3) and T.dtype == np.float64
+    np.testing.assert_allclose(transfer(T, real_points), real_points + [2.5, -4.0])
+    np.testing.assert_allclose(translation(1.0, 2.0) @ translation(-1.0, -2.0), np.eye(3))
 
 
 def test_affine_deviation_zero_for_affine_and_large_for_bent_homography():
