@@ -77,12 +77,13 @@ class Config:
     min_probability: float = 0.0  # a match needs at least this match probability
     ratio: float = 1.0  # the chosen candidate's score must beat ratio x the runner-up's
     refine_iterations: int = 2  # network passes after the first, each with a halved window
-    # Under a hypothesis that shrinks the moving image (scale s < 1) to a footprint shorter than
-    # match_min_side px in the fixed frame, matching runs on the fixed image enlarged until the
-    # footprint reaches it (at most 1/s and match_max_zoom; register.frames.match_zoom); a
-    # match_max_zoom of 1 disables. Without it a moving image covering only the middle of a
-    # small fixed image (SRIF, 256 px) at scale ~0.5 kept too few keypoints to match
-    # (docs/results.md, "Scale stress test"). Enlarging larger footprints as well gave wrong
+    # When the footprint of the moving image in the fixed frame is shorter than match_min_side
+    # px (a hypothesis that shrinks the moving image, or a small fixed image), matching runs on
+    # the fixed image enlarged until the footprint reaches it (at most match_max_zoom;
+    # register.frames.match_zoom); a match_max_zoom of 1 disables. Without it a moving image
+    # covering only the middle of a small fixed image (SRIF, 256 px) at scale ~0.5 kept too few
+    # keypoints to match (docs/results.md, "Scale stress test"), and so did SRIF's small
+    # optical images ("Small fixed frames"). Enlarging larger footprints as well gave wrong
     # small-scale hypotheses enough matches to beat right ones (one validation pair).
     match_min_side: int = 256
     match_max_zoom: float = 2.0

@@ -60,12 +60,15 @@ def match_zoom(H: np.ndarray, shape_moving: tuple[int, int], shape_fixed: tuple[
                min_side: int, max_zoom: float) -> float:
     """Enlargement of the fixed frame for matching under ``H``.
 
-    A hypothesis that shrinks the moving image (scale s < 1) resamples it into the fixed frame
-    with the loss of its detail, and its footprint there can be too small to hold keypoints at
-    the patch border distance (a 256 px image at s = 0.5 keeps about a 50 px square). Then the
-    fixed image is enlarged until the footprint's shorter side, min(s * moving side, fixed
-    side), reaches ``min_side`` px, by at most 1/s and ``max_zoom``, rounded down to a tenth so
-    that nearby transforms share one enlarged frame.
+    Keypoints keep a border of at least 37 px (template and search window) from the edge of the
+    footprint, so a footprint whose shorter side, min(s * moving side, fixed side), is small
+    holds few of them: when the hypothesis shrinks the moving image (scale s < 1; a 256 px image
+    at s = 0.5 keeps about a 50 px square), or when the fixed image itself is small (SRIF
+    optical images of 155-250 px kept 11-33 keypoints). Then the fixed image is enlarged until
+    that side reaches ``min_side`` px, by at most ``max_zoom``, rounded down to a tenth so that
+    nearby transforms share one enlarged frame. The moving image is resampled into the enlarged
+    frame, so it keeps its own detail; until session 9 the enlargement was also capped at 1/s,
+    which left small fixed frames (s >= 1) unenlarged (docs/results.md, "Small fixed frames").
 
     Args:
         H: (3, 3) float64 homography, moving px -> fixed px (x = column, y = row, 0-based); its
@@ -78,10 +81,10 @@ def match_zoom(H: np.ndarray, shape_moving: tuple[int, int], shape_fixed: tuple[
         The enlargement factor, 1.0 when none is needed.
     """
     s = transform_scale(H)
-    if max_zoom <= 1.0 or s <= 0 or s >= 1.0:
+    if max_zoom <= 1.0 or s <= 0:
         return 1.0
     side = min(s * min(shape_moving), min(shape_fixed))
-    zoom = math.floor(10 * min(max_zoom, 1.0 / s, min_side / side)) / 10
+    zoom = math.floor(10 * min(max_zoom, min_side / side)) / 10
     return zoom if zoom >= 1.1 else 1.0
 
 

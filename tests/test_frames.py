@@ -16,7 +16,7 @@ def test_is_sar_for_opt_sar_and_for_float_rasters_in_db():
     assert is_sar(linear, "opt-sar") and not is_sar(db, "vis-nir")
 
 
-def test_match_zoom_enlarges_fixed_frame_only_for_small_shrunk_footprints():
+def test_match_zoom_enlarges_fixed_frame_only_for_small_footprints():
     small, large = (256, 256), (576, 768)
     half = np.diag([0.5, 0.5, 1.0])
     assert match_zoom(half, small, small, min_side=256, max_zoom=2.0) == 2.0
@@ -25,6 +25,11 @@ def test_match_zoom_enlarges_fixed_frame_only_for_small_shrunk_footprints():
     assert match_zoom(half, large, large, min_side=256, max_zoom=2.0) == 1.0  # 288 px is enough
     assert match_zoom(np.diag([1.5, 1.5, 1.0]), small, small, min_side=256, max_zoom=2.0) == 1.0
     assert match_zoom(half, small, small, min_side=256, max_zoom=1.0) == 1.0  # disabled
+    # a small fixed image (SRIF optical, 163 px) is enlarged whatever the scale, up to max_zoom
+    tiny = (163, 163)
+    for s, zoom in ((1.0, 1.5), (1.5, 1.5), (0.5, 2.0)):
+        assert match_zoom(np.diag([s, s, 1.0]), small, tiny, min_side=256, max_zoom=2.0) == zoom
+    assert match_zoom(np.eye(3), small, (240, 320), min_side=256, max_zoom=2.0) == 1.0  # 1.07
 
 
 def test_enlarge_maps_pixels_with_its_matrix():
