@@ -272,16 +272,25 @@ def load_pair(pair: Pair):
                          path=moving.path + " (warped)")
 
 
+#: Georeferenced pairs as they are (no synthetic warp), the georeferencing being the truth: the
+#: BigEarthNet Sentinel-2 B04 / Sentinel-1 VV tiles (120 x 120 px, same grid) of the optical-SAR
+#: training split. They check what ``register_pair`` does with georeferenced input, not the
+#: network (which trained on their patches; the default selection does not consult it).
+GEOREF_SPLITS = {"georef/opt-sar": "train/opt-sar"}
+
+
 def split(name: str, *, val_every: int = VAL_EVERY,
           val_scales: tuple[float, float] = VAL_SCALES,
           val_perspective: float = 0.0) -> list[Pair]:
     """Pairs of one split, e.g. ``split("test/opt-sar")``; ``val_every``, ``val_scales`` and
     ``val_perspective`` pick the validation pairs and their synthetic warp (see
-    :func:`validation_pairs`)."""
+    :func:`validation_pairs`); ``georef/opt-sar`` is :data:`GEOREF_SPLITS`."""
     if name.startswith("val/"):
         return validation_pairs(name.split("/", 1)[1], every=val_every, scales=val_scales,
                                 perspective=val_perspective)
     pairs = all_pairs(str(data_root()))
+    if name in GEOREF_SPLITS:
+        return [p for p in pairs[GEOREF_SPLITS[name]] if p.set == "bigearthnet"]
     if name not in pairs:
         raise KeyError(f"unknown split {name!r}; known: {sorted(pairs)}")
     return pairs[name]

@@ -1,7 +1,8 @@
 """Evaluate registration accuracy and patch-matching FPR95 on the test (or validation) splits.
 
     python -m pipelines.evaluate registration [--sets opt-sar,opt-ir,vis-nir,vis-lwir]
-        [--methods ours,identity,sift,mi] [--split test|val] [--val-every N] [--val-scale LO HI]
+        [--methods ours,identity,sift,mi] [--split test|val|georef] [--val-every N]
+        [--val-scale LO HI]
         [--val-perspective P]
         [--config JSON] [--label NAME] [--include PAIRS_CSV ...] [--limit N] [--out DIR]
         [--device cpu]
@@ -11,7 +12,9 @@
 ``registration``: for every test pair and method, estimate the moving -> fixed homography and
 measure the mean checkpoint error in fixed pixels (see :func:`checkpoints`). Per set and method:
 success rate and AUC at 3 / 5 / 10 px, median error, median seconds per pair. A failed method,
-an exception or a non-finite H counts as an infinite error.
+an exception or a non-finite H counts as an infinite error. ``--split georef --sets opt-sar``
+runs the georeferenced BigEarthNet tiles as they are (the georeferencing is the truth;
+:data:`pipelines.datasets.GEOREF_SPLITS`).
 
 ``patches``: FPR95 (%) of SSML-QNet on 64x64 test patch pairs per test set, under the paper's
 protocol and under the pipeline's (:mod:`pipelines.patch_eval`).
@@ -21,7 +24,7 @@ Outputs in ``--out`` (default ``runs/eval/<mode>``): ``config.json`` (resolved o
 ``ours`` matched and checked, with its own error), ``summary.csv`` and ``results.md`` (markdown
 table). ``--results FILE`` also writes or replaces the ``<!-- BEGIN evaluate:<section> -->``
 section of FILE with the table, the command line and the date; the section is ``--section``, or
-the mode (``registration:val`` for ``--split val``). ``--include`` adds the other methods' rows of
+the mode (``registration:<split>`` off the test split). ``--include`` adds the other methods' rows of
 earlier runs' ``pairs.csv``; a run whose ``config.json`` records another split or other
 ``--val-*`` options is refused (:func:`include_mismatch`).
 """
@@ -332,9 +335,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--include", type=Path, nargs="*", default=None,
                    help="pairs.csv of earlier registration runs whose other methods join the "
                         "table (same pairs)")
-    p.add_argument("--split", choices=("test", "val"), default="test",
-                   help="test pairs, or validation pairs (held-out training pairs under "
-                        "seeded random rotation/scale) for choosing options")
+    p.add_argument("--split", choices=("test", "val", "georef"), default="test",
+                   help="test pairs, validation pairs (held-out training pairs under "
+                        "seeded random rotation/scale) for choosing options, or georef: "
+                        "georeferenced pairs as they are, the georeferencing being the truth "
+                        "(opt-sar only: BigEarthNet S2/S1 tiles, pipelines.datasets.GEOREF_SPLITS)")
     p.add_argument("--sets", type=_csv_list(SETS), default=list(SETS),
                    help=f"comma-separated test sets (default {','.join(SETS)})")
     p.add_argument("--methods", type=_csv_list(METHODS), default=list(METHODS),
@@ -361,12 +366,16 @@ def main(argv: list[str] | None = None) -> int:
         print("error: --limit must be at least 1", file=sys.stderr)
         return 2
     lo, hi = args.val_scale
-    if not 0 < lo <= hi or (args.split == "test" and (lo, hi) != VAL_SCALES):
+    if args.split == "georef" and args.sets != ["opt-sar"]:
+        print("error: --split georef has optical-SAR pairs only; pass --sets opt-sar",
+              file=sys.stderr)
+        return 2
+    if not 0 < lo <= hi or (args.split != "val" and (lo, hi) != VAL_SCALES):
         print(f"error: --val-scale expects 0 < LO <= HI and applies to --split val only; got "
               f"{lo:g} {hi:g} with --split {args.split}", file=sys.stderr)
         return 2
     if (not 0 <= args.val_perspective < VAL_MAX_PERSPECTIVE
-            or (args.split == "test" and args.val_perspective)):
+            or (args.split != "val" and args.val_perspective)):
         print(f"error: --val-perspective expects 0 <= P < {VAL_MAX_PERSPECTIVE} and applies to "
               f"--split val only; got {args.val_perspective:g} with --split {args.split}",
               file=sys.stderr)

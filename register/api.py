@@ -23,7 +23,7 @@ from . import __version__
 from .checks import RegistrationFailed
 from .config import BORDER_PX, Config, config_to_dict
 from .detect import detect
-from .estimate import Estimate, affine_deviation, estimate, transfer
+from .estimate import Estimate, affine_deviation, estimate, support_of, transfer
 from .frames import enlarge, georef_homography, is_sar, match_zoom, working_images
 from .io import GrayImage, Raster, read_image, to_gray, write_json
 from .match import Matches, select, shortlist
@@ -55,7 +55,9 @@ class Result:
             (:func:`register.search.verify_alignment`): ``z_at_zero_shift``,
             ``peak_shift_px``, ``affine_deviation_px`` (how far the transform bends away from
             an affine one over the overlap; both in working-resolution fixed px),
-            ``transform`` (the model RANSAC fitted: ``"homography"`` or ``"affine"``),
+            ``transform`` (the model RANSAC fitted: ``"homography"`` or ``"affine"``; or
+            ``"georeferencing"`` when the georeferencing itself was kept: the check confirmed
+            it and ranked it above every transform fitted from it),
             ``recentred`` (whether matching once more from the transform moved onto the
             check's correlation peak gave the final transform),
             ``keypoint_support`` (SIFT correspondences the transform
@@ -227,20 +229,26 @@ def register_pair(fixed: str | Path | Raster, moving: str | Path | Raster,
     dev = str(next(model.parameters()).device)
     base = dict(model=model_info(model), device=dev)
 
+    georef: Hypothesis | None = None  # the map the two georeferencings imply (working px)
+    if fr.georeferenced and mr.georeferenced:
+        t = time.perf_counter()
+        georef = Hypothesis(H=Sf @ georef_homography(fr, mr) @ np.linalg.inv(Sm),
+                            score=float("nan"), angle_deg=0.0, scale=1.0)
+        timer.add("hypotheses", t)
+
     def hypotheses() -> Iterator[tuple[Hypothesis, str]]:
         """(hypothesis, where it came from), lazily: the search runs only when the cheaper
         hypotheses before it were not confirmed."""
-        t = time.perf_counter()
-        if fr.georeferenced and mr.georeferenced:
-            H0 = Sf @ georef_homography(fr, mr) @ np.linalg.inv(Sm)
-            timer.add("hypotheses", t)
-            yield Hypothesis(H=H0, score=float("nan"), angle_deg=0.0, scale=1.0), "georeferencing"
+        if georef is not None:
+            H0 = georef.H
+            yield georef, "georeferencing"
             t = time.perf_counter()  # only when the georeferencing itself was not confirmed
             shifted = translation_hypothesis(fw.image, fw.mask, mw.image, mw.mask, H0, cfg)
             timer.add("hypotheses", t)
             if corner_distance(shifted.H, H0, fw.image.shape) > 2.0:
                 yield shifted, "georeferencing"  # off by more than a couple of pixels
             return
+        t = time.perf_counter()
         if cfg.keypoint_hypothesis:
             kh = keypoint_hypothesis(fw.image, fw.mask, mw.image, mw.mask, cfg)
             timer.add("hypotheses", t)
@@ -263,21 +271,36 @@ def register_pair(fixed: str | Path | Raster, moving: str | Path | Raster,
         return frames[zoom]
 
     best: tuple[Estimate, Matches, int, int, Hypothesis, str, _Verdict] | None = None
-    reasons = []
+    unsupported: list[tuple[dict, str]] = []  # (counts, reason) of hypotheses RANSAC rejected
     def zoom_for(H: np.ndarray) -> float:
         """Enlargement of the fixed frame that matching under ``H`` uses."""
         return match_zoom(H, mw.image.shape, fw.image.shape, min_side=cfg.match_min_side,
                           max_zoom=cfg.match_max_zoom)
 
+    last: dict[str, int] = {}  # counts of the latest matching pass, for failures
+    located: dict[tuple[bytes, int], tuple[Matches, int, int]] = {}
+
+    def match(H: np.ndarray, radius: int) -> tuple[Matches, int, int]:
+        """Network/structural matches under ``H`` (working px), the keypoint and candidate
+        counts; each (``H``, ``radius``) is matched once."""
+        key = (np.asarray(H, np.float64).tobytes(), radius)
+        if key not in located:
+            zoom = zoom_for(H)
+            frame, feat, Z = fixed_frame(zoom)
+            # radius and the keypoint border are in the matching frame's px (radius / zoom
+            # working px)
+            matches, nk, nc = _match_under(Z @ H, frame, mw, feat, model, cfg, radius, timer)
+            if zoom != 1.0:  # back to working fixed px
+                xy = transfer(np.linalg.inv(Z), matches.xy_fixed).astype(np.float32)
+                matches = Matches(xy, matches.xy_moving, matches.probability)
+            located[key] = matches, nk, nc
+        return located[key]
+
     def fit(H: np.ndarray, radius: int) -> tuple[Estimate, Matches, int, int]:
-        """Network/structural matches under ``H`` and the RANSAC transform they support."""
-        zoom = zoom_for(H)
-        frame, feat, Z = fixed_frame(zoom)
-        # radius and the keypoint border are in the matching frame's px (radius / zoom working px)
-        matches, nk, nc = _match_under(Z @ H, frame, mw, feat, model, cfg, radius, timer)
-        if zoom != 1.0:  # back to working fixed px
-            xy = transfer(np.linalg.inv(Z), matches.xy_fixed).astype(np.float32)
-            matches = Matches(xy, matches.xy_moving, matches.probability)
+        """Matches under ``H`` and the RANSAC transform they support."""
+        last.clear()
+        matches, nk, nc = match(H, radius)
+        last.update(num_keypoints=nk, num_candidates=nc, num_matches=len(matches), num_inliers=0)
         t = time.perf_counter()
         try:
             est = estimate(matches.xy_moving, matches.xy_fixed, mw.image.shape,
@@ -344,7 +367,7 @@ def register_pair(fixed: str | Path | Raster, moving: str | Path | Raster,
         try:
             est, matches, nk, nc = fit(hyp.H, int(cfg.search_radius))
         except RegistrationFailed as exc:
-            reasons.append(exc.reason)
+            unsupported.append((dict(last), exc.reason))
             continue
         judged = verdict(est)
         z0, shift, by, bent = judged.z, judged.shift, judged.by, judged.bent
@@ -363,12 +386,26 @@ def register_pair(fixed: str | Path | Raster, moving: str | Path | Raster,
     if tried == 0:
         return Result("failed", "no rotation/scale hypothesis overlaps the fixed image",
                       timings=timer.t, hypothesis=how, **base)
-    if best is None:
-        return Result("failed", f"no hypothesis was supported by the matches ({reasons[0]})",
-                      timings=timer.t, hypothesis=how, **base)
+    # The georeferencing itself competes as a transform when the check confirms it: on small
+    # or low-structure tiles the matches can support a fit that is a few pixels worse than
+    # the georeferencing they started from (docs/results.md, "Georeferencing kept").
+    prior = None
+    if georef is not None:
+        m0, nk0, nc0 = match(georef.H, int(cfg.search_radius))  # the loop's first matches
+        e0 = support_of(georef.H, m0.xy_moving, m0.xy_fixed, threshold=cfg.ransac_threshold,
+                        model="georeferencing")
+        if e0.num_inliers >= cfg.min_inliers:
+            v0 = verdict(e0)
+            if v0.by is not None:
+                prior = (e0, m0, nk0, nc0, georef, "georeferencing", v0)
+    if best is None and prior is None:
+        # the hypothesis that came closest: the most matches (the first of equals)
+        counts, why = max(unsupported, key=lambda u: u[0].get("num_matches", 0))
+        return Result("failed", f"no hypothesis was supported by the matches ({why})",
+                      counts=counts, timings=timer.t, hypothesis=how, **base)
     base["candidates"] = candidates
 
-    est, matches, nk, nc, hyp, how, judged = best
+    est, matches, nk, nc, hyp, how, judged = best or prior
     found_confirmed = judged.by is not None  # was any hypothesis confirmed before refinement?
     radius = float(cfg.search_radius)
     for it in range(cfg.refine_iterations):
@@ -408,6 +445,9 @@ def register_pair(fixed: str | Path | Raster, moving: str | Path | Raster,
             again = verdict(moved[0])
             if again.rank > judged.rank:
                 (est, matches, nk, nc), judged, recentred = moved, again, True
+    if prior is not None and prior[-1].rank > judged.rank:
+        est, matches, nk, nc, hyp, how, judged = prior
+        found_confirmed, recentred = True, False
     z0, shift, by, veto, bent, n_kp = (judged.z, judged.shift, judged.by, judged.veto,
                                        judged.bent, judged.n_kp)
     counts = dict(num_keypoints=nk, num_candidates=nc, num_matches=len(matches),

@@ -28,7 +28,8 @@ class Estimate:
         inliers: (M,) bool inlier mask over the matches it was fitted to.
         rmse_px: root-mean-square transfer error of the inliers, in fixed pixels.
         model: the transform model that was fitted, ``"homography"`` or ``"affine"`` (with
-            ``transform="auto"``, the one :func:`gric` preferred).
+            ``transform="auto"``, the one :func:`gric` preferred), or what a given transform
+            is (:func:`support_of`, e.g. ``"georeferencing"``).
     """
 
     H: np.ndarray
@@ -228,6 +229,32 @@ def estimate(xy_moving: np.ndarray, xy_fixed: np.ndarray, shape_moving: tuple[in
     # sigma = threshold / 2 puts gric's outlier cap at the RANSAC inlier threshold
     return min(fits, key=lambda e: gric(e.H, xm, xf, sigma=threshold / 2,
                                         dof=MODEL_DOF[e.model]))
+
+
+def support_of(H: np.ndarray, xy_moving: np.ndarray, xy_fixed: np.ndarray, *,
+               threshold: float = 3.0, model: str = "given") -> Estimate:
+    """A given transform as an :class:`Estimate`: its inliers among matches, nothing fitted
+    (e.g. the map that two georeferencings imply, judged like a RANSAC transform).
+
+    Args:
+        H: (3, 3) float64 homography, moving px -> fixed px (x = column, y = row, 0-based).
+        xy_moving: (N, 2) float32 moving-image pixels of the matches.
+        xy_fixed: (N, 2) float32 corresponding fixed-image pixels.
+        threshold: inlier transfer error, fixed pixels.
+        model: what ``H`` is, recorded in :attr:`Estimate.model`.
+
+    Returns:
+        The estimate; ``rmse_px`` is NaN without inliers.
+    """
+    xm = check_points(xy_moving, "moving points")
+    xf = check_points(xy_fixed, "fixed points")
+    if len(xm) != len(xf):
+        raise ValueError(f"expected as many moving as fixed points, got {len(xm)} and {len(xf)}")
+    H = np.asarray(H, np.float64) / H[2, 2]
+    err = np.linalg.norm(transfer(H, xm) - xf, axis=1) if len(xm) else np.zeros(0)
+    inl = err <= threshold
+    rmse = float(np.sqrt((err[inl] ** 2).mean())) if inl.any() else float("nan")
+    return Estimate(H=H, inliers=inl, rmse_px=rmse, model=model)
 
 
 def _fit(xm: np.ndarray, xf: np.ndarray, shape_moving: tuple[int, int], transform: str,

@@ -129,6 +129,50 @@ def test_register_pair_failed_writes_only_report(rgbn, random_model, tmp_path):
     assert doc["hypothesis"] == "georeferencing"
 
 
+def test_register_pair_unsupported_reports_counts_of_closest_hypothesis(data_root, random_model):
+    """Validation pair optical-SAR 54: RANSAC supports none of the hypotheses. The failure
+    quotes the one that came closest (the most matches) and reports its counts, which agree
+    with the quoted reason (before session 9: the first hypothesis's reason, 10 matches, and
+    all counts 0)."""
+    import re
+
+    from pipelines.datasets import load_pair, validation_pairs
+
+    pair = next(p for p in validation_pairs("opt-sar", every=3) if p.name == "54")
+    r = register_pair(*load_pair(pair), Config(), model=random_model)
+    assert r.status == "failed" and "no hypothesis was supported" in r.reason, r.reason
+    quoted = re.search(r"among (\d+) matches|only (\d+) matches survived", r.reason)
+    assert quoted, r.reason
+    c = r.counts
+    assert c["num_matches"] == int(quoted.group(1) or quoted.group(2)) > 10
+    assert c["num_matches"] <= c["num_keypoints"] and c["num_inliers"] == 0
+    assert c["num_candidates"] == c["num_keypoints"] * Config().shortlist
+
+
+def test_register_pair_keeps_confirmed_georeferencing_over_worse_fit(data_root, random_model):
+    """A 120x120 Sentinel-2 B04 / Sentinel-1 VV tile pair of BigEarthNet (same grid, so the
+    georeferencing is the truth): the transform RANSAC fits from the georeferencing's matches
+    lies ~4.5 px away and the check ranks it lower than the georeferencing itself, which is
+    kept (before session 9 the fitted transform, 4.3 px off, was returned)."""
+    base = data_root / "geotiff" / "bigearthnet_s1_s2_examples"
+    s1 = sorted((base / "S1").glob("*/*_VV.tif"))
+    if not s1:
+        pytest.skip("shared data missing: bigearthnet S1 *_VV.tif")
+    meta = json.loads(next(s1[0].parent.glob("*_labels_metadata.json")).read_text())
+    s2 = next((base / "S2" / meta["corresponding_s2_patch"]).glob("*_B04.tif"))
+    fr, mr = read_image(s2), read_image(s1[0])
+    r = register_pair(fr, mr, Config(), model=random_model)
+    assert r.ok, r.reason
+    assert r.verification["transform"] == "georeferencing"
+    G = georef_homography(fr, mr)
+    np.testing.assert_allclose(r.H, G / G[2, 2], atol=1e-9)
+    fitted = r.candidates[0]
+    assert fitted["source"] == "georeferencing" and fitted["confirmed"]
+    assert corner_distance(np.array(fitted["H"]), G, fr.shape) > 3.0
+    assert fitted["z"] < r.verification["z_at_zero_shift"]
+    assert Config().min_inliers <= r.counts["num_inliers"] < r.counts["num_matches"]
+
+
 def test_register_pair_georeferenced(rgbn, random_model, tmp_path, corner_error):
     fixed, moving = rgbn
     fr, mr = read_image(fixed), read_image(moving)
@@ -278,6 +322,25 @@ def test_register_pair_small_footprint_matches_on_enlarged_fixed_frame(data_root
     assert pair_error(res.H, *checkpoints(pair, fixed.shape, moving.shape)) < 3.0
     off = register_pair(fixed, moving, Config(match_max_zoom=1.0), model=random_model)
     assert not off.ok
+
+
+def test_register_pair_small_fixed_image_matches_on_enlarged_frame(data_root, random_model):
+    """Validation pair optical-SAR 99: a 165 px optical image against a 256 px SAR image. At
+    the keypoint border distance the unenlarged frame keeps 17 keypoints and RANSAC supports no
+    hypothesis; on the fixed frame enlarged (a small fixed image is, whatever the scale) it
+    registers within 5 px."""
+    from pipelines.datasets import load_pair, validation_pairs
+    from pipelines.metrics import checkpoints, pair_error
+
+    pair = next(p for p in validation_pairs("opt-sar", every=3) if p.name == "99")
+    fixed, moving = load_pair(pair)
+    assert max(fixed.shape) < Config().match_min_side
+    res = register_pair(fixed, moving, Config(), model=random_model)
+    assert res.ok, res.reason
+    assert pair_error(res.H, *checkpoints(pair, fixed.shape, moving.shape)) < 5.0
+    off = register_pair(fixed, moving, Config(match_max_zoom=1.0), model=random_model)
+    assert not off.ok and "no hypothesis was supported" in off.reason, off.reason
+    assert off.counts["num_keypoints"] < res.counts["num_keypoints"]
 
 
 def test_register_pair_refined_transform_needs_clear_check_when_nothing_was_confirmed(

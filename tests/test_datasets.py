@@ -26,6 +26,17 @@ def test_splits_test_pairs_never_train(data_root):
     assert len(pairs["test/opt-sar"]) == 50 and len(pairs["test/vis-nir"]) == 160
 
 
+def test_split_georef_is_the_georeferenced_bigearthnet_pairs_as_they_are(data_root):
+    pairs = split("georef/opt-sar")
+    assert len(pairs) == 6 and {p.set for p in pairs} == {"bigearthnet"}
+    assert all(p.warp is None and np.allclose(p.H_array, np.eye(3)) for p in pairs)
+    assert {p.name for p in pairs} <= {p.name for p in split("train/opt-sar")}
+    fixed, moving = load_pair(pairs[0])
+    assert fixed.georeferenced and moving.georeferenced and fixed.shape == moving.shape
+    with pytest.raises(KeyError):
+        split("georef/vis-nir")
+
+
 def test_validation_pairs_come_from_training_pairs(data_root):
     train = {p.moving for p in split("train/vis-lwir")}
     val = split("val/vis-lwir")

@@ -7,7 +7,7 @@ import pytest
 from register.checks import RegistrationFailed
 from register.detect import detect
 from register.estimate import (MODEL_DOF, affine_deviation, check_transform, estimate, gric,
-                               resize_map, transfer, transform_scale, translation)
+                               resize_map, support_of, transfer, transform_scale, translation)
 from register.io import read_image, to_gray
 
 H_TRUE = np.array([[0.92, -0.21, 35.0], [0.19, 0.97, -18.0], [2e-4, -1e-4, 1.0]])
@@ -89,6 +89,19 @@ def test_gric_charges_outliers_a_fixed_cost_and_each_parameter_ln_4n():
     for bad in (0.0, -1.0, float("nan")):
         with pytest.raises(ValueError, match="sigma > 0"):
             gric(H, xm, xf, sigma=bad, dof=6)
+
+
+def test_support_of_counts_inliers_of_a_given_transform(real_points):
+    xm, xf, truth = _with_outliers(real_points, H_TRUE, 0.3)
+    e = support_of(2 * H_TRUE, xm, xf, threshold=3.0, model="georeferencing")  # scale of H free
+    np.testing.assert_array_equal(e.inliers, truth)
+    assert e.model == "georeferencing" and e.H[2, 2] == 1.0
+    assert e.rmse_px < 1e-3
+    off = support_of(translation(2.0, 0.0) @ H_TRUE, xm, xf, threshold=3.0)
+    assert off.num_inliers == truth.sum() and off.rmse_px == pytest.approx(2.0, abs=1e-3)
+    assert support_of(translation(4.0, 0.0) @ H_TRUE, xm, xf, threshold=3.0).num_inliers == 0
+    none = support_of(H_TRUE, xm[:0], xf[:0])
+    assert none.num_inliers == 0 and np.isnan(none.rmse_px)
 
 
 def test_estimate_too_few_matches(real_points):

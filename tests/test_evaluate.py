@@ -87,6 +87,15 @@ def test_main_refuses_val_perspective_outside_the_val_split(tmp_path, capsys):
     assert "--val-perspective" in err and not out.exists()
 
 
+def test_main_refuses_georef_split_off_optical_sar(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["registration", "--split", "georef", "--out", str(out)]) == 2
+    assert main(["registration", "--split", "georef", "--val-scale", "1.6", "2.0", "--sets",
+                 "opt-sar", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "--sets opt-sar" in err and "--val-scale" in err and not out.exists()
+
+
 def test_main_refuses_an_include_run_on_other_pairs(tmp_path, capsys):
     run = tmp_path / "persp"
     run.mkdir()
