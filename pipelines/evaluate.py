@@ -24,8 +24,8 @@ Outputs in ``--out`` (default ``runs/eval/<mode>``): ``config.json`` (resolved o
 ``ours`` matched and checked, with its own error), ``summary.csv`` and ``results.md`` (markdown
 table). ``--results FILE`` also writes or replaces the ``<!-- BEGIN evaluate:<section> -->``
 section of FILE with the table, the command line and the date; the section is ``--section``, or
-the mode (``registration:<split>`` off the test split). ``--include`` adds the other methods' rows of
-earlier runs' ``pairs.csv``; a run whose ``config.json`` records another split or other
+the mode (``registration:<split>`` off the test split). ``--include`` adds the other methods'
+rows of earlier runs' ``pairs.csv``; a run whose ``config.json`` records another split or other
 ``--val-*`` options is refused (:func:`include_mismatch`).
 """
 from __future__ import annotations

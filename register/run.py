@@ -100,8 +100,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if result.ok:
         c = result.counts
+        kept = (", the georeferencing confirmed and kept"
+                if result.verification.get("transform") == "georeferencing" else "")
         say(f"ok: {c['num_inliers']} inliers of {c['num_matches']} matches, RMSE "
-            f"{result.rmse_px:.2f} px -> {out}")
+            f"{result.rmse_px:.2f} px{kept} -> {out}")
         return 0
     print(f"registration failed: {result.reason} (report in {out / 'report.json'})",
           file=sys.stderr)
