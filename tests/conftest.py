@@ -57,3 +57,14 @@ def srif_opt_ir_pair(data_root):
     pairs = split("test/opt-ir")
     assert pairs, "no SRIF optical-infrared test pairs found"
     return pairs[0]
+
+
+@pytest.fixture(scope="session")
+def bigearthnet_tile_pair(data_root):
+    """(fixed, moving) paths of the first georeferenced BigEarthNet pair: Sentinel-2 B04 and
+    Sentinel-1 VV, 120x120 px on one grid (the georeferencing is the truth)."""
+    from pipelines.datasets import split
+
+    pairs = split("georef/opt-sar")
+    assert pairs, "no BigEarthNet pairs found"
+    return data_root / pairs[0].fixed, data_root / pairs[0].moving

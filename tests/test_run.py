@@ -97,17 +97,13 @@ BAD = ["missing_file", "unreadable_file", "too_small", "constant", "all_nodata",
        "band_out_of_range", "non_overlapping", "too_few_keypoints_option"]
 
 
-def test_main_says_when_the_georeferencing_is_kept(data_root, tmp_path, capsys):
+def test_main_says_when_the_georeferencing_is_kept(bigearthnet_tile_pair, tmp_path, capsys):
     """BigEarthNet tile pair whose georeferencing the check confirms over the fitted transform
     (tests/test_api.py::test_register_pair_keeps_confirmed_georeferencing_over_worse_fit)."""
-    base = data_root / "geotiff" / "bigearthnet_s1_s2_examples"
-    s1 = sorted((base / "S1").glob("*/*_VV.tif"))
-    if not s1:
-        pytest.skip("shared data missing: bigearthnet S1 *_VV.tif")
-    meta = json.loads(next(s1[0].parent.glob("*_labels_metadata.json")).read_text())
-    s2 = next((base / "S2" / meta["corresponding_s2_patch"]).glob("*_B04.tif"))
+    fixed, moving = bigearthnet_tile_pair
     out = tmp_path / "out"
-    rc = main([str(s2), str(s1[0]), "--model", "random", "--no-figures", "--out-dir", str(out)])
+    rc = main([str(fixed), str(moving), "--model", "random", "--no-figures", "--out-dir",
+               str(out)])
     err = capsys.readouterr().err
     assert rc == 0, err
     assert "the georeferencing confirmed and kept" in _err_lines(err)[-1]
