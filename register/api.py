@@ -277,12 +277,12 @@ def register_pair(fixed: str | Path | Raster, moving: str | Path | Raster,
         return match_zoom(H, mw.image.shape, fw.image.shape, min_side=cfg.match_min_side,
                           max_zoom=cfg.match_max_zoom)
 
-    last: dict[str, int] = {}  # counts of the latest matching pass, for failures
     located: dict[tuple[bytes, int], tuple[Matches, int, int]] = {}
 
     def match(H: np.ndarray, radius: int) -> tuple[Matches, int, int]:
         """Network/structural matches under ``H`` (working px), the keypoint and candidate
-        counts; each (``H``, ``radius``) is matched once."""
+        counts; each (``H``, ``radius``) is matched once (a failure's counts and the
+        georeferencing's own judgement reuse them)."""
         key = (np.asarray(H, np.float64).tobytes(), radius)
         if key not in located:
             zoom = zoom_for(H)
@@ -298,9 +298,7 @@ def register_pair(fixed: str | Path | Raster, moving: str | Path | Raster,
 
     def fit(H: np.ndarray, radius: int) -> tuple[Estimate, Matches, int, int]:
         """Matches under ``H`` and the RANSAC transform they support."""
-        last.clear()
         matches, nk, nc = match(H, radius)
-        last.update(num_keypoints=nk, num_candidates=nc, num_matches=len(matches), num_inliers=0)
         t = time.perf_counter()
         try:
             est = estimate(matches.xy_moving, matches.xy_fixed, mw.image.shape,
@@ -367,7 +365,9 @@ def register_pair(fixed: str | Path | Raster, moving: str | Path | Raster,
         try:
             est, matches, nk, nc = fit(hyp.H, int(cfg.search_radius))
         except RegistrationFailed as exc:
-            unsupported.append((dict(last), exc.reason))
+            m, nk, nc = match(hyp.H, int(cfg.search_radius))  # already matched by fit
+            unsupported.append((dict(num_keypoints=nk, num_candidates=nc, num_matches=len(m),
+                                     num_inliers=0), exc.reason))
             continue
         judged = verdict(est)
         z0, shift, by, bent = judged.z, judged.shift, judged.by, judged.bent
@@ -400,7 +400,7 @@ def register_pair(fixed: str | Path | Raster, moving: str | Path | Raster,
                 prior = (e0, m0, nk0, nc0, georef, "georeferencing", v0)
     if best is None and prior is None:
         # the hypothesis that came closest: the most matches (the first of equals)
-        counts, why = max(unsupported, key=lambda u: u[0].get("num_matches", 0))
+        counts, why = max(unsupported, key=lambda u: u[0]["num_matches"])
         return Result("failed", f"no hypothesis was supported by the matches ({why})",
                       counts=counts, timings=timer.t, hypothesis=how, **base)
     base["candidates"] = candidates

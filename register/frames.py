@@ -65,11 +65,11 @@ def match_zoom(H: np.ndarray, shape_moving: tuple[int, int], shape_fixed: tuple[
     min(s * moving side, fixed side), is small holds few of them: when the hypothesis shrinks
     the moving image (scale s < 1; a 256 px image at s = 0.5 keeps about a 50 px square), or
     when the fixed image itself is small (SRIF optical images of 163-198 px kept 11-33
-    keypoints). Then the fixed image is enlarged until
-    that side reaches ``min_side`` px, by at most ``max_zoom``, rounded down to a tenth so that
-    nearby transforms share one enlarged frame. The moving image is resampled into the enlarged
-    frame, so it keeps its own detail; until session 9 the enlargement was also capped at 1/s,
-    which left small fixed frames (s >= 1) unenlarged (docs/results.md, "Small fixed frames").
+    keypoints). Then the fixed image is enlarged until that side reaches ``min_side`` px, by at
+    most ``max_zoom``, rounded down to a tenth so that nearby transforms share one enlarged
+    frame. The moving image is resampled into the enlarged frame, so it keeps its own detail;
+    until session 9 the enlargement was also capped at 1/s, which left small fixed frames
+    (s >= 1) unenlarged (docs/results.md, "Small fixed frames").
 
     Args:
         H: (3, 3) float64 homography, moving px -> fixed px (x = column, y = row, 0-based); its
