@@ -22,7 +22,6 @@ from register.estimate import frame_corners
 from register.search import similarity
 
 SPLITS_FILE = Path(__file__).resolve().parents[1] / "data" / "splits.json"
-GT_FIX_FILE = Path(__file__).resolve().parents[1] / "data" / "srif_optical_sar_gt_check.csv"
 MODALITY_NAMES = ("vis-nir", "opt-sar", "opt-ir", "vis-lwir")
 LWIR_FIELD = "vis_lwir_superfusion_misaligned/MSRS"
 
@@ -158,31 +157,48 @@ def all_pairs(root: str | None = None) -> dict[str, list[Pair]]:
     }
 
 
-def read_gt_fixes(path: Path = GT_FIX_FILE) -> dict[str, np.ndarray]:
-    """Corrected SRIF optical-SAR ground truth for *training* pairs (see pipelines.check_gt)."""
-    out: dict[str, np.ndarray] = {}
-    if not path.exists():
-        return out
-    with open(path) as f:
-        for row in csv.DictReader(f):
-            if row.get("use_for_training") == "1":
-                out[row["pair"]] = np.array(json.loads(row["H_corrected"]), np.float64)
+VAL_EVERY = 10  # every 10th training image pair (slot % 10 == 0) validates
+
+
+def slots(pairs: list[Pair]) -> list[int]:
+    """1-based slot of each pair in the published enumeration of its split: a SRIF pair's slot
+    is its published number (offset by the data sets before it), any other pair's its position
+    in sorted file order. A pair missing from the data (SRIF optical-SAR 61, 115 and 137, whose
+    truth could not be resolved) leaves its slot empty, so the pairs after it keep theirs.
+
+    Args:
+        pairs: one split's pairs in split order (data set after data set).
+
+    Returns:
+        one int per pair, strictly increasing.
+    """
+    out: list[int] = []
+    base = last = count = 0
+    current = None
+    for p in pairs:
+        if p.set != current:
+            current, base, count = p.set, last, 0
+        count += 1
+        last = base + (int(p.name) if p.set.startswith("srif_") else count)
+        out.append(last)
     return out
 
 
-VAL_EVERY = 10  # every 10th training image pair (index % 10 == 9) validates
-
-
 def held_out(modality: str, *, every: int = VAL_EVERY) -> list[Pair]:
-    """The training-split image pairs held out for validation: every ``every``-th pair of
-    ``split("train/<modality>")`` (index % every == every - 1).
+    """The training-split image pairs held out for validation: those whose :func:`slots` slot is
+    a multiple of ``every``.
 
     The one hold-out rule of the project: ``pipelines.train`` validates the network on the patch
     pairs cut from these image pairs (by name, :func:`held_out_names`) and
     :func:`validation_pairs` builds registration pairs from them, so with the default ``every``
-    no validation pair fed the shipped network's training.
+    no validation pair fed the shipped network's training. The rule goes by slot, not by
+    position in the list, so removing a pair from the data removes at most that pair from
+    validation and moves no other (before the 2026-12-04 correction of the SRIF optical-SAR
+    truth, which dropped three training pairs, it went by position; the two agree on the
+    complete data).
     """
-    return [p for i, p in enumerate(split(f"train/{modality}")) if i % every == every - 1]
+    pairs = split(f"train/{modality}")
+    return [p for p, s in zip(pairs, slots(pairs)) if s % every == 0]
 
 
 def held_out_names(*, every: int = VAL_EVERY) -> set[str]:
@@ -213,24 +229,18 @@ def validation_pairs(modality: str, *, seed: int = 0, every: int = VAL_EVERY,
 
     With the default ``every`` these are the pairs the network was validated on, not trained on.
     A smaller ``every`` (e.g. 3) gives more pairs, most of which the network was trained on: sound
-    for choosing options that do not consult the network. SRIF optical-SAR pairs without a
-    corrected transform (``data/srif_optical_sar_gt_check.csv``) are left out.
+    for choosing options that do not consult the network.
     """
     lo, hi = scales
     if not 0 < lo <= hi:
         raise ValueError(f"expected scales (lo, hi) with 0 < lo <= hi, got {scales}")
     if not 0 <= perspective < VAL_MAX_PERSPECTIVE:
         raise ValueError(f"expected 0 <= perspective < {VAL_MAX_PERSPECTIVE}, got {perspective}")
-    fixes = read_gt_fixes()
     rng = np.random.default_rng(seed)
     rng_p = np.random.default_rng([seed, 1])
     out = []
     for pair in held_out(modality, every=every):
         H = pair.H_array
-        if pair.set == "srif_optical_sar":
-            if pair.name not in fixes:
-                continue
-            H = fixes[pair.name]
         h, w = raster_shape(pair.moving)
         a, sc = rng.uniform(0, 360), float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
         t = rng.uniform(-0.1, 0.1, 2) * (w, h)

@@ -39,7 +39,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from pipelines.datasets import MODALITY_NAMES, Pair, all_pairs, read_gt_fixes
+from pipelines.datasets import MODALITY_NAMES, Pair, all_pairs
 from register.frames import downscale
 from register.config import PATCH_SIZE, Config, data_root
 from register.detect import detect
@@ -69,7 +69,7 @@ PROTOCOL_NOTE = (
 DEFAULT_CACHE = Path.home() / ".cache" / "register" / "patches"
 
 
-def load_aligned(pair: Pair, work_max_side: int, gt_override: np.ndarray | None = None):
+def load_aligned(pair: Pair, work_max_side: int):
     """Fixed image, moving image resampled onto the fixed grid, and the joint validity mask,
     all (H, W) at working resolution (float32, float32, bool).
 
@@ -81,7 +81,7 @@ def load_aligned(pair: Pair, work_max_side: int, gt_override: np.ndarray | None 
     root = data_root()
     fixed = to_gray(read_image(root / pair.fixed))
     mov = to_gray(read_image(root / pair.moving), sar=pair.modality == "opt-sar")
-    H = gt_override if gt_override is not None else pair.H_array
+    H = pair.H_array
     if H is None:
         raise ValueError(f"{pair.set}/{pair.name}: dense ground truth cannot train")
     fw, S = downscale(fixed, min(1.0, work_max_side / max(fixed.image.shape)))
@@ -214,7 +214,6 @@ def build(split_prefix: str, out_dir: Path, *, seed: int, per_image: int,
     a cache can tell its files apart (:func:`pipelines.patch_eval.cached_file_matches`).
     """
     rng = np.random.default_rng(seed)
-    fixes = read_gt_fixes() if split_prefix == "train" else {}
     splits = pairs if pairs is not None else all_pairs(str(data_root()))
     F, M, L, K, MOD, PID, names = [], [], [], [], [], [], []
     for mod in modalities:
@@ -222,12 +221,7 @@ def build(split_prefix: str, out_dir: Path, *, seed: int, per_image: int,
         for pair in splits.get(key, []):
             if pair.H is None:
                 continue
-            override = None
-            if pair.set == "srif_optical_sar" and split_prefix == "train":
-                if pair.name not in fixes:
-                    continue  # ground truth not confirmed: leave it out of training
-                override = fixes[pair.name]
-            fi, mi, valid = load_aligned(pair, cfg.work_max_side, override)
+            fi, mi, valid = load_aligned(pair, cfg.work_max_side)
             res = pairs_from_image(fi, mi, valid, mod, rng, cfg, per_image, protocol=protocol)
             if res is None:
                 continue

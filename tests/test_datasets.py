@@ -1,12 +1,11 @@
-"""Splits, ground-truth conventions and the ground-truth check on real pairs."""
+"""Splits, the hold-out rule and ground-truth conventions on real pairs."""
 import json
 
 import numpy as np
 import pytest
 
-from pipelines.datasets import (SPLITS_FILE, all_pairs, gt_map, held_out, held_out_names,
-                                load_pair, raster_shape, split, validation_pairs)
-from pipelines.check_gt import check_pair, sar_mask
+from pipelines.datasets import (SPLITS_FILE, Pair, all_pairs, gt_map, held_out, held_out_names,
+                                load_pair, raster_shape, slots, split, validation_pairs)
 from register.io import to_gray
 
 
@@ -130,30 +129,42 @@ def test_gt_map_dense_field_moves_points(data_root):
     assert np.abs(g - q).max() > 1.0  # the MSRS fields displace by 9-31 px on average
 
 
-def test_check_pair_confirms_exact_ground_truth(data_root):
-    """On optical-infrared, where the published truth is exact, the check finds delta ~ 0."""
-    from register.io import read_image
+def test_slots_keep_published_numbers_when_pairs_are_missing():
+    """SRIF pairs keep their published number as slot (62 stays 62 without 61); other sets
+    count on after the last slot of the set before them."""
+    def pair(set_name, name):
+        return Pair(set_name, name, "opt-sar", "f", "m")
 
-    pair = split("test/opt-ir")[0]
-    fixed = to_gray(read_image(data_root / pair.fixed)).image
-    mov = to_gray(read_image(data_root / pair.moving))
-    r = check_pair(fixed, mov.image, mov.mask, pair.H_array)
-    assert abs(r["delta_deg"]) <= 2
-    assert r["z_best"] > 10 and max(map(abs, r["shift_best"])) < 2
+    pairs = [pair("srif_optical_sar", n) for n in ("59", "60", "62", "150")]
+    pairs += [pair("bigearthnet", n) for n in ("a", "b", "c")]
+    assert slots(pairs) == [59, 60, 62, 150, 151, 152, 153]
+    assert slots(pairs[:1] + pairs[2:]) == [59, 62, 150, 151, 152, 153]
 
 
-def test_sar_mask_thresholds_then_opens():
-    """Above 0.02 counts; specks and lines thinner than the 5 x 5 opening are dropped."""
-    img = np.zeros((40, 40), np.float32)
-    img[5:25, 5:25] = 0.5  # a block: kept whole
-    img[30, 30] = 0.9  # a speck: dropped
-    img[2:38, 35:37] = 0.9  # a 2 px wide line: dropped
-    img[10:15, 10:15] = 0.02  # at the threshold: no data (a hole the opening keeps)
-    m = sar_mask(img)
-    assert m.dtype == bool and m.shape == img.shape
-    expect = np.zeros_like(m)
-    expect[5:25, 5:25] = True
-    expect[10:15, 10:15] = False
-    np.testing.assert_array_equal(m, expect)
-    with pytest.raises(ValueError, match=r"expected a \(h, w\) SAR image"):
-        sar_mask(np.zeros((2, 8, 8)))
+def test_held_out_is_every_tenth_published_pair_despite_removed_pairs(data_root):
+    """The corrected optical-SAR truth dropped training pairs 61, 115 and 137; the held-out
+    pairs are still SRIF 10, 20, ..., 150 (a rule by list position moved six of them)."""
+    train = split("train/opt-sar")
+    assert not {"61", "115", "137"} & {p.name for p in train if p.set == "srif_optical_sar"}
+    held = held_out("opt-sar")
+    assert [p.name for p in held] == [str(n) for n in range(10, 151, 10)]
+    assert [p.name for p in held_out("opt-ir")] == [str(n) for n in range(10, 151, 10)]
+
+
+def test_srif_optical_sar_truth_is_the_shared_csv_for_every_split(data_root):
+    """Training, validation and test all read the shared (corrected) rows; no project-side
+    correction is applied on top."""
+    import csv
+
+    with open(data_root / "srif_multimodal" / "gt_homographies.csv") as f:
+        rows = {r["pair"]: r for r in csv.DictReader(f) if r["subset"] == "optical_sar"}
+    for name in ("10", "62", "158"):
+        pair = next(p for p in split("train/opt-sar") + split("test/opt-sar")
+                    if p.set == "srif_optical_sar" and p.name == name)
+        H12 = np.array([float(rows[name][k]) for k in
+                        "h00 h01 h02 h10 h11 h12 h20 h21 h22".split()]).reshape(3, 3)
+        np.testing.assert_allclose(pair.H_array @ H12, np.eye(3), atol=1e-9)
+    val = next(p for p in validation_pairs("opt-sar") if p.name == "10")
+    train10 = next(p for p in split("train/opt-sar") if p.name == "10")
+    W = np.asarray(val.warp).reshape(3, 3)
+    np.testing.assert_allclose(val.H_array @ W, train10.H_array, atol=1e-9)
