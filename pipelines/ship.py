@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         f"- Modalities: `{cfg['modality']}` (one joint model for VIS-NIR, optical-SAR, "
         "optical-infrared and VIS-LWIR).",
         "- Data: the training splits of `data/splits.json` (EPFL `country`; SRIF optical-SAR "
-        "1-150 with the corrected transforms of `data/srif_optical_sar_gt_check.csv` and the "
+        "1-150 with the corrected truth of the shared data (pairs 61, 115 and 137 have none) and the "
         "BigEarthNet S1/S2 pairs; SRIF optical-infrared 1-150; RoadScene and TNO), cut into "
         "balanced 64x64 patch pairs by `python -m pipelines.patches --modality M` for each "
         "modality M (seed 0, 96 keypoints per image pair; one file per modality, all passed to "
