@@ -20,7 +20,7 @@ from typing import Callable
 import cv2
 import numpy as np
 
-from register.search import sift_correspondences
+from register.sift import sift_correspondences
 
 try:  # optional dependency
     import SimpleITK as sitk

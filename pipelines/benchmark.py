@@ -21,7 +21,8 @@ from pathlib import Path
 import torch
 
 from pipelines.report import command_line, write_section
-from register.api import network_used, register_pair
+from register.api import register_pair
+from register.scorers import needs_network
 from register.config import Config, config_to_dict, data_root
 from register.io import from_array, read_image
 from register.score import load_model
@@ -84,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         per = {}
         for r in rows:
             per.setdefault(r["pair"], []).append(r["seconds"])
-        used = "yes" if network_used(cfg) else "no (default selection)"
+        used = "yes" if needs_network(cfg.match) else "no (default selection)"
         lines = [f"Settings: {args.threads} CPU threads, device {args.device}, model "
                  f"`{model.source}`, network consulted: {used}.", "",
                  "| pair (512x512) | median s | status |", "|---|---|---|"]

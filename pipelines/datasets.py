@@ -18,8 +18,7 @@ import cv2
 import numpy as np
 
 from register.config import data_root
-from register.estimate import frame_corners
-from register.search import similarity
+from register.geometry import frame_corners, similarity
 
 SPLITS_FILE = Path(__file__).resolve().parents[1] / "data" / "splits.json"
 MODALITY_NAMES = ("vis-nir", "opt-sar", "opt-ir", "vis-lwir")

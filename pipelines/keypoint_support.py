@@ -3,8 +3,8 @@
     python -m pipelines.keypoint_support [--seeds 0 1 2] [--every 1] [--out DIR]
         [--results docs/results.md]
 
-Evidence for ``Config.keypoint_confirm_inliers``: a transform that explains that many SIFT
-ratio-test correspondences (:func:`register.search.keypoint_support`, each keypoint counted once)
+Evidence for ``Policy.keypoint_confirm_inliers``: a transform that explains that many SIFT
+ratio-test correspondences (:func:`register.sift.keypoint_support`, each keypoint counted once)
 is confirmed even when the global check's z is low. For every validation pair (held-out
 *training* pairs under seeded random similarities, ``pipelines.datasets.validation_pairs``; no
 test pair), at the pipeline's working resolution, it records
@@ -34,7 +34,7 @@ from pipelines.metrics import checkpoints, pair_error
 from pipelines.report import command_line, publish
 from register.frames import working_images
 from register.config import Config, config_to_dict
-from register.search import keypoint_support, sift_correspondences, to_u8
+from register.sift import keypoint_support, sift_correspondences, to_u8
 
 WRONG_PX = 20.0  # a similarity this far off (mean checkpoint error, fixed px) is wrong
 
@@ -42,26 +42,26 @@ WRONG_PX = 20.0  # a similarity this far off (mean checkpoint error, fixed px) i
 def pair_support(pair: datasets.Pair, cfg: Config) -> dict:
     """SIFT correspondences of one pair and how many the truth and the best similarity explain.
 
-    Correspondences and counts are at the pipeline's working resolution (``cfg.work_max_side``,
-    within ``cfg.ransac_threshold`` working px); ``best_error_px`` is the similarity's mean
+    Correspondences and counts are at the pipeline's working resolution (``cfg.frames.work_max_side``,
+    within ``cfg.estimate.ransac_threshold`` working px); ``best_error_px`` is the similarity's mean
     checkpoint error in full-resolution fixed pixels (inf when RANSAC found none).
     """
     fixed, moving = datasets.load_pair(pair)
     fw, mw, Sf, Sm = working_images(fixed, moving, cfg)
     xm, xf = sift_correspondences(to_u8(fw.image), to_u8(mw.image), fw.mask, mw.mask,
-                                  max_keypoints=cfg.keypoint_max)
-    truth = keypoint_support(Sf @ pair.H_array @ np.linalg.inv(Sm), xm, xf, cfg.ransac_threshold)
+                                  max_keypoints=cfg.search.keypoint_max)
+    truth = keypoint_support(Sf @ pair.H_array @ np.linalg.inv(Sm), xm, xf, cfg.estimate.ransac_threshold)
     row = {"set": pair.set, "pair": pair.name, "correspondences": len(xm), "truth": truth,
            "best": 0, "best_error_px": float("inf")}
     _, first = np.unique(np.round(xf, 1), axis=0, return_index=True)
     keep = np.sort(first)
     if len(keep) >= 3:
         A, _ = cv2.estimateAffinePartial2D(xm[keep], xf[keep], method=cv2.RANSAC,
-                                           ransacReprojThreshold=cfg.ransac_threshold,
+                                           ransacReprojThreshold=cfg.estimate.ransac_threshold,
                                            maxIters=2000, confidence=0.999, refineIters=10)
         if A is not None and np.isfinite(A).all():
             H = np.vstack([A, [0.0, 0.0, 1.0]])
-            row["best"] = keypoint_support(H, xm, xf, cfg.ransac_threshold)
+            row["best"] = keypoint_support(H, xm, xf, cfg.estimate.ransac_threshold)
             m_xy, f_xy = checkpoints(pair, fixed.shape, moving.shape)
             row["best_error_px"] = round(pair_error(np.linalg.inv(Sf) @ H @ Sm, m_xy, f_xy), 2)
     return row

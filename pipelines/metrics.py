@@ -9,7 +9,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from pipelines.datasets import Pair, gt_map
-from register.estimate import transfer
+from register.geometry import transfer
 
 THRESHOLDS = (3.0, 5.0, 10.0)
 GRID = 10  # checkpoints per side
@@ -18,7 +18,7 @@ DENSE_MARGIN = 32  # px kept free at the border of the moving image for dense-fi
 
 
 def _apply(H: np.ndarray, xy: np.ndarray) -> np.ndarray:
-    """:func:`register.estimate.transfer` without warnings for points mapped to infinity."""
+    """:func:`register.geometry.transfer` without warnings for points mapped to infinity."""
     with np.errstate(divide="ignore", invalid="ignore"):
         return transfer(H, xy)
 

@@ -46,7 +46,7 @@ from register.detect import detect
 from register.io import atomic_path, read_image, to_gray
 from register.match import local_maxima
 from register.patches import crop_patches, warp_to_frame
-from register.search import oriented_gradient_channels
+from register.structural import oriented_gradient_channels
 
 #: ``kind`` of a patch pair: positive, nearby (6-32 px) negative, look-alike, random negative
 KINDS = ("positive", "nearby", "look-alike", "random")
@@ -114,7 +114,7 @@ def pairs_from_image(fi: np.ndarray, mi: np.ndarray, valid: np.ndarray, modality
     """
     if protocol not in PROTOCOLS:
         raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
-    kp = detect(fi, valid, max_keypoints=per_image, nms_radius=cfg.nms_radius,
+    kp = detect(fi, valid, max_keypoints=per_image, nms_radius=cfg.match.nms_radius,
                 border=32 + 32)  # room for the 32 px offsets of the negatives
     n = len(kp)
     if n < 4:
@@ -221,7 +221,7 @@ def build(split_prefix: str, out_dir: Path, *, seed: int, per_image: int,
         for pair in splits.get(key, []):
             if pair.H is None:
                 continue
-            fi, mi, valid = load_aligned(pair, cfg.work_max_side)
+            fi, mi, valid = load_aligned(pair, cfg.frames.work_max_side)
             res = pairs_from_image(fi, mi, valid, mod, rng, cfg, per_image, protocol=protocol)
             if res is None:
                 continue
@@ -246,7 +246,7 @@ def build(split_prefix: str, out_dir: Path, *, seed: int, per_image: int,
                      pair=np.concatenate(PID), pair_names=np.array(names))
     doc = {"split": split_prefix, "seed": seed, "per_image": per_image, "protocol": protocol,
            "builder_version": BUILDER_VERSION, "modalities": list(modalities),
-           "work_max_side": cfg.work_max_side, "nms_radius": cfg.nms_radius, **(meta or {})}
+           "work_max_side": cfg.frames.work_max_side, "nms_radius": cfg.match.nms_radius, **(meta or {})}
     dest.with_suffix(".config.json").write_text(json.dumps(doc, indent=2) + "\n")
     return dest
 

@@ -2,7 +2,7 @@
 
     python -m pipelines.plausibility RUN_DIR [RUN_DIR ...] [--out DIR] [--results docs/results.md]
 
-Evidence for ``Config.max_affine_deviation`` and ``Config.bent_min_z``. Each ``RUN_DIR`` is the
+Evidence for ``Policy.max_affine_deviation`` and ``Policy.bent_min_z``. Each ``RUN_DIR`` is the
 output folder of a ``python -m pipelines.evaluate registration --split val ...`` run made with
 the rule switched off (``--config pipelines/configs/no_bend_check.json``), so that every
 transform the structural check or the SIFT correspondences confirmed is in its ``pairs.csv``
@@ -27,7 +27,8 @@ import sys
 from pathlib import Path
 
 from pipelines.report import command_line, publish
-from register.config import Config
+from register.config import config_from_dict
+from register.decide import Policy
 
 GROUPS = (("right (<= 10 px)", -math.inf, 10.0), ("off (10-20 px)", 10.0, 20.0),
           ("wrong (> 20 px)", 20.0, math.inf))
@@ -48,7 +49,8 @@ def accepted_rows(run_dir: Path) -> list[dict]:
         raise ValueError(f"{run_dir} is not a validation run of its own (split "
                          f"{cfg.get('split')!r}, include {cfg.get('include')!r}); evidence for "
                          "a threshold must not come from test pairs")
-    if float((cfg.get("ours_config") or {}).get("max_affine_deviation", 0.0)) > 0:
+    if config_from_dict(cfg.get("ours_config") or {"max_affine_deviation": 0.0}
+                        ).policy.max_affine_deviation > 0:
         raise ValueError(f"{run_dir} was made with the bend rule on, so bent results were "
                          "already failed; rerun it with --config "
                          "pipelines/configs/no_bend_check.json")
@@ -71,7 +73,7 @@ def accepted_rows(run_dir: Path) -> list[dict]:
 
 
 def summary(rows: list[dict], limit: float, min_z: float,
-            min_keypoints: int = Config.keypoint_confirm_inliers) -> str:
+            min_keypoints: int = Policy.keypoint_confirm_inliers) -> str:
     """Markdown table of :func:`accepted_rows` against a bend ``limit`` (working px), the check
     z ``min_z`` a bent result needs, and the SIFT support ``min_keypoints`` that also keeps it."""
     lines = [f"Accepted results with the rule off; bend limit {limit:g} px (working resolution), "
@@ -100,9 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m pipelines.plausibility",
                                 description=__doc__.split("\n")[0])
     p.add_argument("runs", type=Path, nargs="+", help="output folders of validation runs")
-    p.add_argument("--limit", type=float, default=Config.max_affine_deviation,
+    p.add_argument("--limit", type=float, default=Policy.max_affine_deviation,
                    help="bend limit in working px (default: the Config's)")
-    p.add_argument("--min-z", type=float, default=Config.bent_min_z,
+    p.add_argument("--min-z", type=float, default=Policy.bent_min_z,
                    help="check z a bent result needs (default: the Config's)")
     p.add_argument("--out", type=Path, default=Path("runs/plausibility"))
     p.add_argument("--results", type=Path, default=None,

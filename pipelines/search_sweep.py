@@ -31,7 +31,8 @@ from pipelines import datasets
 from pipelines.report import command_line, publish
 from register.frames import working_images
 from register.config import MODALITIES, Config, config_from_dict, config_to_dict
-from register.search import coarse_hypotheses, corner_distance
+from register.geometry import corner_distance
+from register.search import coarse_hypotheses
 
 DEFAULT_VARIANTS = {
     "raw z, no rescoring": {"search_calibrate": False, "search_rescore": 0},
@@ -51,10 +52,10 @@ def hypothesis_rank(pair: datasets.Pair, cfg: Config, images=None) -> tuple[int,
     fw, mw, Sf, Sm = working_images(fixed, moving, cfg.replace(modality=modality))
     H = Sf @ pair.H_array @ np.linalg.inv(Sm)
     t = time.perf_counter()
-    hyps = coarse_hypotheses(fw.image, fw.mask, mw.image, mw.mask, cfg)
+    hyps = coarse_hypotheses(fw.image, fw.mask, mw.image, mw.mask, cfg.search)
     seconds = time.perf_counter() - t
     errs = [corner_distance(h.H, H, fw.image.shape) for h in hyps]
-    tol = max(cfg.search_radius, 0.03 * max(fw.image.shape))
+    tol = max(cfg.match.search_radius, 0.03 * max(fw.image.shape))
     right = [i for i, e in enumerate(errs) if e < tol]
     return (right[0] if right else -1), (min(errs) if errs else float("inf")), seconds
 

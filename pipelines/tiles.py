@@ -13,7 +13,7 @@ of at most ``--tile-size`` fixed px. Per tile, the fixed window and the moving w
 :func:`register.register_pair`: memory is bounded by the tile size, not the scene size. Tiles
 run in local worker processes (``--workers 1``: in-process) or, with ``--scheduler``, as one Dask
 task per tile (each worker loads the network once; ``--device auto`` uses CUDA on GPU workers,
-which score patches in batches of ``Config.batch_size``).
+which score patches in batches of ``MatchConfig.batch_size``).
 
 Outputs in DIR, each written atomically; a rerun skips tiles whose result is complete:
 ``config.json`` (resolved options), ``tiles/<pair>/<tile>.json`` (status, reason, H, shift,

@@ -25,7 +25,7 @@ from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from rasterio.windows import Window
 
 from register.checks import InputError
-from register.estimate import transfer
+from register.geometry import transfer
 from register.io import atomic_path, read_image, write_json
 
 if TYPE_CHECKING:

@@ -10,7 +10,7 @@ import importlib
 __version__ = "0.1.0"
 
 #: public name -> submodule that defines it
-_EXPORTS = {"Result": "api", "register_pair": "api", "write_outputs": "api",
+_EXPORTS = {"Result": "api", "register_pair": "api", "write_outputs": "outputs",
             "InputError": "checks", "RegistrationFailed": "checks", "Config": "config"}
 
 __all__ = ["Config", "InputError", "RegistrationFailed", "Result", "register_pair",

@@ -15,7 +15,7 @@ import numpy as np
 
 from .checks import InputError
 from .config import Config
-from .estimate import resize_map, transform_scale
+from .geometry import resize_map, transform_scale
 from .io import GrayImage, Raster, to_gray
 
 
@@ -32,7 +32,7 @@ def _resampled(g: GrayImage, size: tuple[int, int], interpolation: int
                ) -> tuple[GrayImage, np.ndarray]:
     """``g`` resized to ``size`` (w, h) (the image with ``interpolation``, the mask nearest) and
     the (3, 3) float64 map from pixels of ``g`` to pixels of the copy (x = column, y = row;
-    :func:`register.estimate.resize_map`: cv2 aligns pixel centres)."""
+    :func:`register.geometry.resize_map`: cv2 aligns pixel centres)."""
     Z = resize_map(g.image.shape, (size[1], size[0]))
     img = cv2.resize(g.image, size, interpolation=interpolation)
     m = cv2.resize(g.mask.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST).astype(bool)
@@ -42,7 +42,7 @@ def _resampled(g: GrayImage, size: tuple[int, int], interpolation: int
 def downscale(g: GrayImage, f: float) -> tuple[GrayImage, np.ndarray]:
     """``g`` shrunk by ``f`` (area interpolation; unchanged when ``f`` >= 1) and the (3, 3)
     float64 map from its pixels to the copy's (x = column, y = row; exact for ``cv2.resize``,
-    see :func:`register.estimate.resize_map`)."""
+    see :func:`register.geometry.resize_map`)."""
     if f >= 1.0:
         return g, np.eye(3)
     size = (max(1, int(round(g.image.shape[1] * f))), max(1, int(round(g.image.shape[0] * f))))
@@ -73,7 +73,7 @@ def match_zoom(H: np.ndarray, shape_moving: tuple[int, int], shape_fixed: tuple[
 
     Args:
         H: (3, 3) float64 homography, moving px -> fixed px (x = column, y = row, 0-based); its
-            scale s is :func:`register.estimate.transform_scale` (perspective ignored).
+            scale s is :func:`register.geometry.transform_scale` (perspective ignored).
         shape_moving, shape_fixed: (H, W) of the two images in the pixels ``H`` uses.
         min_side: footprint side (px) under which the frame is enlarged.
         max_zoom: largest enlargement; 1 disables.
@@ -127,7 +127,7 @@ def georef_homography(fixed: Raster, moving: Raster) -> np.ndarray:
 def working_images(fixed: Raster, moving: Raster, cfg: Config
                    ) -> tuple[GrayImage, GrayImage, np.ndarray, np.ndarray]:
     """Both inputs as the pipeline works on them: grayscale (bands, SAR scaling and speckle
-    filter per ``cfg``) and downscaled so the longer side is at most ``cfg.work_max_side``.
+    filter per ``cfg``) and downscaled so the longer side is at most ``cfg.frames.work_max_side``.
 
     Returns:
         (fixed, moving, Sf, Sm): the working images and the (3, 3) float64 maps from full-size
@@ -138,6 +138,6 @@ def working_images(fixed: Raster, moving: Raster, cfg: Config
     fg = to_gray(fixed, band=cfg.band_fixed)
     mg = to_gray(moving, band=cfg.band_moving, sar=is_sar(moving, cfg.modality),
                  sar_db=cfg.sar_db, speckle_filter=cfg.speckle_filter)
-    (fw, Sf), (mw, Sm) = (downscale(g, min(1.0, cfg.work_max_side / max(g.image.shape)))
+    (fw, Sf), (mw, Sm) = (downscale(g, min(1.0, cfg.frames.work_max_side / max(g.image.shape)))
                           for g in (fg, mg))
     return fw, mw, Sf, Sm

@@ -4,7 +4,7 @@ Candidates: for each fixed keypoint ``p`` the moving image, already resampled in
 frame under the current hypothesis, is searched in a window of ``radius`` pixels around ``p``.
 Scoring every position of that window with the network would cost thousands of pairs per
 keypoint, so a cheap structural correlation (oriented-gradient channels, see
-:func:`register.search.oriented_gradient_channels`) proposes a *shortlist* of its ``k`` best
+:func:`register.structural.oriented_gradient_channels`) proposes a *shortlist* of its ``k`` best
 local maxima; only those are scored by SSML-QNet.
 
 Selection: a keypoint keeps its best-scoring candidate when the match probability reaches

@@ -14,7 +14,7 @@ import torch
 
 from .checks import check_homography, check_points
 from .config import PATCH_SIZE
-from .estimate import transform_scale
+from .geometry import transform_scale
 
 
 def warp_image(image: np.ndarray, H: np.ndarray, shape: tuple[int, int]) -> np.ndarray:

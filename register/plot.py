@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from .checks import InputError, check_homography, check_points
-from .estimate import resize_map
+from .geometry import resize_map
 from .io import atomic_path
 from .patches import warp_image
 

@@ -52,7 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     # heavy imports after argument parsing so --help is instant
-    from .api import OUTPUTS, check_inputs, register_pair, write_outputs
+    from .api import check_inputs, register_pair
+    from .outputs import OUTPUTS, write_outputs
     from .checks import InputError
     from .io import read_image
     from .score import load_model, resolve_device

@@ -14,6 +14,8 @@ import pytest
 import torch
 
 from register.config import data_root as _data_root
+from register.detect import detect
+from register.io import read_image, to_gray
 
 torch.set_num_threads(1)
 cv2.setNumThreads(1)
@@ -68,3 +70,10 @@ def bigearthnet_tile_pair(data_root):
     pairs = split("georef/opt-sar")
     assert pairs, "no BigEarthNet pairs found"
     return data_root / pairs[0].fixed, data_root / pairs[0].moving
+
+
+@pytest.fixture(scope="session")
+def real_points(data_root):
+    """Keypoints of a real image as the moving points (realistic spatial layout)."""
+    g = to_gray(read_image(data_root / "mifnet_examples" / "opt_sar_2.png"))
+    return detect(g.image, g.mask, max_keypoints=100).xy.astype(np.float64)

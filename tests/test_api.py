@@ -11,16 +11,16 @@ import rasterio
 from rasterio.transform import Affine
 
 from register import Config, InputError, register_pair, write_outputs
-from register.api import OUTPUTS
-from register.estimate import transfer
+from register.outputs import OUTPUTS
+from register.geometry import transfer
 from register.frames import georef_homography
-from register.search import corner_distance
+from register.geometry import corner_distance
 from register.io import read_image, to_gray, write_raster
 
 REPORT_KEYS = {"status", "homography_moving_to_fixed", "num_keypoints", "num_candidates",
-               "num_matches", "num_inliers", "inlier_rmse_px", "timings_s", "device", "model",
+               "num_matches", "num_inliers", "inlier_rmse_px", "timings_s", "device", "scorer",
                "versions"}
-SRIF_CFG = Config(max_keypoints=96, refine_iterations=1)
+SRIF_CFG = Config().replace(max_keypoints=96, refine_iterations=1)
 
 
 @pytest.fixture(scope="module")
@@ -49,24 +49,24 @@ def test_register_pair_result_fields(srif):
     assert r.reason == ""
     assert r.H.shape == (3, 3) and r.H.dtype == np.float64 and r.H[2, 2] == pytest.approx(1.0)
     assert r.hypothesis.startswith("rotation/scale search")
-    assert r.device == "cpu"
-    assert r.model == {"weights": "random-init lite (seed 0)", "preset": "lite"}
+    assert r.scorer == {"name": "structural", "device": "cpu"}  # the default: no network
     c = r.counts
     assert set(c) == {"num_keypoints", "num_candidates", "num_matches", "num_inliers"}
     assert 0 < c["num_keypoints"] <= SRIF_CFG.max_keypoints
-    assert c["num_candidates"] == c["num_keypoints"] * SRIF_CFG.shortlist
-    assert SRIF_CFG.min_inliers <= c["num_inliers"] <= c["num_matches"] <= c["num_keypoints"]
+    assert c["num_candidates"] == c["num_keypoints"] * SRIF_CFG.match.shortlist
+    assert SRIF_CFG.estimate.min_inliers <= c["num_inliers"] <= c["num_matches"] <= c["num_keypoints"]
     m = r.matches
     assert len(m) == c["num_matches"] == len(r.inliers) and r.inliers.dtype == bool
     assert int(r.inliers.sum()) == c["num_inliers"]
     assert m.xy_fixed.shape == m.xy_moving.shape == (len(m), 2)
-    assert ((m.probability >= SRIF_CFG.min_probability) & (m.probability <= 1)).all()
+    assert ((m.probability >= SRIF_CFG.match.min_probability) & (m.probability <= 1)).all()
     # inliers agree with H to the RANSAC threshold, and rmse_px is their RMSE
     err = np.linalg.norm(transfer(r.H, m.xy_moving[r.inliers]) - m.xy_fixed[r.inliers], axis=1)
-    assert err.max() <= SRIF_CFG.ransac_threshold + 1e-3
+    assert err.max() <= SRIF_CFG.estimate.ransac_threshold + 1e-3
     assert r.rmse_px == pytest.approx(float(np.sqrt((err ** 2).mean())), abs=1e-3)
-    for stage in ("io", "hypotheses", "detect", "shortlist", "patches", "score", "estimate"):
+    for stage in ("io", "hypotheses", "detect", "shortlist", "estimate", "verify"):
         assert r.timings[stage] >= 0.0
+    assert not {"patches", "score", "load_model"} & set(r.timings)  # no network ran
     # every checked hypothesis is listed; the one the result came from is confirmed and close
     assert r.candidates and all(set(k) == {"source", "angle_deg", "scale", "num_inliers", "z",
                                            "peak_shift_px", "affine_deviation_px", "transform",
@@ -75,7 +75,7 @@ def test_register_pair_result_fields(srif):
     assert r.verification["transform"] in ("homography", "affine")
     assert all(k["transform"] in ("homography", "affine") for k in r.candidates)
     chosen = [k for k in r.candidates if k["confirmed"]]
-    assert chosen and max(k["z"] for k in chosen) >= SRIF_CFG.verify_min_z
+    assert chosen and max(k["z"] for k in chosen) >= SRIF_CFG.policy.verify_min_z
     shape = read_image(fixed).shape
     assert any(corner_distance(np.asarray(k["H"]), r.H, shape) < 5.0 for k in chosen)
 
@@ -94,10 +94,10 @@ def test_write_outputs_files_and_report(srif, tmp_path):
     for k, v in r.counts.items():
         assert doc[k] == v
     assert doc["inlier_rmse_px"] == pytest.approx(r.rmse_px)
-    assert doc["device"] == "cpu" and doc["model"]["preset"] == "lite"
+    assert doc["device"] == "cpu" and doc["scorer"] == {"name": "structural", "device": "cpu"}
     assert {"register", "python", "torch", "kornia", "opencv", "numpy", "rasterio"} <= set(
         doc["versions"])
-    assert set(doc["timings_s"]) >= {"hypotheses", "score", "estimate"}
+    assert set(doc["timings_s"]) >= {"hypotheses", "estimate"}
     # aligned.tif: the moving image on the fixed grid
     fr, al = read_image(fixed), read_image(out / "aligned.tif")
     mr = read_image(moving)
@@ -110,7 +110,7 @@ def test_write_outputs_files_and_report(srif, tmp_path):
 
 def test_register_pair_failed_writes_only_report(rgbn, random_model, tmp_path):
     fixed, moving = rgbn
-    cfg = Config(max_keypoints=96, min_inliers=10_000)
+    cfg = Config().replace(max_keypoints=96, min_inliers=10_000)
     r = register_pair(fixed, moving, cfg, model=random_model)
     assert r.status == "failed" and not r.ok
     assert r.reason and "10000" in r.reason
@@ -146,7 +146,7 @@ def test_register_pair_unsupported_reports_counts_of_closest_hypothesis(data_roo
     c = r.counts
     assert c["num_matches"] == int(quoted.group(1) or quoted.group(2)) > 10
     assert c["num_matches"] <= c["num_keypoints"] and c["num_inliers"] == 0
-    assert c["num_candidates"] == c["num_keypoints"] * Config().shortlist
+    assert c["num_candidates"] == c["num_keypoints"] * Config().match.shortlist
 
 
 def test_register_pair_keeps_confirmed_georeferencing_over_worse_fit(bigearthnet_tile_pair,
@@ -166,7 +166,7 @@ def test_register_pair_keeps_confirmed_georeferencing_over_worse_fit(bigearthnet
     assert fitted["source"] == "georeferencing" and fitted["confirmed"]
     assert corner_distance(np.array(fitted["H"]), G, fr.shape) > 3.0
     assert fitted["z"] < r.verification["z_at_zero_shift"]
-    assert Config().min_inliers <= r.counts["num_inliers"] < r.counts["num_matches"]
+    assert Config().estimate.min_inliers <= r.counts["num_inliers"] < r.counts["num_matches"]
 
 
 def test_register_pair_georeferenced(rgbn, random_model, tmp_path, corner_error):
@@ -175,7 +175,7 @@ def test_register_pair_georeferenced(rgbn, random_model, tmp_path, corner_error)
     assert fr.georeferenced and mr.georeferenced
     # one band-luminance modality on both sides: the structural shortlist alone must find the
     # offset, so the random network is bypassed (one candidate, any probability)
-    cfg = Config(max_keypoints=96, refine_iterations=1, shortlist=1, min_probability=0.0)
+    cfg = Config().replace(max_keypoints=96, refine_iterations=1, shortlist=1, min_probability=0.0)
     r = register_pair(fixed, moving, cfg, model=random_model)
     assert r.ok, r.reason
     assert r.hypothesis == "georeferencing"
@@ -221,7 +221,7 @@ def test_register_pair_picks_confirmed_hypothesis_not_most_inliers(random_model)
     assert res.status == "ok", res.reason
     m, c = checkpoints(pair, fixed.shape, moving.shape)
     assert pair_error(res.H, m, c) < 5.0
-    assert res.verification["z_at_zero_shift"] >= Config().verify_min_z
+    assert res.verification["z_at_zero_shift"] >= Config().policy.verify_min_z
 
 
 
@@ -236,10 +236,10 @@ def test_register_pair_confirmed_by_keypoints_when_check_is_weak(random_model):
     fixed, moving = load_pair(pair)
     res = register_pair(fixed, moving, Config(modality="vis-nir"), model=random_model)
     assert res.ok and res.verification["confirmed_by"] == "keypoints"
-    assert res.verification["z_at_zero_shift"] < Config().verify_min_z
-    assert res.verification["keypoint_support"] >= Config().keypoint_confirm_inliers
+    assert res.verification["z_at_zero_shift"] < Config().policy.verify_min_z
+    assert res.verification["keypoint_support"] >= Config().policy.keypoint_confirm_inliers
     assert pair_error(res.H, *checkpoints(pair, fixed.shape, moving.shape)) < 3.0
-    off = register_pair(fixed, moving, Config(modality="vis-nir", keypoint_confirm_inliers=0),
+    off = register_pair(fixed, moving, Config().replace(modality="vis-nir", keypoint_confirm_inliers=0),
                         model=random_model)
     assert not off.ok and "SIFT correspondences" in off.reason
 
@@ -252,11 +252,11 @@ def test_register_pair_accept_z_ends_search_early(data_root, random_model):
 
     _, f, m = PAIRS[0]
     fixed, moving = crop512(read_image(data_root / f)), crop512(read_image(data_root / m))
-    full = register_pair(fixed, moving, Config(accept_z=0.0), model=random_model)
+    full = register_pair(fixed, moving, Config().replace(accept_z=0.0), model=random_model)
     first = full.candidates[0]
     assert full.ok and first["confirmed"] and len(full.candidates) > 1
-    assert first["num_inliers"] < 3 * Config().min_inliers  # not ended by the inlier share
-    fast = register_pair(fixed, moving, Config(accept_z=first["z"] - 0.5), model=random_model)
+    assert first["num_inliers"] < 3 * Config().estimate.min_inliers  # not ended by the inlier share
+    fast = register_pair(fixed, moving, Config().replace(accept_z=first["z"] - 0.5), model=random_model)
     assert fast.ok and len(fast.candidates) == 1
     assert corner_distance(fast.H, full.H, fixed.shape) < 3.0
 
@@ -274,7 +274,7 @@ def test_register_pair_rejects_bent_homography(data_root, random_model):
     cfg = Config(modality="opt-sar", transform="homography")
     res = register_pair(fixed, moving, cfg, model=random_model)
     assert not res.ok and "affine" in res.reason, res.reason
-    assert res.verification["affine_deviation_px"] > Config().max_affine_deviation
+    assert res.verification["affine_deviation_px"] > Config().policy.max_affine_deviation
     off = register_pair(fixed, moving, cfg.replace(max_affine_deviation=0.0, rescued_min_z=0.0),
                         model=random_model)
     assert off.ok and pair_error(off.H, *checkpoints(pair, fixed.shape, moving.shape)) > 20
@@ -290,14 +290,14 @@ def test_register_pair_weak_check_needs_inliers(data_root, random_model):
 
     pair = next(p for p in validation_pairs("opt-ir", scales=(1.6, 2.0)) if p.name == "130")
     fixed, moving = load_pair(pair)
-    cfg = Config(low_z=11.0, low_z_min_inliers=24, transform="homography")
+    cfg = Config().replace(low_z=11.0, low_z_min_inliers=24, transform="homography")
     assert not register_pair(fixed, moving, cfg.replace(transform="auto"), model=random_model).ok
     res = register_pair(fixed, moving, cfg, model=random_model)
     assert not res.ok, res.reason
     # the wrong hypothesis passes the check (z >= 9) but is not confirmed for lack of inliers;
     # refined anyway, it then fails on the rescue rule
     first = res.candidates[0]
-    assert Config().verify_min_z <= first["z"] < 11.0 and first["num_inliers"] < 24
+    assert Config().policy.verify_min_z <= first["z"] < 11.0 and first["num_inliers"] < 24
     assert not first["confirmed"]
     off = register_pair(fixed, moving, cfg.replace(low_z=0.0), model=random_model)
     assert off.candidates[0]["confirmed"]
@@ -316,7 +316,7 @@ def test_register_pair_small_footprint_matches_on_enlarged_fixed_frame(data_root
     res = register_pair(fixed, moving, Config(), model=random_model)
     assert res.ok, res.reason
     assert pair_error(res.H, *checkpoints(pair, fixed.shape, moving.shape)) < 3.0
-    off = register_pair(fixed, moving, Config(match_max_zoom=1.0), model=random_model)
+    off = register_pair(fixed, moving, Config().replace(match_max_zoom=1.0), model=random_model)
     assert not off.ok
 
 
@@ -330,11 +330,11 @@ def test_register_pair_small_fixed_image_matches_on_enlarged_frame(data_root, ra
 
     pair = next(p for p in validation_pairs("opt-sar", every=3) if p.name == "99")
     fixed, moving = load_pair(pair)
-    assert max(fixed.shape) < Config().match_min_side
+    assert max(fixed.shape) < Config().frames.match_min_side
     res = register_pair(fixed, moving, Config(), model=random_model)
     assert res.ok, res.reason
     assert pair_error(res.H, *checkpoints(pair, fixed.shape, moving.shape)) < 5.0
-    off = register_pair(fixed, moving, Config(match_max_zoom=1.0), model=random_model)
+    off = register_pair(fixed, moving, Config().replace(match_max_zoom=1.0), model=random_model)
     assert not off.ok and "no hypothesis was supported" in off.reason, off.reason
     assert off.counts["num_keypoints"] < res.counts["num_keypoints"]
 
@@ -354,7 +354,7 @@ def test_register_pair_refined_transform_needs_clear_check_when_nothing_was_conf
     assert not register_pair(fixed, moving, cfg.replace(transform="auto"), model=random_model).ok
     res = register_pair(fixed, moving, cfg, model=random_model)
     assert not res.ok and "after refinement" in res.reason, res.reason
-    assert res.verification["z_at_zero_shift"] < Config().rescued_min_z
+    assert res.verification["z_at_zero_shift"] < Config().policy.rescued_min_z
     off = register_pair(fixed, moving, cfg.replace(rescued_min_z=0.0), model=random_model)
     assert off.ok and pair_error(off.H, *checkpoints(pair, fixed.shape, moving.shape)) > 10
 
@@ -372,7 +372,7 @@ def test_register_pair_recentres_on_check_peak(data_root, random_model):
     cfg = Config(modality="opt-sar")
     res = register_pair(fixed, moving, cfg, model=random_model)
     assert res.ok and res.verification["recentred"], res.reason
-    assert res.verification["peak_shift_px"] <= cfg.verify_max_shift
+    assert res.verification["peak_shift_px"] <= cfg.policy.verify_max_shift
     assert pair_error(res.H, *checkpoints(pair, fixed.shape, moving.shape)) < 5
     off = register_pair(fixed, moving, cfg.replace(recentre_min_shift=0.0), model=random_model)
     assert not off.ok and "correlation peak" in off.reason, off.reason
@@ -385,7 +385,7 @@ def test_register_pair_recovers_warped_copy_to_sub_pixel_accuracy(data_root, ran
     working resolution bring the transform back within 0.05 px at the image corners (0.03 px;
     session 4's whole-pixel peaks and plain scale map left it 0.7 px off)."""
     from register.io import Raster
-    from register.search import similarity
+    from register.geometry import similarity
     from register.warp import warp_raster, warp_valid
 
     fixed = read_image(data_root / "vis_nir_epfl_registration" / "country" / "0009_rgb.jpg")
@@ -414,3 +414,16 @@ def test_register_pair_auto_transform_keeps_the_homography_of_a_projective_pair(
     np.testing.assert_allclose(res.H, hom.H, atol=1e-9)
     aff = register_pair(fixed, moving, cfg.replace(transform="affine"), model=random_model)
     assert aff.verification["z_at_zero_shift"] < res.verification["z_at_zero_shift"] - 2
+
+
+def test_register_pair_network_scorer_reports_its_stages(srif_opt_ir_pair, data_root,
+                                                         random_model):
+    """With a network selection the report names the network scorer and its weights, and the
+    patches / score stages really ran; the default ran no network (see
+    test_register_pair_result_fields)."""
+    p = srif_opt_ir_pair
+    cfg = SRIF_CFG.replace(selection="network")
+    r = register_pair(data_root / p.fixed, data_root / p.moving, cfg, model=random_model)
+    assert r.scorer["name"] == "network" and r.scorer["weights"] == "random-init lite (seed 0)"
+    assert r.timings["patches"] > 0 and r.timings["score"] > 0
+    assert "load_model" not in r.timings  # the model was handed in

@@ -59,7 +59,8 @@ def test_validation_pairs_scales_follow_the_requested_range(data_root):
 
 def test_validation_pairs_perspective_adds_a_projective_warp_after_the_same_similarity(
         data_root):
-    from register.estimate import affine_deviation, transfer
+    from register.estimate import affine_deviation
+    from register.geometry import transfer
 
     plain, persp = validation_pairs("opt-ir"), validation_pairs("opt-ir", perspective=0.08)
     assert [p.name for p in plain] == [p.name for p in persp]

@@ -5,20 +5,12 @@ import numpy as np
 import pytest
 
 from register.checks import RegistrationFailed
-from register.detect import detect
 from register.estimate import (MODEL_DOF, affine_deviation, check_transform, estimate, gric,
-                               resize_map, support_of, transfer, transform_scale, translation)
-from register.io import read_image, to_gray
+                               support_of)
+from register.geometry import transfer, translation
 
 H_TRUE = np.array([[0.92, -0.21, 35.0], [0.19, 0.97, -18.0], [2e-4, -1e-4, 1.0]])
 SHAPE = (512, 512)
-
-
-@pytest.fixture(scope="module")
-def real_points(data_root):
-    """Keypoints of a real image as the moving points (realistic spatial layout)."""
-    g = to_gray(read_image(data_root / "mifnet_examples" / "opt_sar_2.png"))
-    return detect(g.image, g.mask, max_keypoints=100).xy.astype(np.float64)
 
 
 def _with_outliers(xy_m, H, frac, seed=0):
@@ -145,23 +137,6 @@ def test_check_transform():
     assert "not finite" in check_transform(np.full((3, 3), np.nan), SHAPE)
 
 
-def test_transfer_round_trip(real_points):
-    fwd = transfer(H_TRUE, real_points)
-    assert fwd.shape == real_points.shape and fwd.dtype == np.float64
-    back = transfer(np.linalg.inv(H_TRUE), fwd)
-    np.testing.assert_allclose(back, real_points, atol=1e-9)
-    # projective division is applied
-    p = transfer(np.array([[2.0, 0, 0], [0, 2.0, 0], [0, 0, 2.0]]), np.array([[3.0, 4.0]]))
-    np.testing.assert_allclose(p, [[3.0, 4.0]])
-
-
-def test_translation_moves_points_and_composes(real_points):
-    T = translation(2.5, -4.0)
-    assert T.shape == (3, 3) and T.dtype == np.float64
-    np.testing.assert_allclose(transfer(T, real_points), real_points + [2.5, -4.0])
-    np.testing.assert_allclose(translation(1.0, 2.0) @ translation(-1.0, -2.0), np.eye(3))
-
-
 def test_affine_deviation_zero_for_affine_and_large_for_bent_homography():
     A = np.array([[0.9, -0.3, 40.0], [0.3, 0.9, -20.0], [0.0, 0.0, 1.0]])
     assert affine_deviation(A, (600, 600), (500, 500)) < 1e-6
@@ -175,25 +150,3 @@ def test_affine_deviation_zero_for_affine_and_large_for_bent_homography():
     assert affine_deviation(far, (600, 600), (500, 500)) == 0.0
 
 
-
-def test_transform_scale_ignores_rotation_shift_and_normalisation():
-    c, s = np.cos(0.7), np.sin(0.7)
-    H = np.array([[1.5 * c, -1.5 * s, 40.0], [1.5 * s, 1.5 * c, -7.0], [0.0, 0.0, 1.0]])
-    assert transform_scale(H) == pytest.approx(1.5)
-    assert transform_scale(4.0 * H) == pytest.approx(1.5)  # H and 4 H are the same transform
-    assert transform_scale(H[:2]) == pytest.approx(1.5)  # (2, 3) affine
-    assert transform_scale(np.full((3, 3), np.nan)) == 0.0
-
-
-def test_resize_map_aligns_pixel_centres():
-    """cv2.resize aligns pixel centres: halving maps x to 0.5 x - 0.25 (the centre of the first
-    pair of source pixels), doubling maps x to 2 x + 0.5; the image corners' outer edges stay."""
-    import cv2
-
-    M = resize_map((100, 200), (50, 100))
-    assert np.allclose(transfer(M, np.array([[0.5, 0.5], [-0.5, -0.5]])), [[0.0, 0.0], [-0.5, -0.5]])
-    img = np.zeros((100, 200), np.float32)
-    img[40:42, 60:62] = 1.0  # a 2x2 block centred at (60.5, 40.5)
-    small = cv2.resize(img, (100, 50), interpolation=cv2.INTER_AREA)
-    assert small[20, 30] == 1.0 and np.allclose(transfer(M, np.array([[60.5, 40.5]])), [[30, 20]])
-    assert np.allclose(resize_map((10, 10), (20, 20))[:2, 2], 0.5)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from register.config import Config
-from register.estimate import transfer
+from register.geometry import transfer
 from register.frames import enlarge, is_sar, match_zoom, working_images
 from register.io import GrayImage, Raster
 

@@ -7,7 +7,7 @@ import pytest
 from register.detect import detect
 from register.io import read_image, to_gray
 from register.match import local_maxima, select, shortlist
-from register.search import oriented_gradient_channels
+from register.structural import oriented_gradient_channels
 
 
 @pytest.fixture(scope="module", params=["mifnet_examples/opt_sar_1.png",

@@ -45,7 +45,7 @@ def test_pairs_from_image_paper_protocol_cuts_exact_positives_and_random_negativ
     assert set(kind[:n]) == {KINDS.index("positive")} and set(kind[n:]) == {KINDS.index("random")}
     assert np.array_equal(fixed[:n], fixed[n:])  # each keypoint: one positive, one negative
     # no augmentation: both sides are the plain crops at the keypoints the pipeline detects
-    xy = detect(fi, valid, max_keypoints=32, nms_radius=Config().nms_radius, border=64).xy
+    xy = detect(fi, valid, max_keypoints=32, nms_radius=Config().match.nms_radius, border=64).xy
     assert np.array_equal(fixed[:n], crop_patches(fi, xy))
     assert np.array_equal(moving[:n], crop_patches(mi, xy))
     # negatives: the crop of another keypoint whose patch centre is at least 64 px away

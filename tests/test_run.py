@@ -13,7 +13,7 @@ import pytest
 import torch
 from rasterio.transform import Affine
 
-from register.api import OUTPUTS
+from register.outputs import OUTPUTS
 from register.io import read_image, write_raster
 from register.run import main
 

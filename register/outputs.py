@@ -1,0 +1,93 @@
+"""Writing a registration's outputs: ``aligned.tif``, ``matches.png``, ``overlay.png`` and
+``report.json``, atomically (everything goes to a temporary folder first)."""
+from __future__ import annotations
+
+import math
+import platform
+import shutil
+import tempfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from . import __version__
+from .api import Result, as_raster
+from .config import Config, config_to_dict
+from .frames import is_sar
+from .io import Raster, to_gray, write_json
+
+
+def report(result: Result, fixed: str, moving: str, cfg: Config) -> dict:
+    """The ``report.json`` document of a result."""
+    import kornia
+    import rasterio
+    import torch
+
+    doc = {"status": result.status}
+    if not result.ok:
+        doc["reason"] = result.reason
+    doc.update({
+        "fixed": str(fixed), "moving": str(moving),
+        "homography_moving_to_fixed": None if result.H is None else result.H.tolist(),
+        "num_keypoints": result.counts.get("num_keypoints", 0),
+        "num_candidates": result.counts.get("num_candidates", 0),
+        "num_matches": result.counts.get("num_matches", 0),
+        "num_inliers": result.counts.get("num_inliers", 0),
+        "inlier_rmse_px": None if not math.isfinite(result.rmse_px) else result.rmse_px,
+        "hypothesis": result.hypothesis,
+        "verification": result.verification,
+        "candidates": result.candidates,
+        "timings_s": {k: round(v, 4) for k, v in result.timings.items()},
+        "scorer": result.scorer, "device": result.scorer.get("device", "cpu"),
+        "versions": {"register": __version__, "python": platform.python_version(),
+                     "torch": torch.__version__, "kornia": kornia.__version__,
+                     "opencv": cv2.__version__, "numpy": np.__version__,
+                     "rasterio": rasterio.__version__},
+        "config": config_to_dict(cfg),
+    })
+    return doc
+
+
+OUTPUTS = ("aligned.tif", "matches.png", "overlay.png", "report.json")
+
+
+def write_outputs(result: Result, fixed: str | Path | Raster, moving: str | Path | Raster,
+                  out_dir: str | Path, cfg: Config) -> list[Path]:
+    """Write ``aligned.tif``, ``matches.png``, ``overlay.png`` (when ok) and ``report.json``.
+
+    Everything is written into a temporary folder beside ``out_dir`` and moved into place at the
+    end, so an interrupted run leaves no half-written output.
+    """
+    from .plot import plot_matches, plot_overlay
+    from .warp import write_aligned
+
+    out = Path(out_dir)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fr, mr = as_raster(fixed), as_raster(moving)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        if result.ok:
+            write_aligned(tmp / "aligned.tif", mr, result.H, fr)
+            if cfg.make_figures:
+                fg = to_gray(fr, band=cfg.band_fixed)
+                mg = to_gray(mr, band=cfg.band_moving, sar=is_sar(mr, cfg.modality),
+                             sar_db=cfg.sar_db)
+                m = result.matches
+                plot_matches(tmp / "matches.png", fg.image, mg.image, m.xy_fixed, m.xy_moving,
+                             result.inliers,
+                             title=f"{Path(mr.path).name or 'moving'} onto {Path(fr.path).name or 'fixed'}")
+                plot_overlay(tmp / "overlay.png", fg.image, mg.image, result.H)
+        write_json(tmp / "report.json", report(result, fr.path, mr.path, cfg))
+        out.mkdir(parents=True, exist_ok=True)
+        written = []
+        for name in OUTPUTS:
+            src = tmp / name
+            if src.exists():
+                src.replace(out / name)
+                written.append(out / name)
+            elif (out / name).exists():
+                (out / name).unlink()  # stale output of an earlier run
+        return written
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

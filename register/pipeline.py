@@ -1,0 +1,320 @@
+"""The registration procedure's parts: propose hypotheses, match and fit under one, judge, refine,
+recentre. :func:`register.api.register_pair` is a short loop over them.
+
+A :class:`Pipeline` holds one pair's working images, its config, its scorer, the caches
+(the fixed frame at each matching zoom, the matches located under each transform) and the
+timer. Everything it judges goes through :func:`register.decide.judge`; this module holds no
+threshold of its own.
+
+All transforms are (3, 3) float64 homographies mapping working moving px to working fixed px
+(x = column, y = row, 0-based) unless a name says otherwise.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+import numpy as np
+
+from .checks import RegistrationFailed
+from .config import BORDER_PX, Config
+from .decide import Evidence, Verdict, clearly_supported, judge, keeps_refining, wants_recentring
+from .detect import detect
+from .estimate import Estimate, affine_deviation, estimate, support_of
+from .frames import enlarge, match_zoom
+from .geometry import corner_distance, transfer
+from .io import GrayImage
+from .match import Matches, select, shortlist
+from .patches import warp_to_frame
+from .scorers import Scorer, Timer
+from .search import Hypothesis, coarse_hypotheses, translation_hypothesis
+from .sift import keypoint_hypothesis, keypoint_support
+from .structural import oriented_gradient_channels
+from .verify import Check, verify_alignment
+
+#: half-size of the structural template the shortlist correlates (px of the matching frame)
+TEMPLATE_HALF = 20
+
+
+@dataclass(frozen=True)
+class Located:
+    """Matches located under one transform: working px, with the keypoint and candidate
+    counts of that matching."""
+
+    matches: Matches
+    keypoints: int
+    candidates: int
+
+    def counts(self, inliers: int) -> dict:
+        """``Result.counts`` of these matches with ``inliers`` RANSAC inliers."""
+        return dict(num_keypoints=self.keypoints, num_candidates=self.candidates,
+                    num_matches=len(self.matches), num_inliers=inliers)
+
+
+@dataclass(frozen=True)
+class Judged:
+    """A transform, the matches it was fitted to, the global check and the verdict on it."""
+
+    est: Estimate
+    located: Located
+    check: Check
+    evidence: Evidence
+    verdict: Verdict
+
+    @property
+    def rank(self) -> tuple[bool, float]:
+        """Order of preference: accepted first, then the higher check z."""
+        return self.verdict.accepted, self.evidence.z
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A hypothesis RANSAC supported, judged; ``source`` says where the hypothesis came from."""
+
+    judged: Judged
+    hyp: Hypothesis
+    source: str
+
+
+@dataclass(frozen=True)
+class Trial:
+    """What the hypothesis loop found: the best candidate (None when RANSAC supported none),
+    the (counts, reason) of each hypothesis RANSAC did not support, a row per supported one
+    for the report (``Result.candidates``), the hypotheses' sources in order, and how many
+    were tried."""
+
+    best: Candidate | None
+    unsupported: list
+    rows: list
+    sources: list
+    tried: int
+
+
+class Pipeline:
+    """One pair's registration procedure (see the module docstring).
+
+    Args:
+        fixed, moving: working images (:func:`register.frames.working_images`).
+        cfg: the whole config; each stage reads its own group.
+        scorer: ranks the shortlisted candidates (:mod:`register.scorers`).
+        timer: collects seconds per stage.
+        say: progress messages.
+    """
+
+    def __init__(self, fixed: GrayImage, moving: GrayImage, cfg: Config, scorer: Scorer,
+                 timer: Timer, say: Callable[[str], None]):
+        self.fixed, self.moving, self.cfg, self.scorer = fixed, moving, cfg, scorer
+        self.timer, self.say = timer, say
+        self.frames: dict[float, tuple[GrayImage, np.ndarray, np.ndarray]] = {}
+        self.located: dict[tuple[bytes, int], Located] = {}
+        self.support: tuple[np.ndarray, np.ndarray] | None = None  # SIFT correspondences
+        self.d_verify = min(1.0, cfg.verify.side / max(fixed.image.shape))  # working -> check px
+
+    # -- hypotheses ------------------------------------------------------------------------------
+    def hypotheses(self, georef: Hypothesis | None) -> Iterator[tuple[Hypothesis, str]]:
+        """(hypothesis, where it came from), lazily: each cheaper source first, the search only
+        when the hypotheses before it did not end the loop."""
+        fw, mw, cfg = self.fixed, self.moving, self.cfg
+        if georef is not None:
+            yield georef, "georeferencing"
+            t = time.perf_counter()  # only when the georeferencing itself did not end the loop
+            shifted = translation_hypothesis(fw.image, fw.mask, mw.image, mw.mask, georef.H,
+                                             cfg.search)
+            self.timer.add("hypotheses", t)
+            if corner_distance(shifted.H, georef.H, fw.image.shape) > cfg.policy.georef_min_shift:
+                yield shifted, "georeferencing"
+            return
+        t = time.perf_counter()
+        if cfg.search.keypoint_hypothesis:
+            kh = keypoint_hypothesis(fw.image, fw.mask, mw.image, mw.mask, cfg.search)
+            self.timer.add("hypotheses", t)
+            if kh is not None:
+                yield kh, "keypoint similarity"
+        self.say("searching rotation and scale hypotheses")
+        t = time.perf_counter()
+        found = coarse_hypotheses(fw.image, fw.mask, mw.image, mw.mask, cfg.search)
+        self.timer.add("hypotheses", t)
+        for h in found:
+            yield h, "rotation/scale search"
+
+    # -- matching and fitting --------------------------------------------------------------------
+    def zoom_for(self, H: np.ndarray) -> float:
+        """Enlargement of the fixed frame that matching under ``H`` uses."""
+        fr = self.cfg.frames
+        return match_zoom(H, self.moving.image.shape, self.fixed.image.shape,
+                          min_side=fr.match_min_side, max_zoom=fr.match_max_zoom)
+
+    def fixed_frame(self, zoom: float) -> tuple[GrayImage, np.ndarray, np.ndarray]:
+        """The fixed image at a matching zoom, its channels and the map to it from working px."""
+        if zoom not in self.frames:
+            g, Z = (self.fixed, np.eye(3)) if zoom == 1.0 else enlarge(self.fixed, zoom)
+            self.frames[zoom] = (g, oriented_gradient_channels(g.image, g.mask), Z)
+        return self.frames[zoom]
+
+    def match(self, H: np.ndarray, radius: int) -> Located:
+        """Matches under ``H`` in working px; each (``H``, ``radius``) is matched once (a
+        failure's counts and the georeferencing's own judgement reuse them). ``radius`` and the
+        keypoint border are in the matching frame's px (radius / zoom working px)."""
+        key = (np.asarray(H, np.float64).tobytes(), radius)
+        if key not in self.located:
+            zoom = self.zoom_for(H)
+            frame, feat, Z = self.fixed_frame(zoom)
+            loc = self._locate(Z @ H, frame, feat, radius)
+            if zoom != 1.0:  # back to working fixed px
+                m = loc.matches
+                xy = transfer(np.linalg.inv(Z), m.xy_fixed).astype(np.float32)
+                loc = Located(Matches(xy, m.xy_moving, m.probability), loc.keypoints,
+                              loc.candidates)
+            self.located[key] = loc
+        return self.located[key]
+
+    def _locate(self, H: np.ndarray, frame: GrayImage, feat_fixed: np.ndarray,
+                radius: int) -> Located:
+        """Detect keypoints in ``frame``, shortlist candidates in the moving image resampled
+        under ``H`` (working moving px -> frame px), score and select; frame px."""
+        timer, mc = self.timer, self.cfg.match
+        t = time.perf_counter()
+        mi, mm = warp_to_frame(self.moving.image, self.moving.mask, H, frame.image.shape)
+        valid = frame.mask & mm
+        timer.add("warp_hypothesis", t)
+        t = time.perf_counter()
+        kp = detect(frame.image, valid, max_keypoints=self.cfg.max_keypoints,
+                    detector=mc.detector, nms_radius=mc.nms_radius,
+                    border=max(BORDER_PX, TEMPLATE_HALF + radius + 1))
+        timer.add("detect", t)
+        if len(kp) == 0:
+            empty = np.zeros((0, 2), np.float32)
+            return Located(Matches(empty, empty, np.zeros(0, np.float32)), 0, 0)
+        t = time.perf_counter()
+        k = max(1, int(mc.shortlist))
+        cands = shortlist(feat_fixed, oriented_gradient_channels(mi, mm), np.round(kp.xy),
+                          radius=radius, k=k, half=TEMPLATE_HALF)
+        timer.add("shortlist", t)
+        n = len(cands)
+        prob = self.scorer.score(frame.image, mi, cands, timer)
+        prob = np.ones((n, k), np.float32) if prob is None else prob
+        prob = np.where(np.isfinite(cands.structural), prob, 0.0)
+        keep, best = select(prob, cands.structural, min_probability=mc.min_probability,
+                            ratio=mc.ratio, mode=mc.selection)
+        xy_c = cands.xy_cand[np.arange(n), best][keep]
+        xy_m = transfer(np.linalg.inv(H), xy_c).astype(np.float32)
+        p = prob[np.arange(n), best][keep].astype(np.float32)
+        return Located(Matches(cands.xy_fixed[keep].astype(np.float32), xy_m, p), n, n * k)
+
+    def fit(self, H: np.ndarray, radius: int) -> tuple[Estimate, Located]:
+        """Matches under ``H`` and the RANSAC transform they support; raises
+        :class:`~register.checks.RegistrationFailed` when they support none."""
+        loc = self.match(H, radius)
+        ec = self.cfg.estimate
+        t = time.perf_counter()
+        try:
+            est = estimate(loc.matches.xy_moving, loc.matches.xy_fixed, self.moving.image.shape,
+                           transform=self.cfg.transform, threshold=ec.ransac_threshold,
+                           iterations=ec.ransac_iterations, min_inliers=ec.min_inliers,
+                           seed=self.cfg.seed, weights=loc.matches.probability)
+        finally:
+            self.timer.add("estimate", t)
+        return est, loc
+
+    # -- judging ---------------------------------------------------------------------------------
+    def judge(self, est: Estimate, loc: Located, *, confirmed_before: bool = True) -> Judged:
+        """The global check of ``est``, the evidence and :func:`register.decide.judge`'s verdict."""
+        fw, mw = self.fixed, self.moving
+        t = time.perf_counter()
+        check = verify_alignment(fw.image, fw.mask, mw.image, mw.mask, est.H, self.cfg.verify.side)
+        self.timer.add("verify", t)
+        n_kp = (None if self.support is None else
+                keypoint_support(est.H, *self.support, self.cfg.estimate.ransac_threshold))
+        ev = Evidence(z=check.z, shift=check.shift * self.d_verify, inliers=est.num_inliers,
+                      keypoints=loc.keypoints, keypoint_support=n_kp,
+                      bend=affine_deviation(est.H, fw.image.shape, mw.image.shape),
+                      confirmed_before=confirmed_before)
+        return Judged(est, loc, check, ev, judge(ev, self.cfg.policy))
+
+    def try_hypotheses(self, georef: Hypothesis | None,
+                       to_full: Callable[[np.ndarray], np.ndarray]) -> Trial:
+        """Match, fit and judge each hypothesis in turn; the best by :attr:`Judged.rank` wins
+        (inlier counts favour large overlaps, so a wrong hypothesis covering the whole image
+        can out-count a right one at a small scale). A clearly supported one ends the loop
+        (:func:`register.decide.clearly_supported`). ``to_full`` maps a working transform to
+        full-resolution px, for the report's rows."""
+        radius = int(self.cfg.match.search_radius)
+        best, unsupported, rows, sources, tried = None, [], [], [], 0
+        for hyp, source in self.hypotheses(georef):
+            tried += 1
+            sources += [source] if source not in sources else []
+            self.support = hyp.support if hyp.support is not None else self.support
+            self.say(f"scoring hypothesis {tried} ({source}: rotation {hyp.angle_deg:.0f} deg, "
+                     f"scale {hyp.scale:.2f})")
+            try:
+                judged = self.judge(*self.fit(hyp.H, radius))
+            except RegistrationFailed as exc:
+                unsupported.append((self.match(hyp.H, radius).counts(0), exc.reason))
+                continue
+            rows.append(candidate_row(judged, hyp, source, to_full(judged.est.H)))
+            if best is None or judged.rank > best.judged.rank:
+                best = Candidate(judged, hyp, source)
+            if clearly_supported(judged.evidence, judged.verdict, self.cfg.policy):
+                break
+        return Trial(best, unsupported, rows, sources, tried)
+
+    def georeferencing_prior(self, georef: Hypothesis | None) -> Candidate | None:
+        """The georeferencing itself as a candidate transform, when its own matches support it
+        and the check confirms it: on small or low-structure tiles the matches can support a
+        fit a few pixels worse than the georeferencing they started from."""
+        if georef is None:
+            return None
+        loc = self.match(georef.H, int(self.cfg.match.search_radius))  # the loop's first
+        est = support_of(georef.H, loc.matches.xy_moving, loc.matches.xy_fixed,
+                         threshold=self.cfg.estimate.ransac_threshold, model="georeferencing")
+        if est.num_inliers < self.cfg.estimate.min_inliers:
+            return None
+        judged = self.judge(est, loc)
+        return Candidate(judged, georef, "georeferencing") if judged.verdict.accepted else None
+
+    # -- refining --------------------------------------------------------------------------------
+    def refine(self, judged: Judged) -> tuple[Judged, float]:
+        """Refine with halved search windows while the matches keep most of the inliers
+        (:func:`register.decide.keeps_refining`). The refined transform is judged afresh: a
+        wrong hypothesis tends to fall apart under refinement. Returns it and the last window
+        (matching-frame px)."""
+        est, loc, changed = judged.est, judged.located, False
+        radius = float(self.cfg.match.search_radius)
+        for it in range(self.cfg.match.refine_iterations):
+            radius = max(3.0, radius / 2)
+            self.say(f"refining ({it + 1}/{self.cfg.match.refine_iterations})")
+            try:
+                r_est, r_loc = self.fit(est.H, int(radius))
+            except RegistrationFailed:
+                break
+            if not keeps_refining(est.num_inliers, r_est.num_inliers, self.cfg.policy):
+                break
+            est, loc, changed = r_est, r_loc, True
+        return (self.judge(est, loc) if changed else judged), radius
+
+    def recentre(self, judged: Judged, radius: float) -> tuple[Judged, bool]:
+        """When the check's peak is off zero shift but within the last matching window
+        (:func:`register.decide.wants_recentring`), match once more from the transform moved
+        onto the peak and keep whichever the check ranks higher. Returns the kept transform and
+        whether it is the recentred one."""
+        window = radius / self.zoom_for(judged.est.H)  # the last matching window in working px
+        if not wants_recentring(judged.evidence.shift, judged.check.shift, window,
+                                self.cfg.policy):
+            return judged, False
+        self.say("recentring on the check's peak")
+        try:
+            again = self.judge(*self.fit(judged.check.recentred(judged.est.H), int(radius)))
+        except RegistrationFailed:
+            return judged, False
+        return (again, True) if again.rank > judged.rank else (judged, False)
+
+
+def candidate_row(judged: Judged, hyp: Hypothesis, source: str, H_full: np.ndarray) -> dict:
+    """One row of ``Result.candidates`` (``H_full``: moving px -> fixed px, full resolution)."""
+    ev = judged.evidence
+    return {"source": source, "angle_deg": round(hyp.angle_deg, 2),
+            "scale": round(hyp.scale, 4), "num_inliers": ev.inliers, "z": round(ev.z, 3),
+            "peak_shift_px": round(judged.check.shift, 3),
+            "affine_deviation_px": round(ev.bend, 3), "transform": judged.est.model,
+            "confirmed": judged.verdict.accepted, "H": (H_full / H_full[2, 2]).tolist()}

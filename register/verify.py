@@ -1,0 +1,54 @@
+"""The global check of a transform, independent of the matches that produced it: the moving
+image resampled with the transform must correlate with the fixed image at zero shift.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .geometry import translation
+from .structural import correlation_surface, frame_channels, spectrum, surface_peak
+
+
+@dataclass(frozen=True)
+class Check:
+    """Result of :func:`verify_alignment`: ``z``, the z-score of the correlation at zero shift,
+    and ``offset``, the (dx, dy) in pixels of ``fixed`` of the surface's highest peak (the moving
+    image resampled with ``H`` lines up best when moved by it; infinite when its footprint
+    covers too little of the fixed frame to check)."""
+
+    z: float
+    offset: tuple[float, float]
+
+    @property
+    def shift(self) -> float:
+        """Distance in pixels of ``fixed`` from zero shift to the highest peak."""
+        return math.hypot(*self.offset)
+
+    def recentred(self, H: np.ndarray) -> np.ndarray:
+        """``H`` (moving px -> fixed px) moved by the peak's offset: (3, 3) float64."""
+        return translation(*self.offset) @ np.asarray(H, np.float64)
+
+
+def verify_alignment(fixed: np.ndarray, fixed_mask: np.ndarray, moving: np.ndarray,
+                     moving_mask: np.ndarray, H: np.ndarray, side: int) -> Check:
+    """Global check of a final transform, independent of the matches that produced it.
+
+    The moving image is resampled into the fixed frame with ``H`` (moving px -> fixed px) at a
+    resolution of ``side`` px on the longer side, and the oriented-gradient correlation surface
+    over all shifts is computed. A right transform puts a sharp peak at zero shift; a wrong one
+    that RANSAC fitted to chance inliers does not.
+
+    Args: (h, w) float32 images and bool masks; ``H`` (3, 3) moving px -> fixed px (x = column,
+    y = row, 0-based); ``side`` the longer side in px of the frame the check runs in.
+    Returns a :class:`Check`.
+    """
+    F, M, wm, d = frame_channels(fixed, fixed_mask, moving, moving_mask, H, side)
+    if wm.sum() < 0.02 * wm.size:
+        return Check(0.0, (math.inf, math.inf))
+    corr = correlation_surface(spectrum(F), M)
+    z0 = (float(corr[0, 0]) - float(corr.mean())) / (float(corr.std()) + 1e-9)
+    _, t = surface_peak(corr)
+    return Check(z0, (t[0] / d, t[1] / d))
