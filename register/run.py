@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from .config import DEVICES, MODALITIES, TRANSFORMS, Config
+from .config import DEVICES, MODALITIES, SELECTIONS, TRANSFORMS, Config, MatchConfig
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,8 +38,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--band-moving", type=int, default=None, help="1-based band of MOVING")
     p.add_argument("--band", type=int, default=None, help="same band for both inputs")
     p.add_argument("--speckle-filter", action="store_true", help="median-filter SAR input")
+    p.add_argument("--scorer", choices=SELECTIONS, default=MatchConfig.selection,
+                   help="how candidate matches are ranked: structural correlation, the "
+                        "SSML-QNet network, or both fused (default: %(default)s)")
     p.add_argument("--model", default="auto",
-                   help="'auto' (shipped weights), a .pt path, or 'random' (plumbing tests only)")
+                   help="network weights for --scorer network|fused: 'auto' (shipped), a .pt "
+                        "path, or 'random' (plumbing tests only); the structural scorer loads none")
     p.add_argument("--seed", type=int, default=Config.seed,
                    help="seed of RANSAC's sampling (default: %(default)s)")
     p.add_argument("--no-figures", action="store_true", help="skip matches.png / overlay.png")
@@ -48,15 +52,42 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _check_args(args: argparse.Namespace, out: Path) -> None:
+    """Raise InputError for what can be checked before reading any image."""
+    from .checks import InputError
+    from .outputs import OUTPUTS
+
+    if args.max_keypoints < 8:
+        raise InputError(f"--max-keypoints must be at least 8, got {args.max_keypoints}")
+    for name in ("fixed", "moving"):
+        path = getattr(args, name)
+        if not path.is_file():
+            raise InputError(f"{name} image {path} does not exist; check the path")
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out-dir {out} is a file; give a folder")
+    existing = [n for n in OUTPUTS if (out / n).exists()]
+    if existing and not args.overwrite:
+        raise InputError(f"{out} already holds {', '.join(existing)}; pass --overwrite or "
+                         "choose another --out-dir")
+
+
+def _config(args: argparse.Namespace) -> Config:
+    return Config(modality=args.modality, transform=args.transform,
+                  max_keypoints=args.max_keypoints, band_fixed=args.band_fixed or args.band,
+                  band_moving=args.band_moving or args.band, speckle_filter=args.speckle_filter,
+                  model=args.model, seed=args.seed, make_figures=not args.no_figures
+                  ).replace(selection=args.scorer)
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
     # heavy imports after argument parsing so --help is instant
     from .api import check_inputs, register_pair
-    from .outputs import OUTPUTS, write_outputs
     from .checks import InputError
     from .io import read_image
-    from .score import load_model, resolve_device
+    from .outputs import write_outputs
+    from .score import resolve_device
+    from .scorers import make_scorer
 
     start = time.perf_counter()
 
@@ -66,31 +97,18 @@ def main(argv: list[str] | None = None) -> int:
 
     out = args.out_dir or Path("registered") / args.moving.stem
     try:
-        if args.max_keypoints < 8:
-            raise InputError(f"--max-keypoints must be at least 8, got {args.max_keypoints}")
-        for name in ("fixed", "moving"):
-            path = getattr(args, name)
-            if not path.is_file():
-                raise InputError(f"{name} image {path} does not exist; check the path")
-        if out.exists() and not out.is_dir():
-            raise InputError(f"--out-dir {out} is a file; give a folder")
-        existing = [n for n in OUTPUTS if (out / n).exists()]
-        if existing and not args.overwrite:
-            raise InputError(f"{out} already holds {', '.join(existing)}; pass --overwrite or "
-                             "choose another --out-dir")
-        cfg = Config(modality=args.modality, transform=args.transform,
-                     max_keypoints=args.max_keypoints,
-                     band_fixed=args.band_fixed or args.band, band_moving=args.band_moving or args.band,
-                     speckle_filter=args.speckle_filter, model=args.model, seed=args.seed,
-                     make_figures=not args.no_figures)
+        _check_args(args, out)
+        cfg = _config(args)
         device = resolve_device(args.device)
         # every input check runs before the first progress line, so that bad input gives
         # exactly one line on stderr
         fixed, moving = read_image(args.fixed), read_image(args.moving)
         check_inputs(fixed, moving, cfg)
-        model = load_model(cfg.model, device, modality=cfg.modality, seed=cfg.seed)
-        say(f"registering {args.moving.name} onto {args.fixed.name} ({device})")
-        result = register_pair(fixed, moving, cfg, model=model, progress=say)
+        scorer = make_scorer(cfg, device=device)  # loads weights only for a network scorer
+        say(f"registering {args.moving.name} onto {args.fixed.name} ({scorer.name} scorer"
+            f"{', ' + str(device) if scorer.name != 'structural' else ''})")
+        result = register_pair(fixed, moving, cfg, model=getattr(scorer, "model", None),
+                               device=device, progress=say)
         say("writing outputs")
         write_outputs(result, fixed, moving, out, cfg)
     except InputError as exc:
@@ -99,6 +117,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted; no output was written", file=sys.stderr)
         return 2
+    return _summary(result, out, say)
+
+
+def _summary(result, out: Path, say) -> int:
+    """The last line of a run, and its exit status."""
     if result.ok:
         c = result.counts
         kept = (", the georeferencing confirmed and kept"

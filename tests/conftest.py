@@ -77,3 +77,11 @@ def real_points(data_root):
     """Keypoints of a real image as the moving points (realistic spatial layout)."""
     g = to_gray(read_image(data_root / "mifnet_examples" / "opt_sar_2.png"))
     return detect(g.image, g.mask, max_keypoints=100).xy.astype(np.float64)
+
+
+@pytest.fixture(scope="session")
+def nir_small(data_root):
+    """The MIFNet optical image shrunk to 256 x 256 px (float32 gray)."""
+    g = to_gray(read_image(data_root / "mifnet_examples" / "opt_nir_1.png"))
+    img = cv2.resize(g.image, (256, 256), interpolation=cv2.INTER_AREA)
+    return img

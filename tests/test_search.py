@@ -25,13 +25,6 @@ def test_coarse_hypotheses_srif_optical_infrared(data_root, srif_opt_ir_pair, co
         assert 0.0 <= h.angle_deg < 360.0 and h.scale > 0
 
 
-@pytest.fixture(scope="module")
-def nir_small(data_root):
-    g = to_gray(read_image(data_root / "mifnet_examples" / "opt_nir_1.png"))
-    img = cv2.resize(g.image, (256, 256), interpolation=cv2.INTER_AREA)
-    return img
-
-
 def test_coarse_hypotheses_recovers_rotation_120_scale_07(nir_small, corner_error):
     fixed = nir_small
     h, w = fixed.shape

@@ -11,13 +11,6 @@ from register.io import read_image, to_gray
 from register.sift import keypoint_hypothesis, keypoint_support
 
 
-@pytest.fixture(scope="module")
-def nir_small(data_root):
-    g = to_gray(read_image(data_root / "mifnet_examples" / "opt_nir_1.png"))
-    img = cv2.resize(g.image, (256, 256), interpolation=cv2.INTER_AREA)
-    return img
-
-
 def test_keypoint_hypothesis_recovers_similarity_on_vis_nir_pair(data_root):
     """A known similarity applied to an aligned EPFL country NIR image is recovered by SIFT."""
     f = to_gray(read_image(data_root / "vis_nir_epfl_registration" / "country" / "0001_rgb.jpg"))

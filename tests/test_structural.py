@@ -1,19 +1,9 @@
 """register.structural: oriented-gradient channels."""
 from __future__ import annotations
 
-import cv2
 import numpy as np
-import pytest
 
-from register.io import read_image, to_gray
 from register.structural import N_ORIENTATIONS, oriented_gradient_channels
-
-
-@pytest.fixture(scope="module")
-def nir_small(data_root):
-    g = to_gray(read_image(data_root / "mifnet_examples" / "opt_nir_1.png"))
-    img = cv2.resize(g.image, (256, 256), interpolation=cv2.INTER_AREA)
-    return img
 
 
 def test_oriented_gradient_channels_shape_and_mask(nir_small):
