@@ -194,27 +194,127 @@ def _name(method: str, args) -> str:
     return args.label if method == "ours" and args.label else method
 
 
-def run_registration(args, log: Callable[[str], None]) -> tuple[list[dict], list[dict]]:
+def _ours(res, row: dict) -> tuple[np.ndarray | None, list]:
+    """Fill ``row`` from a :class:`register.api.Result`; its H (None when failed) and the
+    hypotheses it checked."""
+    row["reason"] = res.reason or ""
+    row["timings"] = json.dumps({k: round(float(v), 4) for k, v in (res.timings or {}).items()})
+    ver = res.verification or {}
+    row.update({col: ver.get(key, "") for col, key in VERIFY_COLUMNS})
+    row["num_inliers"] = (res.counts or {}).get("num_inliers", "")
+    return (res.H if res.status == "ok" else None), res.candidates
+
+
+def _run_method(method: str, loaded, row: dict, run_ours, cfg, args, models
+                ) -> tuple[np.ndarray | None, list]:
+    """H of one method on a loaded pair (``loaded`` = (fr, mr, fixed, moving) or None when the
+    pair could not be loaded), filling ``row``'s status and reason; exceptions count as errors."""
     from pipelines import baselines
+
+    H, cands = None, []
+    try:
+        if loaded is None:
+            raise RuntimeError("pair could not be loaded")
+        fr, mr, fixed, moving = loaded
+        if method == "ours":
+            H, cands = _ours(run_ours(fr, mr, cfg, device=args.device,
+                                      model=models.get(cfg.modality)), row)
+        else:
+            H = baselines.BASELINES[method](fixed, moving)
+            if H is None:
+                row["reason"] = "baseline failed"
+        row["status"] = "ok" if H is not None else "failed"
+    except Exception as exc:  # noqa: BLE001 - counted as a failure
+        H, row["status"], row["reason"] = None, "error", f"{type(exc).__name__}: {exc}"
+    return H, cands
+
+
+def _load(pair, log, label: str, set_name: str):
+    """((fr, mr, fixed gray, moving gray), (moving, fixed) checkpoints) of a pair, or
+    (None, None) when it cannot be loaded (reported, not fatal)."""
     from pipelines.datasets import load_pair
     from register.io import to_gray
 
+    try:
+        fr, mr = load_pair(pair)
+        loaded = (fr, mr, to_gray(fr).image, to_gray(mr, sar=pair.modality == "opt-sar").image)
+        return loaded, checkpoints(pair, fr.shape, mr.shape)
+    except Exception as exc:  # noqa: BLE001 - a broken pair is reported, not fatal
+        log(f"{set_name} {label}: cannot load ({type(exc).__name__}: {exc})")
+        return None, None
+
+
+class _Writers:
+    """``pairs.csv`` and ``candidates.csv`` of a registration run, flushed row by row."""
+
+    def __init__(self, out: Path):
+        self.files = [open(out / "pairs.csv", "w", newline=""),
+                      open(out / "candidates.csv", "w", newline="")]
+        self.pairs = csv.DictWriter(self.files[0], fieldnames=list(PAIR_FIELDS),
+                                    extrasaction="ignore")
+        self.cands = csv.DictWriter(self.files[1], fieldnames=list(CANDIDATE_FIELDS),
+                                    extrasaction="ignore")
+        self.pairs.writeheader()
+        self.cands.writeheader()
+
+    def candidates(self, cands: list, base: dict, m_xy, f_xy) -> None:
+        for i, c in enumerate(cands):  # every hypothesis ours checked
+            e = pair_error(np.asarray(c["H"]), m_xy, f_xy)
+            self.cands.writerow({**c, **base, "index": i,
+                                 "error_px": f"{e:.4f}" if math.isfinite(e) else "inf"})
+        self.files[1].flush()
+
+    def pair(self, row: dict) -> None:
+        self.pairs.writerow(row)
+        self.files[0].flush()
+
+    def close(self) -> None:
+        for f in self.files:
+            f.close()
+
+
+def _evaluate_pair(pair, set_name: str, cfg, args, models, skipped, run_ours, out: _Writers,
+                   log) -> list[tuple[str, dict, float, float]]:
+    """Every method on one pair: (method, row, error, seconds) each, rows written."""
+    label = f"{pair.set}/{pair.name}"
+    loaded, cps = _load(pair, log, label, set_name)
+    m_xy, f_xy = cps if cps is not None else (None, None)
+    done = []
+    for method in [m for m in args.methods if not skipped[m]]:
+        row = {**dict.fromkeys(PAIR_FIELDS, ""), "set": set_name, "pair": label,
+               "method": _name(method, args)}
+        t0 = time.perf_counter()
+        H, cands = _run_method(method, loaded, row, run_ours, cfg, args, models)
+        dt = time.perf_counter() - t0
+        out.candidates(cands, {"set": set_name, "pair": label, "method": row["method"]},
+                       m_xy, f_xy)
+        err = pair_error(H, m_xy, f_xy) if loaded is not None else math.inf
+        if H is not None and not math.isfinite(err):
+            row["status"], row["reason"] = "failed", "non-finite H or projection"
+        row.update(error_px=f"{err:.4f}" if math.isfinite(err) else "inf",
+                   n_checkpoints=len(m_xy) if loaded is not None else 0, seconds=f"{dt:.4f}",
+                   H=json.dumps(np.round(np.asarray(H, float), 8).ravel().tolist())
+                   if H is not None else "")
+        out.pair(row)
+        log(f"{set_name} {label} {method}: {row['status']} err={row['error_px']} "
+            f"{dt:.2f}s {row['reason']}".rstrip())
+        done.append((method, row, err, dt))
+    return done
+
+
+def run_registration(args, log: Callable[[str], None]) -> tuple[list[dict], list[dict]]:
+    """Every method on every pair of ``args.sets``; (one row per pair and method, one summary
+    row per set and method). Writes ``pairs.csv`` and ``candidates.csv`` into ``args.out``."""
     models = Models(args.model, args.device)
     skipped = _method_status(args.methods, models, args.sets)
     for m, why in skipped.items():
         if why:
             log(f"method {m} skipped: {why}")
     base_cfg = config_from_dict(args.config_overrides)
-    register_pair = _register_pair()[0] if "ours" in args.methods and not skipped["ours"] else None
+    run_ours = _register_pair()[0] if "ours" in args.methods and not skipped["ours"] else None
     per_pair: list[dict] = []
     summary: list[dict] = []
-    out_csv = open(args.out / "pairs.csv", "w", newline="")
-    writer = csv.DictWriter(out_csv, fieldnames=list(PAIR_FIELDS), extrasaction="ignore")
-    writer.writeheader()
-    cand_csv = open(args.out / "candidates.csv", "w", newline="")
-    cand_writer = csv.DictWriter(cand_csv, fieldnames=list(CANDIDATE_FIELDS),
-                                 extrasaction="ignore")
-    cand_writer.writeheader()
+    out = _Writers(args.out)
     try:
         for set_name in args.sets:
             pairs = select_evenly(split(f"{args.split}/{set_name}", val_every=args.val_every,
@@ -224,66 +324,11 @@ def run_registration(args, log: Callable[[str], None]) -> tuple[list[dict], list
             errors = {m: [] for m in args.methods}
             secs = {m: [] for m in args.methods}
             for pair in pairs:
-                label = f"{pair.set}/{pair.name}"
-                try:
-                    fr, mr = load_pair(pair)
-                    fixed = to_gray(fr).image
-                    moving = to_gray(mr, sar=pair.modality == "opt-sar").image
-                    m_xy, f_xy = checkpoints(pair, fr.shape, mr.shape)
-                except Exception as exc:  # noqa: BLE001 - a broken pair is reported, not fatal
-                    log(f"{set_name} {label}: cannot load ({type(exc).__name__}: {exc})")
-                    fixed = None
-                for method in args.methods:
-                    if skipped[method]:
-                        continue
-                    row = {**dict.fromkeys(PAIR_FIELDS, ""), "set": set_name, "pair": label,
-                           "method": _name(method, args)}
-                    H, t0, cands = None, time.perf_counter(), []
-                    try:
-                        if fixed is None:
-                            raise RuntimeError("pair could not be loaded")
-                        if method == "ours":
-                            res = register_pair(fr, mr, cfg, device=args.device,
-                                                model=models.get(cfg.modality))
-                            H = res.H if res.status == "ok" else None
-                            row["reason"] = res.reason or ""
-                            row["timings"] = json.dumps(
-                                {k: round(float(v), 4) for k, v in (res.timings or {}).items()})
-                            ver = res.verification or {}
-                            row.update({col: ver.get(key, "") for col, key in VERIFY_COLUMNS})
-                            row["num_inliers"] = (res.counts or {}).get("num_inliers", "")
-                            cands = res.candidates
-                        else:
-                            H = baselines.BASELINES[method](fixed, moving)
-                            if H is None:
-                                row["reason"] = "baseline failed"
-                        row["status"] = "ok" if H is not None else "failed"
-                    except Exception as exc:  # noqa: BLE001 - counted as a failure
-                        H = None
-                        row["status"] = "error"
-                        row["reason"] = f"{type(exc).__name__}: {exc}"
-                    dt = time.perf_counter() - t0
-                    for i, c in enumerate(cands):  # every hypothesis ours checked
-                        e = pair_error(np.asarray(c["H"]), m_xy, f_xy)
-                        cand_writer.writerow({**c, "set": set_name, "pair": label,
-                                              "method": _name(method, args), "index": i,
-                                              "error_px": f"{e:.4f}" if math.isfinite(e) else "inf"})
-                    cand_csv.flush()
-                    err = pair_error(H, m_xy, f_xy) if fixed is not None else math.inf
-                    if H is not None and not math.isfinite(err):
-                        row["status"], row["reason"] = "failed", "non-finite H or projection"
-                    row.update(error_px=f"{err:.4f}" if math.isfinite(err) else "inf",
-                               n_checkpoints=len(m_xy) if fixed is not None else 0,
-                               seconds=f"{dt:.4f}",
-                               H=json.dumps(np.round(np.asarray(H, float), 8).ravel().tolist())
-                               if H is not None else "")
+                for method, row, err, dt in _evaluate_pair(pair, set_name, cfg, args, models,
+                                                           skipped, run_ours, out, log):
                     errors[method].append(err)
                     secs[method].append(dt)
-                    writer.writerow(row)
-                    out_csv.flush()
                     per_pair.append(row)
-                    log(f"{set_name} {label} {method}: {row['status']} err={row['error_px']} "
-                        f"{dt:.2f}s {row['reason']}".rstrip())
             for method in args.methods:
                 if skipped[method]:
                     summary.append({"set": set_name, "method": method, "skipped": skipped[method]})
@@ -291,8 +336,7 @@ def run_registration(args, log: Callable[[str], None]) -> tuple[list[dict], list
                 s = summarise(errors[method], secs[method])
                 summary.append({"set": set_name, "method": _name(method, args), **s})
     finally:
-        out_csv.close()
-        cand_csv.close()
+        out.close()
     return per_pair, summary
 
 
@@ -360,36 +404,82 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if args.limit is not None and args.limit < 1:
-        print("error: --limit must be at least 1", file=sys.stderr)
-        return 2
+def usage_error(args: argparse.Namespace) -> str | None:
+    """What is wrong with the options (checked before any work), or None."""
     lo, hi = args.val_scale
+    if args.limit is not None and args.limit < 1:
+        return "--limit must be at least 1"
     if args.split == "georef" and args.sets != ["opt-sar"]:
-        print("error: --split georef has optical-SAR pairs only; pass --sets opt-sar",
-              file=sys.stderr)
-        return 2
+        return "--split georef has optical-SAR pairs only; pass --sets opt-sar"
     if not 0 < lo <= hi or (args.split != "val" and (lo, hi) != VAL_SCALES):
-        print(f"error: --val-scale expects 0 < LO <= HI and applies to --split val only; got "
-              f"{lo:g} {hi:g} with --split {args.split}", file=sys.stderr)
-        return 2
+        return (f"--val-scale expects 0 < LO <= HI and applies to --split val only; got "
+                f"{lo:g} {hi:g} with --split {args.split}")
     if (not 0 <= args.val_perspective < VAL_MAX_PERSPECTIVE
             or (args.split != "val" and args.val_perspective)):
-        print(f"error: --val-perspective expects 0 <= P < {VAL_MAX_PERSPECTIVE} and applies to "
-              f"--split val only; got {args.val_perspective:g} with --split {args.split}",
-              file=sys.stderr)
-        return 2
-    included = []  # the command of each --include run, for the table's note
+        return (f"--val-perspective expects 0 <= P < {VAL_MAX_PERSPECTIVE} and applies to "
+                f"--split val only; got {args.val_perspective:g} with --split {args.split}")
+    return None
+
+
+def _included(args: argparse.Namespace) -> tuple[list[str], str | None]:
+    """The command of each --include run, for the table's note; or the reason one is refused."""
+    included = []
     for inc in args.include or []:
         cfg_file = inc.parent / "config.json"
         inc_cfg = json.loads(cfg_file.read_text()) if cfg_file.exists() else None
         why = (f"--include {inc} does not exist" if not inc.is_file()
                else include_mismatch(args, inc, inc_cfg) if args.mode == "registration" else None)
         if why:
-            print(f"error: {why}", file=sys.stderr)
-            return 2
+            return included, why
         included.append((inc_cfg or {}).get("command", str(inc)))
+    return included, None
+
+
+def _resolved(args: argparse.Namespace, command: str) -> dict:
+    """The run's resolved options, for ``config.json``."""
+    resolved = {k: (str(v) if isinstance(v, Path) else
+                    [str(x) for x in v] if isinstance(v, list) and v and isinstance(v[0], Path)
+                    else v) for k, v in vars(args).items()}
+    resolved.update(command=command, data_root=str(data_root()),
+                    thresholds_px=list(THRESHOLDS), grid=GRID, dense_margin_px=DENSE_MARGIN,
+                    started=_dt.datetime.now().isoformat(timespec="seconds"))
+    if args.mode == "registration":
+        resolved["ours_config"] = config_to_dict(config_from_dict(args.config_overrides))
+    else:
+        from pipelines import patch_eval
+
+        resolved.update(patch_seed=patch_eval.PATCH_SEED,
+                        patch_per_image=patch_eval.PATCH_PER_IMAGE,
+                        patch_builder_version=patch_eval.BUILDER_VERSION)
+    return resolved
+
+
+def _registration_tables(args, log, included: list[str]) -> tuple[list, list, str, str]:
+    """Run the registration methods; (summary rows, their CSV fields, table, note)."""
+    _, summary = run_registration(args, log)
+    for inc in args.include or []:
+        summary += included_summary(inc, args.sets, args.methods)
+    order = {m: i for i, m in enumerate(METHODS)}
+    summary.sort(key=lambda r: (SETS.index(r["set"]), order.get(r["method"], 99), r["method"]))
+    fields = (["set", "method", "skipped", "n", "ok"]
+              + [f"success@{t:g}" for t in THRESHOLDS] + [f"auc@{t:g}" for t in THRESHOLDS]
+              + ["median_error", "median_seconds"])
+    note = ("Error = mean checkpoint distance in fixed pixels; SR = success rate "
+            "(error <= t); AUC = area under recall-vs-error on [0, t] / t; failures count "
+            "as infinite error.")
+    if included:
+        note += " Rows of other methods come from earlier runs on the same pairs: " + \
+            "; ".join(f"`{c}`" for c in included) + "."
+    return summary, fields, registration_table(summary), note
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    included, why = _included(args)
+    why = usage_error(args) or why
+    if why:
+        print(f"error: {why}", file=sys.stderr)
+        return 2
     args.out = args.out or Path("runs") / "eval" / args.mode
     args.out.mkdir(parents=True, exist_ok=True)
     args.config_overrides = {"make_figures": False, "model": str(args.model)}
@@ -405,40 +495,12 @@ def main(argv: list[str] | None = None) -> int:
     def log(s: str) -> None:
         print(s, file=sys.stderr, flush=True)
 
-    resolved = {k: (str(v) if isinstance(v, Path) else
-                    [str(x) for x in v] if isinstance(v, list) and v and isinstance(v[0], Path)
-                    else v) for k, v in vars(args).items()}
-    resolved.update(command=command, data_root=str(data_root()),
-                    thresholds_px=list(THRESHOLDS), grid=GRID, dense_margin_px=DENSE_MARGIN,
-                    started=_dt.datetime.now().isoformat(timespec="seconds"))
+    (args.out / "config.json").write_text(json.dumps(_resolved(args, command), indent=2) + "\n")
     if args.mode == "registration":
-        resolved["ours_config"] = config_to_dict(config_from_dict(args.config_overrides))
+        summary, fields, table, note = _registration_tables(args, log, included)
     else:
         from pipelines import patch_eval
 
-        resolved.update(patch_seed=patch_eval.PATCH_SEED,
-                        patch_per_image=patch_eval.PATCH_PER_IMAGE,
-                        patch_builder_version=patch_eval.BUILDER_VERSION)
-    (args.out / "config.json").write_text(json.dumps(resolved, indent=2) + "\n")
-
-    if args.mode == "registration":
-        _, summary = run_registration(args, log)
-        for inc in args.include or []:
-            summary += included_summary(inc, args.sets, args.methods)
-        order = {m: i for i, m in enumerate(METHODS)}
-        summary.sort(key=lambda r: (SETS.index(r["set"]), order.get(r["method"], 99),
-                                    r["method"]))
-        table = registration_table(summary)
-        fields = (["set", "method", "skipped", "n", "ok"]
-                  + [f"success@{t:g}" for t in THRESHOLDS] + [f"auc@{t:g}" for t in THRESHOLDS]
-                  + ["median_error", "median_seconds"])
-        note = ("Error = mean checkpoint distance in fixed pixels; SR = success rate "
-                "(error <= t); AUC = area under recall-vs-error on [0, t] / t; failures count "
-                "as infinite error.")
-        if included:
-            note += " Rows of other methods come from earlier runs on the same pairs: " + \
-                "; ".join(f"`{c}`" for c in included) + "."
-    else:
         try:
             per_pair, summary = patch_eval.run_patches(args, log)
         except ValueError as exc:  # InputError from load_model etc.
@@ -449,10 +511,9 @@ def main(argv: list[str] | None = None) -> int:
         fields, note = patch_eval.SUMMARY_FIELDS, patch_eval.NOTE
     _write_csv(args.out / "summary.csv", summary, fields)
     limit_note = f" Subset: at most {args.limit} pairs per set." if args.limit else ""
-    body = f"{table}\n\n{note}{limit_note}\n"
     section = args.section or (args.mode if args.split == "test" else f"{args.mode}:{args.split}")
-    publish(body, out_dir=args.out, title=f"evaluate {args.mode}", command=command,
-            results=args.results, section=f"evaluate:{section}")
+    publish(f"{table}\n\n{note}{limit_note}\n", out_dir=args.out, title=f"evaluate {args.mode}",
+            command=command, results=args.results, section=f"evaluate:{section}")
     if args.results is not None:
         log(f"updated section evaluate:{section} in {args.results}")
     return 0

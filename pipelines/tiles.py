@@ -53,11 +53,13 @@ from typing import Callable
 import numpy as np
 from rasterio.windows import Window
 
-from pipelines.tiles_output import (
-    MIN_SIDE, Meta, _bbox_window, _boundary, _centre, _digest, _grow, _polygon, _row, _T, _wlist,
-    finish_pair, px_map, read_meta, shift_at, write_summary, write_totals)
+from pipelines.tiles_output import (MIN_SIDE, Meta, bbox_window, boundary, digest, finish_pair,
+                                    grow, polygon, px_map, read_meta, shift_at, summary_row,
+                                    window_centre, window_list, write_summary, write_totals)
 from register.checks import InputError
 from register.config import DEVICES, MODALITIES, Config, config_from_dict, config_to_dict
+from register.geometry import translation
+from register.scorers import needs_network
 from register.io import read_image, write_json
 
 RASTER_EXTS = (".tif", ".tiff", ".vrt", ".jp2", ".img")
@@ -84,10 +86,10 @@ def expand_inputs(spec: str, *, exclude: Path | None = None) -> list[Path]:
 def overlap_window(fixed: Meta, moving: Meta) -> Window | None:
     """Window of the fixed grid covered by the moving footprint (None when disjoint)."""
     try:
-        xy = px_map(_boundary(Window(0, 0, moving.width, moving.height)), moving, fixed)
+        xy = px_map(boundary(Window(0, 0, moving.width, moving.height)), moving, fixed)
     except Exception:  # noqa: BLE001 - e.g. points outside the CRS's domain
         return None
-    return _bbox_window(xy, fixed.width, fixed.height)
+    return bbox_window(xy, fixed.width, fixed.height)
 
 
 def split_tiles(win: Window, tile_size: int) -> list[Window]:
@@ -104,9 +106,9 @@ def split_tiles(win: Window, tile_size: int) -> list[Window]:
 def moving_window(tile: Window, fixed: Meta, moving: Meta, margin: int) -> Window | None:
     """Moving-grid window covering the fixed ``tile`` plus ``margin`` moving pixels, or None
     when the moving raster covers less than 64 px a side of it."""
-    win = _bbox_window(px_map(_boundary(tile), fixed, moving), moving.width, moving.height,
+    win = bbox_window(px_map(boundary(tile), fixed, moving), moving.width, moving.height,
                        pad=margin)
-    win = None if win is None else _grow(win, moving.width, moving.height)
+    win = None if win is None else grow(win, moving.width, moving.height)
     return None if win is None or min(win.width, win.height) < MIN_SIDE else win
 
 
@@ -125,12 +127,14 @@ def _model(name: str, device: str, modality: str, seed: int):
         return _MODELS[key]
 
 
-def _init_worker(model: tuple, threads: int) -> None:
-    """Process-pool initializer: set torch's thread count and load the network once."""
+def _init_worker(model: tuple | None, threads: int) -> None:
+    """Process-pool initializer: set torch's thread count and load the network once (``model``
+    None: the scorer needs none)."""
     import torch
 
     torch.set_num_threads(threads)
-    _model(*model)
+    if model is not None:
+        _model(*model)
 
 
 def _blank(job: dict, reason: str = "") -> dict:
@@ -163,13 +167,15 @@ def tile_task(job: dict) -> dict:
         cfg = config_from_dict(job["config"])
         fw, mw = Window(*job["fixed_window"]), Window(*job["moving_window"])
         fr, mr = read_image(job["fixed"], window=fw), read_image(job["moving"], window=mw)
-        res = register_pair(fr, mr, cfg, model=_model(cfg.model, job["device"], cfg.modality,
-                                                      cfg.seed))
+        net = (_model(cfg.model, job["device"], cfg.modality, cfg.seed)
+               if needs_network(cfg.match) else None)
+        res = register_pair(fr, mr, cfg, model=net, device=job["device"])
         rec.update(status=res.status, reason=res.reason, hypothesis=res.hypothesis,
                    num_inliers=int(res.counts.get("num_inliers", 0)),
                    num_matches=int(res.counts.get("num_matches", 0)))
         if res.ok:
-            H = _T(fw.col_off, fw.row_off) @ res.H @ _T(-mw.col_off, -mw.row_off)
+            H = (translation(fw.col_off, fw.row_off) @ res.H
+                 @ translation(-mw.col_off, -mw.row_off))
             rec.update(H=(H / H[2, 2]).tolist(), rmse_px=float(res.rmse_px))
             if job["figure"]:
                 from register.plot import plot_matches
@@ -215,7 +221,7 @@ def find_pairs(fixed: list[Meta], moving: list[Meta]) -> tuple[list[Pair], int]:
     names = [p.name for p in pairs]
     for p in pairs:
         if names.count(p.name) > 1:
-            p.name += "-" + _digest([p.fixed.path, p.moving.path])[:8]
+            p.name += "-" + digest([p.fixed.path, p.moving.path])[:8]
     return pairs, disjoint
 
 
@@ -233,11 +239,11 @@ def plan_jobs(pair: Pair, out: Path, cfg: Config, *, tile_size: int, margin: int
         mw = moving_window(t, pair.fixed, pair.moving, margin)
         tile, folder = f"r{int(t.row_off)}_c{int(t.col_off)}", out / "tiles" / pair.name
         job = {"pair": pair.name, "tile": tile, "fixed": pair.fixed.path,
-               "moving": pair.moving.path, "fixed_window": _wlist(t),
-               "moving_window": None if mw is None else _wlist(mw), "config": cdict,
+               "moving": pair.moving.path, "fixed_window": window_list(t),
+               "moving_window": None if mw is None else window_list(mw), "config": cdict,
                "device": device, "json": str(folder / f"{tile}.json"),
                "figure": str(folder / f"{tile}_matches.png") if figures else ""}
-        job["key"] = _digest([stamps, job["fixed_window"], job["moving_window"], keyed])
+        job["key"] = digest([stamps, job["fixed_window"], job["moving_window"], keyed])
         jobs.append(job)
     return jobs
 
@@ -277,7 +283,7 @@ class Progress:
 
 
 def _execute(jobs: list[dict], on_result: Callable[[dict], None], *, workers: int,
-             scheduler: str | None, model: tuple, threads: int) -> None:
+             scheduler: str | None, model: tuple | None, threads: int) -> None:
     """Run :func:`tile_task` on every job in-process (``workers`` 1), in a local process pool or
     on a Dask cluster (one task per tile); ``on_result`` runs in the driver as each finishes."""
     import importlib
@@ -298,7 +304,8 @@ def _execute(jobs: list[dict], on_result: Callable[[dict], None], *, workers: in
         before = torch.get_num_threads()
         torch.set_num_threads(threads)
         try:
-            _model(*model)
+            if model is not None:
+                _model(*model)
             for job in jobs:
                 on_result(task(job))
         finally:
@@ -348,19 +355,14 @@ def run_batch(fixed: str, moving: str, out_dir: str | Path, cfg: Config, *, tile
         raise InputError(f"expected --tile-size >= {MIN_TILE}, --margin >= 0, --workers >= 1 "
                          f"and --threads >= 1; got {tile_size}, {margin}, {workers}, {threads}")
     out = Path(out_dir)
-    fmeta = [read_meta(p) for p in expand_inputs(fixed, exclude=out)]
-    mmeta = [read_meta(p) for p in expand_inputs(moving, exclude=out)]
-    pairs, disjoint = find_pairs(fmeta, mmeta)
-    if not pairs:
-        raise InputError(f"no (fixed, moving) pair overlaps: {len(fmeta)} fixed x {len(mmeta)} "
-                         f"moving raster(s) give {disjoint} combination(s) whose georeferenced "
-                         "footprints are disjoint (or overlap by under 64 px); pick rasters "
-                         "that cover the same ground")
+    pairs, disjoint = _overlapping_pairs(fixed, moving, out)
     from register.score import load_model, resolve_device
 
     if not scheduler:  # Dask workers resolve "auto" themselves
         device = str(resolve_device(device))
-    load_model(cfg.model, "cpu", modality=cfg.modality, seed=cfg.seed)  # fail early if missing
+    net = needs_network(cfg.match)
+    if net:  # fail early when the weights are missing; the structural scorer loads none
+        load_model(cfg.model, "cpu", modality=cfg.modality, seed=cfg.seed)
     threads = threads or max(1, (os.cpu_count() or 1) // workers)
     for p in pairs:
         p.jobs = plan_jobs(p, out, cfg, tile_size=tile_size, margin=margin, device=device,
@@ -372,9 +374,35 @@ def run_batch(fixed: str, moving: str, out_dir: str | Path, cfg: Config, *, tile
         "scheduler": scheduler, "device": device, "figures": figures,
         "retry_failed": retry_failed, "overwrite": overwrite,
         "pairs": [{"pair": p.name, "fixed": p.fixed.path, "moving": p.moving.path,
-                   "overlap_window": _wlist(p.overlap), "tiles": len(p.jobs)} for p in pairs],
+                   "overlap_window": window_list(p.overlap), "tiles": len(p.jobs)}
+                  for p in pairs],
         "config": config_to_dict(cfg)})
+    records, bar, seconds, stamps, todo = _register_tiles(
+        pairs, jobs, out, overwrite=overwrite, retry_failed=retry_failed, progress=progress,
+        execute=dict(workers=workers, scheduler=scheduler, threads=threads,
+                     model=(cfg.model, device, cfg.modality, cfg.seed) if net else None))
+    return _finish(pairs, jobs, records, out, bar, seconds, stamps, disjoint,
+                   fresh={j["pair"] for j in todo}, overwrite=overwrite)
 
+
+def _overlapping_pairs(fixed: str, moving: str, out: Path) -> tuple[list, int]:
+    """The overlapping (fixed, moving) raster pairs of the inputs and the count of disjoint
+    combinations; InputError when none overlaps."""
+    fmeta = [read_meta(p) for p in expand_inputs(fixed, exclude=out)]
+    mmeta = [read_meta(p) for p in expand_inputs(moving, exclude=out)]
+    pairs, disjoint = find_pairs(fmeta, mmeta)
+    if not pairs:
+        raise InputError(f"no (fixed, moving) pair overlaps: {len(fmeta)} fixed x {len(mmeta)} "
+                         f"moving raster(s) give {disjoint} combination(s) whose georeferenced "
+                         "footprints are disjoint (or overlap by under 64 px); pick rasters "
+                         "that cover the same ground")
+    return pairs, disjoint
+
+
+def _register_tiles(pairs: list, jobs: list[dict], out: Path, *, overwrite: bool,
+                    retry_failed: bool, progress: bool, execute: dict):
+    """Register the tiles not complete from an earlier run, writing each tile's record as it
+    finishes. Returns (records by key, the progress bar, seconds, finish stamps, jobs run)."""
     bar = Progress(len(jobs), enabled=progress)
     done = {j["key"]: None if overwrite else load_done(j, retry_failed=retry_failed)
             for j in jobs}
@@ -383,32 +411,36 @@ def run_batch(fixed: str, moving: str, out_dir: str | Path, cfg: Config, *, tile
     bar.n["skipped"] = len(records)
     bar.draw()
     index = {p.name: p for p in pairs}
+    stamps: list[float] = []
 
     def on_result(rec: dict) -> None:
         p = index[rec["pair"]]
         if rec["status"] == "ok":
-            rec.update(shift_at(np.asarray(rec["H"]), _centre(Window(*rec["fixed_window"])),
-                                p.fixed, p.moving))
+            rec.update(shift_at(np.asarray(rec["H"]),
+                                window_centre(Window(*rec["fixed_window"])), p.fixed, p.moving))
         write_json(out / "tiles" / p.name / f"{rec['tile']}.json", rec)
         records[rec["key"]] = rec
         bar.add("done" if rec["status"] == "ok" else "failed")
         stamps.append(time.perf_counter())
 
-    t0, stamps = time.perf_counter(), []
+    t0 = time.perf_counter()
     try:
-        _execute(todo, on_result, workers=workers, scheduler=scheduler, threads=threads,
-                 model=(cfg.model, device, cfg.modality, cfg.seed))
+        _execute(todo, on_result, **execute)
     finally:
         bar.draw(end="\n")
-    seconds = time.perf_counter() - t0
-    fresh = {j["pair"] for j in todo}
+    return records, bar, time.perf_counter() - t0, stamps, todo
+
+
+def _finish(pairs: list, jobs: list[dict], records: dict, out: Path, bar, seconds: float,
+            stamps: list[float], disjoint: int, *, fresh: set, overwrite: bool) -> dict:
+    """Combine each pair's tiles, write the summaries and ``totals.json``; return the totals."""
     rows = []
     for p in pairs:
         recs = [records[j["key"]] for j in p.jobs]
         rows.append((finish_pair(p, recs, out, fresh=overwrite or p.name in fresh),
-                     _polygon(p.overlap, p.fixed)))
-        rows += [(_row("tile", p, r, Window(*r["fixed_window"])),
-                  _polygon(Window(*r["fixed_window"]), p.fixed)) for r in recs]
+                     polygon(p.overlap, p.fixed)))
+        rows += [(summary_row("tile", p, r, Window(*r["fixed_window"])),
+                  polygon(Window(*r["fixed_window"]), p.fixed)) for r in recs]
     write_summary(out, rows)
     ran = bar.n["done"] + bar.n["failed"]
     totals = {"tiles": len(jobs), **bar.n, "pairs": len(pairs), "disjoint": disjoint,

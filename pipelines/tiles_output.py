@@ -25,7 +25,7 @@ from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from rasterio.windows import Window
 
 from register.checks import InputError
-from register.geometry import transfer
+from register.geometry import transfer, translation
 from register.io import atomic_path, read_image, write_json
 
 if TYPE_CHECKING:
@@ -67,10 +67,6 @@ def read_meta(path: str | Path) -> Meta:
     return m
 
 
-def _T(tx: float, ty: float) -> np.ndarray:  # translation homography
-    return np.array([[1.0, 0.0, tx], [0.0, 1.0, ty], [0.0, 0.0, 1.0]])
-
-
 def px_map(xy: np.ndarray, src: Meta, dst: Meta) -> np.ndarray:
     """(N, 2) pixels of ``src`` (0-based centres) -> (N, 2) pixels of ``dst`` through the
     georeferencing, reprojecting when the CRSs differ."""
@@ -84,7 +80,7 @@ def px_map(xy: np.ndarray, src: Meta, dst: Meta) -> np.ndarray:
     return np.c_[np.asarray(u) - 0.5, np.asarray(v) - 0.5]
 
 
-def _boundary(win: Window, n: int = 9) -> np.ndarray:
+def boundary(win: Window, n: int = 9) -> np.ndarray:
     """(4n, 2) points along the outer pixel edges of ``win`` (centre convention); the ring goes
     down the left edge first, i.e. counter-clockwise on a north-up map."""
     c0, r0 = win.col_off - 0.5, win.row_off - 0.5
@@ -94,7 +90,7 @@ def _boundary(win: Window, n: int = 9) -> np.ndarray:
     return np.concatenate([a + t * (b - a) for a, b in zip(corners[:-1], corners[1:])])
 
 
-def _bbox_window(xy: np.ndarray, width: int, height: int, pad: int = 0) -> Window | None:
+def bbox_window(xy: np.ndarray, width: int, height: int, pad: int = 0) -> Window | None:
     """Smallest pixel window covering points ``xy`` (centre convention), padded by ``pad`` and
     clipped to ``width`` x ``height``; None when nothing is left."""
     if not np.isfinite(xy).all():
@@ -105,7 +101,7 @@ def _bbox_window(xy: np.ndarray, width: int, height: int, pad: int = 0) -> Windo
     return Window(c0, r0, c1 - c0, r1 - r0) if c1 > c0 and r1 > r0 else None
 
 
-def _grow(win: Window, width: int, height: int, n: int = MIN_SIDE) -> Window:
+def grow(win: Window, width: int, height: int, n: int = MIN_SIDE) -> Window:
     """``win`` enlarged inside the raster to at least ``n`` px a side where the raster allows."""
     def side(a0, length, size):
         a0 = a0 if length >= n else max(0, min(a0, size - n))
@@ -131,15 +127,15 @@ def shift_at(H: np.ndarray, c: np.ndarray, fixed: Meta, moving: Meta) -> dict:
             "shift_north_m": float(dn)}
 
 
-def _centre(win: Window) -> np.ndarray:
+def window_centre(win: Window) -> np.ndarray:
     return np.array([win.col_off + (win.width - 1) / 2, win.row_off + (win.height - 1) / 2])
 
 
-def _wlist(win: Window) -> list[int]:  # [col_off, row_off, width, height], JSON-friendly
+def window_list(win: Window) -> list[int]:  # [col_off, row_off, width, height], JSON-friendly
     return [int(win.col_off), int(win.row_off), int(win.width), int(win.height)]
 
 
-def _digest(obj: Any) -> str:
+def digest(obj: Any) -> str:
     return hashlib.sha1(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -192,34 +188,34 @@ def write_aligned_windowed(dest: Path, fixed: Meta, moving: Meta, H: np.ndarray,
                 ox, oy = int(window.col_off) + bc, int(window.row_off) + br
                 corners = np.array([[ox, oy], [ox + bw - 1, oy], [ox, oy + bh - 1],
                                     [ox + bw - 1, oy + bh - 1]], np.float64)
-                src = _bbox_window(transfer(Hinv, corners), moving.width, moving.height, pad=2)
+                src = bbox_window(transfer(Hinv, corners), moving.width, moving.height, pad=2)
                 if src is None:
                     data = np.full((moving.count, bh, bw), nodata, dtype)
                 else:
-                    src = _grow(src, moving.width, moving.height)
-                    Hb = _T(-ox, -oy) @ H @ _T(src.col_off, src.row_off)
+                    src = grow(src, moving.width, moving.height)
+                    Hb = translation(-ox, -oy) @ H @ translation(src.col_off, src.row_off)
                     data, _ = warp_raster(read_image(moving.path, window=src), Hb, (bh, bw),
                                           nodata=nodata)
                 dst.write(data, window=Window(bc, br, bw, bh))
 
 
-def _polygon(win: Window, fixed: Meta) -> list:
+def polygon(win: Window, fixed: Meta) -> list:
     """Closed counter-clockwise lon/lat ring (EPSG:4326) of a fixed-grid window."""
     from rasterio.warp import transform as crs_transform
 
-    xy = _boundary(win, 3) + 0.5
+    xy = boundary(win, 3) + 0.5
     X, Y = fixed.transform @ (xy[:, 0], xy[:, 1])
     lon, lat = crs_transform(fixed.crs, "EPSG:4326", np.asarray(X), np.asarray(Y))
     ring = [[round(a, 8), round(b, 8)] for a, b in zip(lon, lat)]
     return ring + ring[:1]
 
 
-def _row(level: str, pair: Pair, rec: dict, win: Window, aligned: str = "") -> dict:
+def summary_row(level: str, pair: Pair, rec: dict, win: Window, aligned: str = "") -> dict:
     """A summary row (COLUMNS) of a tile or pair record."""
     row = {k: rec.get(k) for k in COLUMNS}
     row.update(level=level, pair=pair.name, fixed=pair.fixed.path, moving=pair.moving.path,
                aligned=aligned, **dict(zip(["col_off", "row_off", "width", "height"],
-                                           _wlist(win))))
+                                           window_list(win))))
     if rec.get("H") is not None:
         row.update(zip(H_KEYS, np.ravel(rec["H"]).tolist()))
     return {k: ("" if v is None else v) for k, v in row.items()}
@@ -273,13 +269,14 @@ def finish_pair(pair: Pair, records: list[dict], out: Path, *, fresh: bool) -> d
     exists (and ``fresh`` is False), then ``aligned/<pair>.json``; return its summary row."""
     H, used = combine_tiles(records)
     tif, doc = out / "aligned" / f"{pair.name}.tif", out / "aligned" / f"{pair.name}.json"
-    digest = _digest([[r["key"], r["status"], r.get("H")] for r in records])
+    tiles_digest = digest([[r["key"], r["status"], r.get("H")] for r in records])
     nok = sum(r["status"] == "ok" for r in records)
     rms = [r["rmse_px"] for r in records if r["tile"] in used]
     rec = {"pair": pair.name, "fixed": pair.fixed.path, "moving": pair.moving.path,
            "status": "ok" if H is not None else "failed",
            "reason": "" if H is not None else f"none of the {len(records)} tiles registered",
-           "H": None if H is None else H.tolist(), "tiles_used": used, "tiles_digest": digest,
+           "H": None if H is None else H.tolist(), "tiles_used": used,
+           "tiles_digest": tiles_digest,
            "num_inliers": sum(r["num_inliers"] for r in records if r["tile"] in used),
            "num_matches": sum(r["num_matches"] for r in records if r["tile"] in used),
            "rmse_px": float(np.median(rms)) if rms else None,
@@ -289,14 +286,14 @@ def finish_pair(pair: Pair, records: list[dict], out: Path, *, fresh: bool) -> d
     if H is None:
         tif.unlink(missing_ok=True)
     else:
-        rec.update(shift_at(H, _centre(pair.overlap), pair.fixed, pair.moving))
+        rec.update(shift_at(H, window_centre(pair.overlap), pair.fixed, pair.moving))
         try:
             with rasterio.open(tif) as src:
-                same = (json.loads(doc.read_text()).get("tiles_digest") == digest
+                same = (json.loads(doc.read_text()).get("tiles_digest") == tiles_digest
                         and (src.width, src.height) == (pair.overlap.width, pair.overlap.height))
         except (OSError, ValueError, RasterioIOError):
             same = False
         if fresh or not same:
             write_aligned_windowed(tif, pair.fixed, pair.moving, H, pair.overlap)
     write_json(doc, rec)
-    return _row("pair", pair, rec, pair.overlap, str(tif) if H is not None else "")
+    return summary_row("pair", pair, rec, pair.overlap, str(tif) if H is not None else "")

@@ -139,23 +139,20 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+class UsageError(ValueError):
+    """Bad options or inputs: ``main`` prints the message and exits 2."""
+
+
+def _check_options(args: argparse.Namespace) -> None:
     if not 0.0 <= args.invert <= 1.0:
-        print(f"error: --invert is a probability, between 0 and 1; got {args.invert:g}",
-              file=sys.stderr)
-        return 2
+        raise UsageError(f"--invert is a probability, between 0 and 1; got {args.invert:g}")
     if args.init is not None and args.resume:
-        print("error: --init starts a new run and --resume continues one in --out; pass one of "
-              "them", file=sys.stderr)
-        return 2
-    torch.manual_seed(args.seed)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available()
-                          else ("cpu" if args.device == "auto" else args.device))
-    out: Path = args.out
-    out.mkdir(parents=True, exist_ok=True)
+        raise UsageError("--init starts a new run and --resume continues one in --out; pass "
+                         "one of them")
+
+
+def _patch_files(args: argparse.Namespace) -> list[Path]:
+    """The patch files of the first seed (built when missing), checked against --patch-seeds."""
     patches = args.patches or [DEFAULT_CACHE / "train_seed0.npz"]
     if not all(p.exists() for p in patches):
         patches = [build("train", DEFAULT_CACHE, seed=0, per_image=96,
@@ -164,13 +161,17 @@ def main(argv: list[str] | None = None) -> int:
         try:
             first = [seed_variant(p, args.patch_seeds[0]) for p in patches]
         except ValueError as exc:
-            print(f"error: --patch-seeds: {exc}", file=sys.stderr)
-            return 2
+            raise UsageError(f"--patch-seeds: {exc}") from None
         if first != list(patches):
-            print(f"error: --patch-seeds starts with {args.patch_seeds[0]}, but the --patches "
-                  f"files are not of that seed ({', '.join(p.name for p in patches)}); put "
-                  "their seed first", file=sys.stderr)
-            return 2
+            raise UsageError(f"--patch-seeds starts with {args.patch_seeds[0]}, but the "
+                             f"--patches files are not of that seed "
+                             f"({', '.join(p.name for p in patches)}); put their seed first")
+    return patches
+
+
+def _datasets(args: argparse.Namespace, patches: list[Path]) -> tuple[dict, list[dict]]:
+    """(validation pairs, one training set per patch seed): the held-out image pairs'
+    patches validate, the others train."""
     data = load_patches(patches, args.modality)
     val_sel = data["held_out"]
     val = {k: v[val_sel] for k, v in data.items()}
@@ -180,41 +181,57 @@ def main(argv: list[str] | None = None) -> int:
         files = [seed_variant(p, seed) for p in patches]
         missing = [str(f) for f in files if not f.exists()]
         if missing:
-            print(f"error: --patch-seeds {seed}: no patch files {missing}; build them with "
-                  f"`python -m pipelines.patches --seed {seed} --modality M --out DIR`",
-                  file=sys.stderr)
-            return 2
+            raise UsageError(f"--patch-seeds {seed}: no patch files {missing}; build them with "
+                             f"`python -m pipelines.patches --seed {seed} --modality M --out DIR`")
         more = load_patches(files, args.modality)
         tr_sets.append({k: v[~more["held_out"]] for k, v in more.items()})
-    tr = tr_sets[0]
-    mcfg = ModelConfig.from_preset(args.preset)
+    return val, tr_sets
+
+
+def _model(args: argparse.Namespace, mcfg: ModelConfig, device: torch.device) -> SSMLQNet:
+    """A new network of the preset, or the --init weights (which must be of that preset)."""
     if args.init is None:
-        model = SSMLQNet(mcfg).to(device)
-    else:
-        try:
-            model = load_model(args.init, device)  # weights_only, strict keys
-        except InputError as exc:
-            print(f"error: --init: {exc}", file=sys.stderr)
-            return 2
-        if model.config != mcfg:
-            print(f"error: --init {args.init} is a {model.config.preset} network with config "
-                  f"{model.config.to_dict()}, not the {args.preset} preset; pass --preset "
-                  f"{model.config.preset}", file=sys.stderr)
-            return 2
-    flops = count_flops(model)
-    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
-    steps_per_epoch = min(len(t["label"]) for t in tr_sets) // args.batch_size
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr,
-                                                total_steps=args.epochs * steps_per_epoch,
-                                                pct_start=0.15)
-    resolved = {**{k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-                "patches": [str(p) for p in patches], "model": mcfg.to_dict(), "flops_per_pair": flops,
-                "train_pairs": int(len(tr["label"])), "val_pairs": int(len(val["label"])),
-                "device": str(device), "torch": torch.__version__}
-    if args.init is not None:  # where the specialisation starts from
-        resolved["init_val_fpr95"] = evaluate_fpr95(model, val)
-        print(f"--init weights: val FPR95 {resolved['init_val_fpr95']}", file=sys.stderr)
-    (out / "config.json").write_text(json.dumps(resolved, indent=2) + "\n")
+        return SSMLQNet(mcfg).to(device)
+    try:
+        model = load_model(args.init, device)  # weights_only, strict keys
+    except InputError as exc:
+        raise UsageError(f"--init: {exc}") from None
+    if model.config != mcfg:
+        raise UsageError(f"--init {args.init} is a {model.config.preset} network with config "
+                         f"{model.config.to_dict()}, not the {args.preset} preset; pass --preset "
+                         f"{model.config.preset}")
+    return model
+
+
+def _train_epoch(model, opt, sched, tr: dict, args, epoch: int, steps: int,
+                 device: torch.device) -> float:
+    """One epoch of at most ``steps`` batches; the mean training loss."""
+    model.train()
+    rng = np.random.default_rng(args.seed * 1000 + epoch)
+    tot, n = 0.0, 0
+    for step, b in enumerate(batches(len(tr["label"]), args.batch_size, rng)):
+        if step == steps:
+            break
+        fa, fb = augment_batch(tr["fixed"][b], tr["moving"][b], rng, invert=args.invert)
+        a, bb = to_t(fa).to(device), to_t(fb).to(device)
+        y = torch.from_numpy(tr["label"][b].astype(np.int64)).to(device)
+        loss = F.cross_entropy(model(a, bb), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        tot += loss.item() * len(b)
+        n += len(b)
+        if step % 50 == 0:
+            print(f"\repoch {epoch} step {step}/{steps} loss {tot / n:.4f}",
+                  end="", file=sys.stderr, flush=True)
+    return tot / max(n, 1)
+
+
+def _fit(model, opt, sched, tr_sets: list[dict], val: dict, args, mcfg: ModelConfig,
+         steps: int, device: torch.device, out: Path) -> None:
+    """Train for the remaining epochs (resuming from ``last.pt`` with --resume), validating
+    and saving ``best.pt`` / ``last.pt`` after each, logging to ``log.jsonl``."""
     start_epoch, best, elapsed = 0, float("inf"), 0.0
     if args.resume and (out / "last.pt").exists():
         ck = torch.load(out / "last.pt", map_location=device, weights_only=True)
@@ -222,47 +239,63 @@ def main(argv: list[str] | None = None) -> int:
         opt.load_state_dict(ck["opt"])
         sched.load_state_dict(ck["sched"])
         start_epoch, best, elapsed = int(ck["epoch"]) + 1, float(ck["best"]), float(ck["elapsed"])
-    log = open(out / "log.jsonl", "a")
-    for epoch in range(start_epoch, args.epochs):
-        tr = tr_sets[epoch % len(tr_sets)]
-        model.train()
-        rng = np.random.default_rng(args.seed * 1000 + epoch)
-        t0 = time.time()
-        tot, n = 0.0, 0
-        for step, b in enumerate(batches(len(tr["label"]), args.batch_size, rng)):
-            if step == steps_per_epoch:
+    with open(out / "log.jsonl", "a") as log:
+        for epoch in range(start_epoch, args.epochs):
+            t0 = time.time()
+            loss = _train_epoch(model, opt, sched, tr_sets[epoch % len(tr_sets)], args, epoch,
+                                steps, device)
+            elapsed += time.time() - t0
+            fpr = evaluate_fpr95(model, val)
+            rec = {"epoch": epoch, "loss": loss, "val_fpr95": fpr, "elapsed_s": elapsed,
+                   "lr": sched.get_last_lr()[0]}
+            print(f"\repoch {epoch} loss {loss:.4f} val FPR95 {fpr} ({elapsed:.0f} s)",
+                  file=sys.stderr, flush=True)
+            log.write(json.dumps(rec) + "\n")
+            log.flush()
+            state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+            if fpr["all"] < best:
+                best = fpr["all"]
+                torch.save({"model": state, "config": mcfg.to_dict(), "epoch": epoch,
+                            "val_fpr95": fpr, "train_seconds": elapsed}, out / "best.pt")
+            torch.save({"model": state, "opt": opt.state_dict(), "sched": sched.state_dict(),
+                        "epoch": epoch, "best": best, "elapsed": elapsed}, out / "last.pt")
+            if args.minutes and elapsed > 60 * args.minutes:
+                print(f"stopping after {elapsed / 60:.1f} min (--minutes)", file=sys.stderr)
                 break
-            fa, fb = augment_batch(tr["fixed"][b], tr["moving"][b], rng, invert=args.invert)
-            a, bb = to_t(fa).to(device), to_t(fb).to(device)
-            y = torch.from_numpy(tr["label"][b].astype(np.int64)).to(device)
-            loss = F.cross_entropy(model(a, bb), y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            tot += loss.item() * len(b)
-            n += len(b)
-            if step % 50 == 0:
-                print(f"\repoch {epoch} step {step}/{steps_per_epoch} loss {tot / n:.4f}",
-                      end="", file=sys.stderr, flush=True)
-        elapsed += time.time() - t0
-        fpr = evaluate_fpr95(model, val)
-        rec = {"epoch": epoch, "loss": tot / max(n, 1), "val_fpr95": fpr, "elapsed_s": elapsed,
-               "lr": sched.get_last_lr()[0]}
-        print(f"\repoch {epoch} loss {rec['loss']:.4f} val FPR95 {fpr} ({elapsed:.0f} s)",
-              file=sys.stderr, flush=True)
-        log.write(json.dumps(rec) + "\n")
-        log.flush()
-        state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-        if fpr["all"] < best:
-            best = fpr["all"]
-            torch.save({"model": state, "config": mcfg.to_dict(), "epoch": epoch,
-                        "val_fpr95": fpr, "train_seconds": elapsed}, out / "best.pt")
-        torch.save({"model": state, "opt": opt.state_dict(), "sched": sched.state_dict(),
-                    "epoch": epoch, "best": best, "elapsed": elapsed}, out / "last.pt")
-        if args.minutes and elapsed > 60 * args.minutes:
-            print(f"stopping after {elapsed / 60:.1f} min (--minutes)", file=sys.stderr)
-            break
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        _check_options(args)
+        torch.manual_seed(args.seed)
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available()
+                              else ("cpu" if args.device == "auto" else args.device))
+        out: Path = args.out
+        out.mkdir(parents=True, exist_ok=True)
+        patches = _patch_files(args)
+        val, tr_sets = _datasets(args, patches)
+        mcfg = ModelConfig.from_preset(args.preset)
+        model = _model(args, mcfg, device)
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    steps = min(len(t["label"]) for t in tr_sets) // args.batch_size
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr,
+                                                total_steps=args.epochs * steps, pct_start=0.15)
+    resolved = {**{k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+                "patches": [str(p) for p in patches], "model": mcfg.to_dict(),
+                "flops_per_pair": count_flops(model), "train_pairs": int(len(tr_sets[0]["label"])),
+                "val_pairs": int(len(val["label"])), "device": str(device),
+                "torch": torch.__version__}
+    if args.init is not None:  # where the specialisation starts from
+        resolved["init_val_fpr95"] = evaluate_fpr95(model, val)
+        print(f"--init weights: val FPR95 {resolved['init_val_fpr95']}", file=sys.stderr)
+    (out / "config.json").write_text(json.dumps(resolved, indent=2) + "\n")
+    _fit(model, opt, sched, tr_sets, val, args, mcfg, steps, device, out)
     return 0
 
 

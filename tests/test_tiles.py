@@ -93,12 +93,12 @@ def test_read_totals_missing_or_incomplete_says_what_to_do(tmp_path):
 
 def test_split_tiles_and_overlap(data):
     t = tiles.split_tiles(Window(5, 0, 510, 400), 256)
-    assert [tiles._wlist(w) for w in t] == [[5, 0, 255, 200], [260, 0, 255, 200],
+    assert [tiles.window_list(w) for w in t] == [[5, 0, 255, 200], [260, 0, 255, 200],
                                            [5, 200, 255, 200], [260, 200, 255, 200]]
     assert all(w.width <= 256 for w in tiles.split_tiles(Window(0, 0, 1000, 130), 256))
     a, b = (tiles.read_meta(p) for p in L8)
     # the Landsat crops overlap by 400 x 400 px: the lower right quarter of the first one
-    assert tiles._wlist(tiles.overlap_window(a, b)) == [400, 400, 400, 400]
+    assert tiles.window_list(tiles.overlap_window(a, b)) == [400, 400, 400, 400]
     assert tiles.overlap_window(a, tiles.read_meta(S2_B04[0])) is None
 
 
