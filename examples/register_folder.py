@@ -2,7 +2,7 @@
 
     python examples/register_folder.py REFERENCE FOLDER OUT_DIR [--modality opt-sar]
 
-The network is loaded once and reused; each moving image gets its own output folder with
+The scorer (and the network, when it needs one) is made once and reused; each moving image gets its own output folder with
 aligned.tif, matches.png, overlay.png and report.json, exactly as ``python -m register.run``
 writes them. Failed registrations are listed at the end instead of stopping the loop.
 """
@@ -12,7 +12,7 @@ from pathlib import Path
 
 from register import Config, InputError, register_pair, write_outputs
 from register.io import read_image
-from register.score import load_model
+from register.scorers import make_scorer
 
 
 def main(argv=None) -> int:
@@ -21,9 +21,10 @@ def main(argv=None) -> int:
     p.add_argument("folder", type=Path)
     p.add_argument("out_dir", type=Path)
     p.add_argument("--modality", default="auto")
+    p.add_argument("--overwrite", action="store_true", help="replace earlier outputs")
     args = p.parse_args(argv)
     cfg = Config(modality=args.modality)
-    model = load_model(cfg.model, "auto", modality=cfg.modality)
+    scorer = make_scorer(cfg, device="auto")  # loads the network only when the scorer needs it
     failed = []
     try:
         reference = read_image(args.reference)  # read once, reused for every moving image
@@ -36,11 +37,12 @@ def main(argv=None) -> int:
             continue
         try:
             moving = read_image(path)
-            result = register_pair(reference, moving, cfg, model=model)
+            result = register_pair(reference, moving, cfg, model=getattr(scorer, "model", None))
+            write_outputs(result, reference, moving, args.out_dir / path.stem, cfg,
+                          overwrite=args.overwrite)
         except InputError as exc:
             failed.append(f"{path.name}: {exc}")
             continue
-        write_outputs(result, reference, moving, args.out_dir / path.stem, cfg)
         print(f"{path.name}: {result.status} {result.reason}")
         if not result.ok:
             failed.append(f"{path.name}: {result.reason}")

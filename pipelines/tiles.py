@@ -56,7 +56,7 @@ from rasterio.windows import Window
 from pipelines.tiles_output import (MIN_SIDE, Meta, bbox_window, boundary, digest, finish_pair,
                                     grow, polygon, px_map, read_meta, shift_at, summary_row,
                                     window_centre, window_list, write_summary, write_totals)
-from register.checks import InputError
+from register.checks import InputError, check_output_dir
 from register.config import DEVICES, MODALITIES, Config, config_from_dict, config_to_dict
 from register.geometry import translation
 from register.scorers import needs_network
@@ -292,12 +292,18 @@ def _execute(jobs: list[dict], on_result: Callable[[dict], None], *, workers: in
     if not jobs:
         return
     if scheduler:
-        from distributed import Client, as_completed
+        from distributed import Client, LocalCluster, as_completed
 
-        with Client(scheduler, timeout="30s") as client:
-            keys = [f"register-tile-{j['key']}" for j in jobs]
-            _drain(dict(zip(client.map(task, jobs, key=keys, pure=False), jobs)), as_completed,
-                   on_result)
+        local = (LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                              dashboard_address=None) if scheduler == "local" else None)
+        try:
+            with Client(local or scheduler, timeout="30s") as client:
+                keys = [f"register-tile-{j['key']}" for j in jobs]
+                _drain(dict(zip(client.map(task, jobs, key=keys, pure=False), jobs)),
+                       as_completed, on_result)
+        finally:
+            if local is not None:
+                local.close()
     elif workers <= 1:
         import torch
 
@@ -354,7 +360,7 @@ def run_batch(fixed: str, moving: str, out_dir: str | Path, cfg: Config, *, tile
     if tile_size < MIN_TILE or margin < 0 or workers < 1 or (threads or 1) < 1:
         raise InputError(f"expected --tile-size >= {MIN_TILE}, --margin >= 0, --workers >= 1 "
                          f"and --threads >= 1; got {tile_size}, {margin}, {workers}, {threads}")
-    out = Path(out_dir)
+    out = check_output_dir(out_dir)  # before any work
     pairs, disjoint = _overlapping_pairs(fixed, moving, out)
     from register.score import load_model, resolve_device
 
@@ -462,14 +468,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--moving", required=True, help="raster, directory of rasters, or glob")
     p.add_argument("--out-dir", type=Path, required=True)
     p.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1),
-                   help="local worker processes (1 = in-process); ignored with --scheduler")
+                   help="local worker processes (1 = in-process); with --scheduler local, the "
+                        "LocalCluster's workers; ignored with a scheduler address (default: "
+                        "%(default)s)")
     p.add_argument("--threads", type=int, default=None,
                    help="torch threads per local worker (default: CPU cores // workers)")
     p.add_argument("--scheduler", default=None,
-                   help="address of a running Dask distributed scheduler (tcp://host:8786)")
-    p.add_argument("--tile-size", type=int, default=512, help="largest tile side, fixed px")
+                   help="address of a running Dask distributed scheduler (tcp://host:8786), "
+                        "or 'local' to start a Dask LocalCluster of --workers processes here")
+    p.add_argument("--tile-size", type=int, default=512,
+                   help="largest tile side, fixed px (default: %(default)s)")
     p.add_argument("--margin", type=int, default=32,
-                   help="moving pixels read around each tile (largest expected misalignment)")
+                   help="moving pixels read around each tile, the largest expected "
+                        "misalignment (default: %(default)s)")
     p.add_argument("--modality", choices=MODALITIES, default="auto")
     p.add_argument("--device", choices=DEVICES, default="auto")
     p.add_argument("--model", default="auto",

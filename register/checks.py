@@ -6,6 +6,10 @@
 """
 from __future__ import annotations
 
+import os
+import tempfile
+from pathlib import Path
+
 import numpy as np
 
 
@@ -52,3 +56,32 @@ def check_homography(H: np.ndarray, name: str = "homography") -> np.ndarray:
     if abs(np.linalg.det(arr)) < 1e-12:
         raise InputError(f"{name}: singular homography")
     return arr
+
+
+def check_output_dir(path: str | os.PathLike, option: str = "--out-dir") -> Path:
+    """Check, before any work, that outputs can be written into the folder ``path``.
+
+    The folder itself need not exist yet; the nearest existing folder above it must be
+    writable, which is tried by creating and removing a temporary file there (permission bits
+    alone say nothing for root or on read-only file systems). Nothing is left behind.
+
+    Raises:
+        InputError: ``path`` or a parent is a file, or the folder cannot be written.
+    """
+    out = Path(path)
+    probe = out
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        what = "is a file" if probe == out else f"lies under the file {probe}"
+        raise InputError(f"{option} {out} {what}; give a folder")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".register-write-test.", dir=probe)
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as exc:
+        raise InputError(f"{option} {out}: cannot write into {probe} ({exc.strerror}); choose a "
+                         "folder you can write to") from None
+    return out

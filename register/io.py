@@ -79,18 +79,24 @@ def read_image(path: str | os.PathLike, *, window: Window | None = None) -> Rast
     p = Path(path)
     if not p.exists():
         raise InputError(f"{p}: no such file; check the path")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            with rasterio.open(p) as src:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        try:
+            src = rasterio.open(p)
+        except RasterioIOError as exc:
+            raise InputError(f"{p}: not a readable raster ({str(exc).splitlines()[0]}); "
+                             "give a GeoTIFF, PNG or JPEG file") from None
+        with src:
+            try:
                 data = src.read(window=window)
-                nodata = src.nodata
-                tf = src.window_transform(window) if window is not None else src.transform
-                crs = src.crs
-                georef = crs is not None and not tf.is_identity
-    except RasterioIOError as exc:
-        raise InputError(f"{p}: not a readable raster ({str(exc).splitlines()[0]}); "
-                         "give a GeoTIFF, PNG or JPEG file") from None
+            except RasterioIOError:
+                raise InputError(f"{p}: the file is truncated or corrupt: its header reads "
+                                 f"({src.width}x{src.height} px, {src.count} band(s)) but its "
+                                 "pixels do not; copy or export it again") from None
+            nodata = src.nodata
+            tf = src.window_transform(window) if window is not None else src.transform
+            crs = src.crs
+            georef = crs is not None and not tf.is_identity
     return from_array(data, crs=crs if georef else None, transform=tf if georef else None,
                       nodata=nodata, path=str(p))
 

@@ -13,6 +13,7 @@ import numpy as np
 
 from . import __version__
 from .api import Result, as_raster
+from .checks import InputError, check_output_dir
 from .config import Config, config_to_dict
 from .frames import is_sar
 from .io import Raster, to_gray, write_json
@@ -53,12 +54,34 @@ OUTPUTS = ("aligned.tif", "matches.png", "overlay.png", "report.json")
 
 
 def write_outputs(result: Result, fixed: str | Path | Raster, moving: str | Path | Raster,
-                  out_dir: str | Path, cfg: Config) -> list[Path]:
-    """Write ``aligned.tif``, ``matches.png``, ``overlay.png`` (when ok) and ``report.json``.
+                  out_dir: str | Path, cfg: Config | None = None, *,
+                  overwrite: bool = False) -> list[Path]:
+    """Write ``aligned.tif``, ``matches.png``, ``overlay.png`` (when ok) and ``report.json`` into
+    ``out_dir``, as the command line does.
 
-    Everything is written into a temporary folder beside ``out_dir`` and moved into place at the
-    end, so an interrupted run leaves no half-written output.
+    Args:
+        result: what :func:`register.register_pair` returned for these inputs.
+        fixed, moving: the same inputs (paths or rasters).
+        out_dir: the output folder (created when missing).
+        cfg: the config the result was made with (default ``Config()``), for the report and
+            the figures' bands.
+        overwrite: replace outputs an earlier run left in ``out_dir``; without it such a
+            folder is refused, as by the command line.
+
+    Returns:
+        The files written. Everything is written into a temporary folder beside ``out_dir`` and
+        moved into place at the end, so an interrupted run leaves no half-written output; a
+        file an earlier run wrote that this result has no counterpart for is removed.
+
+    Raises:
+        InputError: ``out_dir`` cannot be written, or holds outputs and ``overwrite`` is False.
     """
+    cfg = cfg or Config()
+    existing = [n for n in OUTPUTS if (Path(out_dir) / n).exists()]
+    if existing and not overwrite:
+        raise InputError(f"{out_dir} already holds {', '.join(existing)}; pass overwrite=True "
+                         "or choose another folder")
+    check_output_dir(out_dir, "out_dir")
     from .plot import plot_matches, plot_overlay
     from .warp import write_aligned
 

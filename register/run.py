@@ -54,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _check_args(args: argparse.Namespace, out: Path) -> None:
     """Raise InputError for what can be checked before reading any image."""
-    from .checks import InputError
+    from .checks import InputError, check_output_dir
     from .outputs import OUTPUTS
 
     if args.max_keypoints < 8:
@@ -63,8 +63,7 @@ def _check_args(args: argparse.Namespace, out: Path) -> None:
         path = getattr(args, name)
         if not path.is_file():
             raise InputError(f"{name} image {path} does not exist; check the path")
-    if out.exists() and not out.is_dir():
-        raise InputError(f"--out-dir {out} is a file; give a folder")
+    check_output_dir(out)  # before any work: a file in the way, or no write permission
     existing = [n for n in OUTPUTS if (out / n).exists()]
     if existing and not args.overwrite:
         raise InputError(f"{out} already holds {', '.join(existing)}; pass --overwrite or "
@@ -110,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         result = register_pair(fixed, moving, cfg, model=getattr(scorer, "model", None),
                                device=device, progress=say)
         say("writing outputs")
-        write_outputs(result, fixed, moving, out, cfg)
+        write_outputs(result, fixed, moving, out, cfg, overwrite=args.overwrite)
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -119,7 +119,10 @@ def test_register_pair_failed_writes_only_report(rgbn, random_model, tmp_path):
     out.mkdir()
     for name in OUTPUTS:  # stale outputs of an earlier successful run
         (out / name).write_text("old")
-    written = write_outputs(r, fixed, moving, out, cfg)
+    with pytest.raises(InputError, match="overwrite=True"):  # the command line's rule
+        write_outputs(r, fixed, moving, out, cfg)
+    assert (out / "aligned.tif").read_text() == "old"
+    written = write_outputs(r, fixed, moving, out, cfg, overwrite=True)
     assert [p.name for p in written] == ["report.json"]
     assert os.listdir(out) == ["report.json"]
     doc = json.loads((out / "report.json").read_text())
@@ -427,3 +430,13 @@ def test_register_pair_network_scorer_reports_its_stages(srif_opt_ir_pair, data_
     assert r.scorer["name"] == "network" and r.scorer["weights"] == "random-init lite (seed 0)"
     assert r.timings["patches"] > 0 and r.timings["score"] > 0
     assert "load_model" not in r.timings  # the model was handed in
+
+
+def test_write_outputs_defaults_as_a_user_would_call_it(srif, tmp_path):
+    """write_outputs(result, fixed, moving, out_dir) works without a config (the README's
+    snippet), and refuses to overwrite like the command line."""
+    _, fixed, moving, r = srif
+    written = write_outputs(r, fixed, moving, tmp_path / "out")
+    assert {p.name for p in written} >= {"aligned.tif", "report.json"}
+    with pytest.raises(InputError, match="already holds"):
+        write_outputs(r, fixed, moving, tmp_path / "out")

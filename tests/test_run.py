@@ -212,3 +212,26 @@ def test_main_out_dir_is_a_file(rgbn, tmp_path, capsys):
     lines = _err_lines(capsys.readouterr().err)
     assert rc == 2 and len(lines) == 1 and lines[0].startswith("error: ")
     assert out.read_text() == "a file, not a folder"
+
+
+@pytest.mark.parametrize("where", ["under_a_file", "unwritable"])
+def test_main_unwritable_out_dir_exits_2_before_any_work(where, rgbn, tmp_path, capsys,
+                                                         monkeypatch):
+    """An output folder that cannot be written fails at once with one line and exit 2 (it
+    used to fail with a traceback and exit 1 after the whole registration)."""
+    import register.api
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("registration ran before the output folder was checked")
+
+    monkeypatch.setattr(register.api, "register_pair", no_work)
+    fixed, moving = rgbn
+    if where == "under_a_file":
+        (tmp_path / "file").write_text("x")
+        out = tmp_path / "file" / "sub" / "out"
+    else:  # /sys refuses new files even to root
+        out = Path("/sys/register-test-out")
+    rc = main([str(fixed), str(moving), "--quiet", "--out-dir", str(out)])
+    lines = _err_lines(capsys.readouterr().err)
+    assert rc == 2 and len(lines) == 1 and lines[0].startswith("error: --out-dir"), lines
+    assert not out.exists()

@@ -272,3 +272,20 @@ def test_dask_local_cluster(data, tmp_path):
     assert len(rows) == 2 and all(r["status"] == "ok" for r in rows)
     np.testing.assert_allclose(shifts(rows + pair), [[-5, 3]] * 3, atol=0.3)
     assert (out / "aligned" / "rgbn_shift__on__rgbn.tif").exists()
+
+
+def test_main_out_dir_under_a_file_exits_2_before_any_work(data, tmp_path, capsys):
+    """An --out-dir that cannot be a folder fails at once with one line (it used to end in a
+    NotADirectoryError traceback)."""
+    (tmp_path / "file").write_text("x")
+    out = tmp_path / "file" / "out"
+    assert run(tmp_path, RGBN, L8[0], out) == 2
+    err = capsys.readouterr().err
+    assert "error: --out-dir" in err and "Traceback" not in err
+
+
+def test_help_shows_tile_size_and_margin_defaults(capsys):
+    with pytest.raises(SystemExit):
+        tiles.main(["--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "(default: 512)" in out and "(default: 32)" in out and "'local'" in out
