@@ -11,13 +11,14 @@ import os
 import tempfile
 import warnings
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterator
 
 import cv2
 import numpy as np
 import rasterio
+from rasterio.enums import ColorInterp, MaskFlags
 from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from rasterio.windows import Window
 
@@ -35,6 +36,9 @@ class Raster:
         transform: affine pixel -> CRS transform (``rasterio.Affine``) or None.
         nodata: the file's nodata value or None.
         path: where it came from ("" for in-memory rasters).
+        bands: per-band metadata to carry into outputs, each a tuple with one entry per band:
+            ``colorinterp`` (GDAL colour interpretation names), ``descriptions``, ``scales``,
+            ``offsets``; empty for in-memory rasters.
     """
 
     data: np.ndarray
@@ -43,6 +47,7 @@ class Raster:
     transform: Any = None
     nodata: float | None = None
     path: str = ""
+    bands: dict = field(default_factory=dict)
 
     @property
     def georeferenced(self) -> bool:
@@ -97,13 +102,23 @@ def read_image(path: str | os.PathLike, *, window: Window | None = None) -> Rast
             tf = src.window_transform(window) if window is not None else src.transform
             crs = src.crs
             georef = crs is not None and not tf.is_identity
-    return from_array(data, crs=crs if georef else None, transform=tf if georef else None,
-                      nodata=nodata, path=str(p))
+            # a per-dataset mask (e.g. an aligned.tif written without a nodata value) marks
+            # invalid pixels as well as nodata does
+            per_dataset = any(MaskFlags.per_dataset in f for f in src.mask_flag_enums)
+            mask = src.dataset_mask(window=window) > 0 if per_dataset else None
+            bands = {"colorinterp": tuple(c.name for c in src.colorinterp),
+                     "descriptions": tuple(src.descriptions), "scales": tuple(src.scales),
+                     "offsets": tuple(src.offsets)}
+    raster = from_array(data, crs=crs if georef else None, transform=tf if georef else None,
+                        nodata=nodata, path=str(p), mask=mask)
+    return replace(raster, bands=bands)
 
 
 def from_array(data: np.ndarray, *, crs: Any = None, transform: Any = None,
-               nodata: float | None = None, path: str = "") -> Raster:
-    """Wrap an (H, W) or (B, H, W) array as a :class:`Raster`, computing the validity mask."""
+               nodata: float | None = None, path: str = "",
+               mask: np.ndarray | None = None) -> Raster:
+    """Wrap an (H, W) or (B, H, W) array as a :class:`Raster`, computing the validity mask
+    from ``nodata``, non-finite values and ``mask`` ((H, W) bool, True = valid; optional)."""
     arr = np.asarray(data)
     if arr.ndim == 2:
         arr = arr[None]
@@ -121,6 +136,8 @@ def from_array(data: np.ndarray, *, crs: Any = None, transform: Any = None,
             valid &= ~(arr == np.asarray(nodata, arr.dtype)).any(0)
     if np.issubdtype(arr.dtype, np.floating):
         valid &= np.isfinite(arr).all(0)
+    if mask is not None:
+        valid &= np.asarray(mask, bool)
     h, w = arr.shape[1:]
     if min(h, w) < 64:
         raise InputError(f"{path or 'array'}: image is {w}x{h} px; both sides must be at least "
@@ -237,11 +254,20 @@ def write_json(dest: str | os.PathLike, doc: Any) -> None:
 
 
 def write_raster(dest: str | os.PathLike, data: np.ndarray, *, crs: Any = None,
-                 transform: Any = None, nodata: float | None = None) -> None:
-    """Write a (B, H, W) array as a tiled, deflate-compressed GeoTIFF, atomically."""
+                 transform: Any = None, nodata: float | None = None,
+                 mask: np.ndarray | None = None, bands: dict | None = None) -> None:
+    """Write a (B, H, W) array as a tiled, deflate-compressed GeoTIFF, atomically.
+
+    Args:
+        mask: (H, W) bool, True = valid, written as GDAL's internal per-dataset mask band
+            (for data that declares no nodata value: no valid value is given up to mark the
+            invalid pixels).
+        bands: per-band metadata as :attr:`Raster.bands` holds it, copied when it has one
+            entry per band.
+    """
     b, h, w = data.shape
     profile = {"driver": "GTiff", "height": h, "width": w, "count": b, "dtype": data.dtype.name,
-               "compress": "deflate"}
+               "compress": "deflate", "alpha": "UNSPECIFIED"}
     if h >= 256 and w >= 256:
         profile.update(tiled=True, blockxsize=256, blockysize=256)
     if crs is not None:
@@ -251,7 +277,26 @@ def write_raster(dest: str | os.PathLike, data: np.ndarray, *, crs: Any = None,
     if nodata is not None:
         profile["nodata"] = nodata
     with atomic_path(dest) as tmp:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True):
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
             with rasterio.open(tmp, "w", **profile) as dst:
                 dst.write(data)
+                _write_band_metadata(dst, bands or {})
+                if mask is not None:
+                    dst.write_mask(np.where(mask, 255, 0).astype(np.uint8))
+
+
+def _write_band_metadata(dst, bands: dict) -> None:
+    """Colour interpretation, descriptions, scales and offsets of :attr:`Raster.bands`, where
+    they have one entry per band of ``dst``."""
+    n = dst.count
+    ci = bands.get("colorinterp") or ()
+    if len(ci) == n:
+        dst.colorinterp = [ColorInterp[c] for c in ci]
+    for i, d in enumerate(bands.get("descriptions") or ()):
+        if d and len(bands["descriptions"]) == n:
+            dst.set_band_description(i + 1, d)
+    if len(bands.get("scales") or ()) == n:
+        dst.scales = bands["scales"]
+    if len(bands.get("offsets") or ()) == n:
+        dst.offsets = bands["offsets"]

