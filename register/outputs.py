@@ -17,6 +17,7 @@ from .checks import InputError, check_output_dir
 from .config import Config, config_to_dict
 from .frames import is_sar
 from .io import Raster, to_gray, write_json
+from .tiepoints import tie_points, write_tie_points
 
 
 def report(result: Result, fixed: str, moving: str, cfg: Config) -> dict:
@@ -50,7 +51,8 @@ def report(result: Result, fixed: str, moving: str, cfg: Config) -> dict:
     return doc
 
 
-OUTPUTS = ("aligned.tif", "matches.png", "overlay.png", "report.json")
+OUTPUTS = ("aligned.tif", "matches.png", "overlay.png", "tiepoints.csv", "tiepoints.points",
+           "report.json")
 
 
 def write_outputs(result: Result, fixed: str | Path | Raster, moving: str | Path | Raster,
@@ -92,6 +94,10 @@ def write_outputs(result: Result, fixed: str | Path | Raster, moving: str | Path
     try:
         if result.ok:
             write_aligned(tmp / "aligned.tif", mr, result.H, fr)
+            m = result.matches
+            write_tie_points(tmp / "tiepoints.csv", tmp / "tiepoints.points",
+                             tie_points(result.H, m.xy_fixed, m.xy_moving, result.inliers, fr, mr),
+                             fr)
             if cfg.make_figures:
                 fg = to_gray(fr, band=cfg.band_fixed)
                 mg = to_gray(mr, band=cfg.band_moving, sar=is_sar(mr, cfg.modality),

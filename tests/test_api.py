@@ -1,6 +1,7 @@
 """register.api: the whole pipeline on real image pairs of the shared data, and its outputs."""
 from __future__ import annotations
 
+import csv
 import json
 import math
 import os
@@ -189,7 +190,15 @@ def test_register_pair_georeferenced(rgbn, random_model, tmp_path, corner_error)
     assert corner_error(r.H, H_geo, mr.shape) < 1.0
     out = tmp_path / "geo"
     write_outputs(r, fixed, moving, out, cfg.replace(make_figures=False))
-    assert sorted(os.listdir(out)) == ["aligned.tif", "report.json"]
+    assert sorted(os.listdir(out)) == ["aligned.tif", "report.json", "tiepoints.csv",
+                                       "tiepoints.points"]
+    # the tie points' map coordinates agree with the georeferencing the result kept
+    with open(out / "tiepoints.csv", newline="") as fh:
+        tp = [r for r in csv.DictReader(fh) if r["inlier"] == "1"]
+    assert len(tp) == r.counts["num_inliers"]
+    d = [np.hypot(float(t["fixed_map_x"]) - float(t["moving_map_x"]),
+                  float(t["fixed_map_y"]) - float(t["moving_map_y"])) for t in tp]
+    assert np.median(d) < 5.0  # under one 5 m pixel
     with rasterio.open(out / "aligned.tif") as al, rasterio.open(fixed) as f:
         assert al.crs == f.crs and al.transform == f.transform
         assert (al.height, al.width, al.count) == (f.height, f.width, 4)
