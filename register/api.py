@@ -61,6 +61,10 @@ class Result:
         scorer: which scorer ranked the candidates (:meth:`register.scorers.Scorer.info`):
             ``name`` (``"structural"`` or ``"network"``), ``device`` and, for the network,
             ``weights`` and ``preset``.
+        closest_H: when failed, the (3, 3) full-resolution transform (moving px -> fixed px)
+            that came closest and was refused, for diagnosis only; None when ok or when RANSAC
+            supported no hypothesis. ``matches`` and ``inliers`` are then that attempt's (all
+            False when nothing was fitted).
     """
 
     status: str
@@ -75,6 +79,7 @@ class Result:
     verification: dict = field(default_factory=dict)
     candidates: list = field(default_factory=list)
     scorer: dict = field(default_factory=dict)
+    closest_H: np.ndarray | None = None
 
     @property
     def ok(self) -> bool:
@@ -139,9 +144,11 @@ def register_pair(fixed: str | Path | Raster, moving: str | Path | Raster,
                       hypothesis=how, **base)
     prior = pipe.georeferencing_prior(georef)
     if trial.best is None and prior is None:
-        counts, why = max(trial.unsupported, key=lambda u: u[0]["num_matches"])
+        counts, why, loc = max(trial.unsupported, key=lambda u: u[0]["num_matches"])
+        full = full_resolution(loc.matches, Sf, Sm)
         return Result("failed", f"no hypothesis was supported by the matches ({why})",
-                      counts=counts, hypothesis=how, **base)
+                      matches=full, inliers=np.zeros(len(full), bool), counts=counts,
+                      hypothesis=how, **base)
     start = trial.best or prior
     judged, radius = pipe.refine(start.judged)
     judged, recentred = pipe.recentre(judged, radius)
@@ -167,19 +174,24 @@ def conclude(start: Candidate, judged: Judged, recentred: bool, confirmed_before
         verification["keypoint_support"] = ev.keypoint_support
     common = dict(counts=loc.counts(est.num_inliers), hypothesis=start.source,
                   verification=verification, **base)
-    if not verdict.accepted:
-        return Result("failed", failure_reason(ev, verdict.veto, judged.check.shift, cfg), **common)
-    verification["confirmed_by"] = verdict.by
     Sf, Sm = maps
     H = np.linalg.inv(Sf) @ est.H @ Sm
-    m = loc.matches
-    full = Matches(transfer(np.linalg.inv(Sf), m.xy_fixed).astype(np.float32),
-                   transfer(np.linalg.inv(Sm), m.xy_moving).astype(np.float32), m.probability)
+    full = full_resolution(loc.matches, Sf, Sm)
+    if not verdict.accepted:
+        return Result("failed", failure_reason(ev, verdict.veto, judged.check.shift, cfg),
+                      matches=full, inliers=est.inliers, closest_H=H / H[2, 2], **common)
+    verification["confirmed_by"] = verdict.by
     hyp = start.hyp
     if start.source != "georeferencing":
         common["hypothesis"] = (f"{start.source} (rotation {hyp.angle_deg:.1f} deg, "
                                 f"scale {hyp.scale:.3f})")
     return Result("ok", "", H / H[2, 2], full, est.inliers, est.rmse_px / Sf[0, 0], **common)
+
+
+def full_resolution(m: Matches, Sf: np.ndarray, Sm: np.ndarray) -> Matches:
+    """Matches in working px as full-resolution px (``Sf``, ``Sm``: full -> working maps)."""
+    return Matches(transfer(np.linalg.inv(Sf), m.xy_fixed).astype(np.float32),
+                   transfer(np.linalg.inv(Sm), m.xy_moving).astype(np.float32), m.probability)
 
 
 def failure_reason(ev: Evidence, veto: str, shift_working_px: float, cfg: Config) -> str:

