@@ -26,6 +26,7 @@ from .match import Matches
 from .pipeline import Candidate, Judged, Pipeline
 from .scorers import Timer, make_scorer
 from .search import Hypothesis
+from .verify import verify_alignment
 
 
 @dataclass(frozen=True)
@@ -137,6 +138,30 @@ def register_pair(fixed: str | Path | Raster, moving: str | Path | Raster,
         georef = Hypothesis(H=Sf @ georef_homography(fr, mr) @ np.linalg.inv(Sm),
                             score=float("nan"), angle_deg=0.0, scale=1.0)
         timer.add("hypotheses", t)
+    result = _decide(pipe, georef, cfg, (Sf, Sm), base)
+    if georef is not None and not result.ok:
+        result = _left_as_georeferenced(result, pipe, georef.H)
+    return result
+
+
+def _left_as_georeferenced(result: Result, pipe: Pipeline, H_georef: np.ndarray) -> Result:
+    """A failure on georeferenced inputs, said as what it means for them: no correction was
+    confirmed and the georeferencing stays as it is, with the global check measured on the
+    georeferencing itself (``verification["georeferencing_check"]``)."""
+    fw, mw = pipe.fixed, pipe.moving
+    check = verify_alignment(fw.image, fw.mask, mw.image, mw.mask, H_georef, pipe.cfg.verify.side)
+    verification = {**result.verification,
+                    "georeferencing_check": {"z_at_zero_shift": round(check.z, 3),
+                                             "peak_shift_px": round(check.shift, 3)}}
+    reason = (f"no correction confirmed; the georeferencing was left as it is (its own check: "
+              f"z {check.z:.1f} at zero shift, peak {check.shift:.1f} px away): {result.reason}")
+    return dataclasses.replace(result, reason=reason, verification=verification)
+
+
+def _decide(pipe: Pipeline, georef: Hypothesis | None, cfg: Config,
+            maps: tuple[np.ndarray, np.ndarray], base: dict) -> Result:
+    """Hypotheses, refinement, recentring and the final verdict (see the module docstring)."""
+    Sf, Sm = maps
     trial = pipe.try_hypotheses(georef, lambda H: np.linalg.inv(Sf) @ H @ Sm)
     how = ", ".join(trial.sources) or "rotation/scale search"
     if trial.tried == 0:

@@ -92,7 +92,7 @@ def write_figures(folder: Path, result: Result, fixed: Raster, moving: Raster,
 
 def write_outputs(result: Result, fixed: str | Path | Raster, moving: str | Path | Raster,
                   out_dir: str | Path, cfg: Config | None = None, *,
-                  overwrite: bool = False) -> list[Path]:
+                  overwrite: bool = False, georef_fallback: bool = False) -> list[Path]:
     """Write ``aligned.tif``, ``matches.png``, ``overlay.png`` (when ok) and ``report.json`` into
     ``out_dir``, as the command line does.
 
@@ -104,6 +104,9 @@ def write_outputs(result: Result, fixed: str | Path | Raster, moving: str | Path
             the figures' bands.
         overwrite: replace outputs an earlier run left in ``out_dir``; without it such a
             folder is refused, as by the command line.
+        georef_fallback: when the result failed and both inputs are georeferenced, still
+            write ``aligned.tif``, resampled by the georeferencing alone (the report's
+            ``aligned_by`` says so; the status stays "failed").
 
     A failed result writes ``report.json`` and, unless ``cfg.make_figures`` is False, the
     figures of its closest attempt, titled FAILED with the reason.
@@ -135,9 +138,17 @@ def write_outputs(result: Result, fixed: str | Path | Raster, moving: str | Path
             write_tie_points(tmp / "tiepoints.csv", tmp / "tiepoints.points",
                              tie_points(result.H, m.xy_fixed, m.xy_moving, result.inliers, fr, mr),
                              fr)
+        elif georef_fallback and fr.georeferenced and mr.georeferenced:
+            from .frames import georef_homography
+
+            write_aligned(tmp / "aligned.tif", mr, georef_homography(fr, mr), fr)
         if cfg.make_figures:
             write_figures(tmp, result, fr, mr, cfg)
-        write_json(tmp / "report.json", report(result, fr.path, mr.path, cfg))
+        doc = report(result, fr.path, mr.path, cfg)
+        doc["aligned_by"] = ("registration" if result.ok else
+                             "georeferencing (no correction confirmed)"
+                             if (tmp / "aligned.tif").exists() else None)
+        write_json(tmp / "report.json", doc)
         out.mkdir(parents=True, exist_ok=True)
         written = []
         for name in OUTPUTS:

@@ -46,6 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "path, or 'random' (plumbing tests only); the structural scorer loads none")
     p.add_argument("--seed", type=int, default=Config.seed,
                    help="seed of RANSAC's sampling (default: %(default)s)")
+    p.add_argument("--georef-fallback", action="store_true",
+                   help="for georeferenced inputs whose registration confirms no correction: "
+                        "still write aligned.tif, resampled by the georeferencing alone "
+                        "(the exit status stays 1)")
     p.add_argument("--no-figures", action="store_true", help="skip matches.png / overlay.png")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.add_argument("--quiet", action="store_true", help="no progress messages")
@@ -109,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
         result = register_pair(fixed, moving, cfg, model=getattr(scorer, "model", None),
                                device=device, progress=say)
         say("writing outputs")
-        write_outputs(result, fixed, moving, out, cfg, overwrite=args.overwrite)
+        write_outputs(result, fixed, moving, out, cfg, overwrite=args.overwrite,
+                      georef_fallback=args.georef_fallback)
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -128,7 +133,9 @@ def _summary(result, out: Path, say) -> int:
         say(f"ok: {c['num_inliers']} inliers of {c['num_matches']} matches, RMSE "
             f"{result.rmse_px:.2f} px{kept} -> {out}")
         return 0
-    print(f"registration failed: {result.reason} (report in {out / 'report.json'})",
+    fallback = ("; aligned.tif is resampled by the georeferencing alone (--georef-fallback)"
+                if (out / "aligned.tif").exists() else "")
+    print(f"registration failed: {result.reason} (report in {out / 'report.json'}{fallback})",
           file=sys.stderr)
     return 1
 
