@@ -105,13 +105,26 @@ def georef_homography(fixed: Raster, moving: Raster) -> np.ndarray:
     h, w = moving.shape
     gx, gy = np.meshgrid(np.linspace(0, w, 5), np.linspace(0, h, 5))
     px = np.c_[gx.ravel(), gy.ravel()]
+    for r in (fixed, moving):
+        t = r.transform
+        if not np.isfinite([t.a, t.b, t.c, t.d, t.e, t.f]).all() or abs(t.determinant) < 1e-300:
+            raise InputError(f"{r.path or 'raster'}: its georeferencing is degenerate (affine "
+                             f"{tuple(t)[:6]}); fix it, or strip it to register by image "
+                             "content alone")
     # pixel (x, y) 0-based centre convention: the affine maps corner coordinates
     X, Y = _apply_affine(moving.transform, px[:, 0] + 0.5, px[:, 1] + 0.5)
-    if moving.crs != fixed.crs:
-        X, Y = crs_transform(moving.crs, fixed.crs, X, Y)
+    try:
+        if moving.crs != fixed.crs:
+            X, Y = crs_transform(moving.crs, fixed.crs, X, Y)
+    except Exception as exc:  # noqa: BLE001 - PROJ/GDAL errors of an impossible reprojection
+        raise InputError(f"cannot map {moving.path or 'moving'} ({moving.crs}) into the CRS of "
+                         f"{fixed.path or 'fixed'} ({fixed.crs}): {str(exc).splitlines()[0]}; "
+                         "check both georeferencings") from None
     fx, fy = _apply_affine(~fixed.transform, np.asarray(X), np.asarray(Y))
     fxy = np.c_[fx - 0.5, fy - 0.5]
-    H, _ = cv2.findHomography(px.astype(np.float64), fxy.astype(np.float64), 0)
+    H = None
+    if np.isfinite(fxy).all():
+        H, _ = cv2.findHomography(px.astype(np.float64), fxy.astype(np.float64), 0)
     if H is None or not np.isfinite(H).all():
         raise InputError("could not relate the two georeferencings; check both CRSs")
     fh, fw = fixed.shape
