@@ -145,3 +145,13 @@ def test_load_model_config_without_preset(tmp_path, random_model):
     torch.save({"model": random_model.state_dict(), "config": cfg}, path)
     with pytest.raises(InputError):
         load_model(path, "cpu")
+
+
+def test_count_flops_probe_follows_the_model_dtype_and_device():
+    """The probe tensor is made where the model is: a float64 model (as a CUDA one) must not
+    get a float32 CPU probe (training on CUDA crashed on it before the first step)."""
+    model = SSMLQNet(ModelConfig.from_preset("lite")).double()
+    flops = count_flops(model)
+    lite = count_flops(SSMLQNet(ModelConfig.from_preset("lite")))
+    assert flops["pair"] == pytest.approx(lite["pair"])
+    assert next(model.parameters()).dtype == torch.float64

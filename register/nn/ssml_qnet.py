@@ -231,7 +231,8 @@ class SSMLQNet(nn.Module):
 
 def count_flops(model: SSMLQNet) -> dict[str, float]:
     """FLOPs (2 x multiply-adds of conv and linear layers) for one pair, split into the
-    per-patch part (both patches' branches) and the per-pair head."""
+    per-patch part (both patches' branches) and the per-pair head. The probe pair is made on
+    the model's device and in its dtype (a model on CUDA once crashed on a CPU probe)."""
     counts = {"embed": 0.0, "head": 0.0}
     current = ["embed"]
 
@@ -248,7 +249,8 @@ def count_flops(model: SSMLQNet) -> dict[str, float]:
     model.eval()
     try:
         with torch.no_grad():
-            x = torch.zeros(1, 1, 64, 64)
+            ref = next(model.parameters())  # the probe follows the model's device and dtype
+            x = torch.zeros(1, 1, 64, 64, device=ref.device, dtype=ref.dtype)
             fa, fb = model.embed(x, "fixed"), model.embed(x, "moving")
             current[0] = "head"
             model.head(fa, fb)
