@@ -125,30 +125,12 @@ def write_outputs(result: Result, fixed: str | Path | Raster, moving: str | Path
         raise InputError(f"{out_dir} already holds {', '.join(existing)}; pass overwrite=True "
                          "or choose another folder")
     check_output_dir(out_dir, "out_dir")
-    from .warp import write_aligned
-
     out = Path(out_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
     fr, mr = as_raster(fixed), as_raster(moving)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        if result.ok:
-            write_aligned(tmp / "aligned.tif", mr, result.H, fr)
-            m = result.matches
-            write_tie_points(tmp / "tiepoints.csv", tmp / "tiepoints.points",
-                             tie_points(result.H, m.xy_fixed, m.xy_moving, result.inliers, fr, mr),
-                             fr)
-        elif georef_fallback and fr.georeferenced and mr.georeferenced:
-            from .frames import georef_homography
-
-            write_aligned(tmp / "aligned.tif", mr, georef_homography(fr, mr), fr)
-        if cfg.make_figures:
-            write_figures(tmp, result, fr, mr, cfg)
-        doc = report(result, fr.path, mr.path, cfg)
-        doc["aligned_by"] = ("registration" if result.ok else
-                             "georeferencing (no correction confirmed)"
-                             if (tmp / "aligned.tif").exists() else None)
-        write_json(tmp / "report.json", doc)
+        _write_all(tmp, result, fr, mr, cfg, georef_fallback=georef_fallback)
         out.mkdir(parents=True, exist_ok=True)
         written = []
         for name in OUTPUTS:
@@ -161,3 +143,27 @@ def write_outputs(result: Result, fixed: str | Path | Raster, moving: str | Path
         return written
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _write_all(folder: Path, result: Result, fr: Raster, mr: Raster, cfg: Config, *,
+               georef_fallback: bool) -> None:
+    """Every output of :func:`write_outputs` into ``folder`` (a temporary one)."""
+    from .warp import write_aligned
+
+    if result.ok:
+        write_aligned(folder / "aligned.tif", mr, result.H, fr)
+        m = result.matches
+        write_tie_points(folder / "tiepoints.csv", folder / "tiepoints.points",
+                         tie_points(result.H, m.xy_fixed, m.xy_moving, result.inliers, fr, mr),
+                         fr)
+    elif georef_fallback and fr.georeferenced and mr.georeferenced:
+        from .frames import georef_homography
+
+        write_aligned(folder / "aligned.tif", mr, georef_homography(fr, mr), fr)
+    if cfg.make_figures:
+        write_figures(folder, result, fr, mr, cfg)
+    doc = report(result, fr.path, mr.path, cfg)
+    doc["aligned_by"] = ("registration" if result.ok else
+                         "georeferencing (no correction confirmed)"
+                         if (folder / "aligned.tif").exists() else None)
+    write_json(folder / "report.json", doc)

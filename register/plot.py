@@ -126,6 +126,21 @@ def _side_by_side(fixed: np.ndarray, moving: np.ndarray) -> tuple[np.ndarray, fl
     return canvas, x0, (scale_f, scale_m)
 
 
+def _match_arrays(xy_fixed, xy_moving, inlier_mask) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Checked (N, 2) float64 fixed and moving points and the (N,) bool inlier mask."""
+    pf = _points(xy_fixed, "xy_fixed")
+    pm = _points(xy_moving, "xy_moving")
+    if len(pf) != len(pm):
+        raise InputError(f"xy_fixed has {len(pf)} points but xy_moving has {len(pm)}; give one "
+                         "moving point per fixed point")
+    inl = np.ones(len(pf), bool) if inlier_mask is None else \
+        np.asarray(inlier_mask).astype(bool).reshape(-1)
+    if len(inl) != len(pf):
+        raise InputError(f"inlier_mask has {len(inl)} entries for {len(pf)} matches; give one "
+                         "bool per match")
+    return pf, pm, inl
+
+
 def plot_matches(dest: str | os.PathLike, fixed_img: np.ndarray, moving_img: np.ndarray,
                  xy_fixed: np.ndarray, xy_moving: np.ndarray, inlier_mask: np.ndarray | None, *,
                  title: str = "") -> None:
@@ -149,16 +164,7 @@ def plot_matches(dest: str | os.PathLike, fixed_img: np.ndarray, moving_img: np.
     """
     fixed = _check_image(fixed_img, "fixed_img")
     moving = _check_image(moving_img, "moving_img")
-    pf = _points(xy_fixed, "xy_fixed")
-    pm = _points(xy_moving, "xy_moving")
-    if len(pf) != len(pm):
-        raise InputError(f"xy_fixed has {len(pf)} points but xy_moving has {len(pm)}; give one "
-                         "moving point per fixed point")
-    inl = np.ones(len(pf), bool) if inlier_mask is None else \
-        np.asarray(inlier_mask).astype(bool).reshape(-1)
-    if len(inl) != len(pf):
-        raise InputError(f"inlier_mask has {len(inl)} entries for {len(pf)} matches; give one "
-                         "bool per match")
+    pf, pm, inl = _match_arrays(xy_fixed, xy_moving, inlier_mask)
     canvas, x0, (scale_f, scale_m) = _side_by_side(fixed, moving)
     # pixel centres scale about the pixel edge: x' = (x + 0.5) s - 0.5
     a = (pf + 0.5) * scale_f - 0.5
