@@ -4,7 +4,7 @@
 
 Times the whole registration (reading, hypotheses, scoring, estimation; not the figure and
 GeoTIFF writing, which the CLI adds) on the two 512x512 MIFNet pairs and on 512x512 crops
-of EPFL VIS-NIR test images, after one warm-up run, and reports the median. The model is loaded
+of EPFL VIS-NIR test images, after one warm-up run, and reports the median. The scorer (and the network, when it needs one) is made
 once, as the batch programs do. The resolved config and per-run CSV are saved in ``--out``.
 """
 from __future__ import annotations
@@ -22,10 +22,9 @@ import torch
 
 from pipelines.report import command_line, write_section
 from register.api import register_pair
-from register.scorers import needs_network
+from register.scorers import make_scorer
 from register.config import Config, config_to_dict, data_root
 from register.io import from_array, read_image
-from register.score import load_model
 
 PAIRS = [("mifnet opt-sar", "mifnet_examples/opt_sar_1.png", "mifnet_examples/opt_sar_2.png"),
          ("mifnet opt-nir", "mifnet_examples/opt_nir_1.png", "mifnet_examples/opt_nir_2.png"),
@@ -54,8 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     torch.set_num_threads(args.threads)
-    cfg = Config()
-    model = load_model(args.model, args.device)
+    cfg = Config(model=args.model)
+    scorer = make_scorer(cfg, device=args.device)  # the network only for a network scorer
+    model = getattr(scorer, "model", None)
     root = data_root()
     rows = []
     for name, f, m in PAIRS:
@@ -85,9 +85,10 @@ def main(argv: list[str] | None = None) -> int:
         per = {}
         for r in rows:
             per.setdefault(r["pair"], []).append(r["seconds"])
-        used = "yes" if needs_network(cfg.match) else "no (default selection)"
-        lines = [f"Settings: {args.threads} CPU threads, device {args.device}, model "
-                 f"`{model.source}`, network consulted: {used}.", "",
+        info = scorer.info()
+        weights = f", weights `{info['weights']}`" if "weights" in info else ""
+        lines = [f"Settings: {args.threads} CPU threads, device {args.device}, scorer "
+                 f"`{info['name']}`{weights}.", "",
                  "| pair (512x512) | median s | status |", "|---|---|---|"]
         for k, v in per.items():
             st = {r["status"] for r in rows if r["pair"] == k}

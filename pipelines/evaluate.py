@@ -48,6 +48,7 @@ from pipelines.models import Models, config_modality
 from pipelines.patches import DEFAULT_CACHE
 from pipelines.report import command_line, publish
 from register.config import config_from_dict, config_to_dict, data_root
+from register.scorers import needs_network
 
 SETS = ("opt-sar", "opt-ir", "vis-nir", "vis-lwir")
 METHODS = ("ours", "identity", "sift", "mi")
@@ -70,17 +71,17 @@ def _register_pair():
         return None, f"register.register_pair unavailable ({type(exc).__name__}: {exc})"
 
 
-def _method_status(methods: Sequence[str], models: Models, sets: Sequence[str]
-                   ) -> dict[str, str]:
-    """For each method, "" when it can run, else the reason it is skipped. For ``ours`` the
-    networks of all ``sets`` are loaded here (once)."""
+def _method_status(methods: Sequence[str], models: Models, sets: Sequence[str],
+                   network: bool = True) -> dict[str, str]:
+    """For each method, "" when it can run, else the reason it is skipped. For ``ours`` with a
+    scorer that needs the ``network``, the networks of all ``sets`` are loaded here (once)."""
     from pipelines import baselines
 
     out = {}
     for m in methods:
         if m == "ours":
             fn, why = _register_pair()
-            if fn is not None:
+            if fn is not None and network:
                 try:
                     for s in sets:
                         models.get(config_modality(s))
@@ -217,8 +218,8 @@ def _run_method(method: str, loaded, row: dict, run_ours, cfg, args, models
             raise RuntimeError("pair could not be loaded")
         fr, mr, fixed, moving = loaded
         if method == "ours":
-            H, cands = _ours(run_ours(fr, mr, cfg, device=args.device,
-                                      model=models.get(cfg.modality)), row)
+            model = models.get(cfg.modality) if needs_network(cfg.match) else None
+            H, cands = _ours(run_ours(fr, mr, cfg, device=args.device, model=model), row)
         else:
             H = baselines.BASELINES[method](fixed, moving)
             if H is None:
@@ -306,11 +307,12 @@ def run_registration(args, log: Callable[[str], None]) -> tuple[list[dict], list
     """Every method on every pair of ``args.sets``; (one row per pair and method, one summary
     row per set and method). Writes ``pairs.csv`` and ``candidates.csv`` into ``args.out``."""
     models = Models(args.model, args.device)
-    skipped = _method_status(args.methods, models, args.sets)
+    base_cfg = config_from_dict(args.config_overrides)
+    network = needs_network(base_cfg.match)
+    skipped = _method_status(args.methods, models, args.sets, network)
     for m, why in skipped.items():
         if why:
             log(f"method {m} skipped: {why}")
-    base_cfg = config_from_dict(args.config_overrides)
     run_ours = _register_pair()[0] if "ours" in args.methods and not skipped["ours"] else None
     per_pair: list[dict] = []
     summary: list[dict] = []
