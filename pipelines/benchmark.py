@@ -4,8 +4,9 @@
 
 Times the whole registration (reading, hypotheses, scoring, estimation; not the figure and
 GeoTIFF writing, which the CLI adds) on the two 512x512 MIFNet pairs and on 512x512 crops
-of EPFL VIS-NIR test images, after one warm-up run, and reports the median. The scorer (and the network, when it needs one) is made
-once, as the batch programs do. The resolved config and per-run CSV are saved in ``--out``.
+of EPFL VIS-NIR test images, after one warm-up run, and reports the median. The scorer (and
+the network, when it needs one) is made once, as the batch programs do. The resolved config
+and per-run CSV are saved in ``--out``.
 """
 from __future__ import annotations
 

@@ -80,9 +80,9 @@ class Candidate:
 @dataclass(frozen=True)
 class Trial:
     """What the hypothesis loop found: the best candidate (None when RANSAC supported none),
-    the (counts, reason, located matches) of each hypothesis RANSAC did not support, a row per supported one
-    for the report (``Result.candidates``), the hypotheses' sources in order, and how many
-    were tried."""
+    the (counts, reason, located matches) of each hypothesis RANSAC did not support, a row per
+    supported one for the report (``Result.candidates``), the hypotheses' sources in order,
+    and how many were tried."""
 
     best: Candidate | None
     unsupported: list

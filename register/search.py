@@ -271,7 +271,8 @@ def _close(H1: np.ndarray, H2: np.ndarray, shape: tuple[int, int], tol_frac: flo
 
 
 def translation_hypothesis(fixed: np.ndarray, fixed_mask: np.ndarray, moving: np.ndarray,
-                           moving_mask: np.ndarray, H0: np.ndarray, cfg: SearchConfig) -> Hypothesis:
+                           moving_mask: np.ndarray, H0: np.ndarray,
+                           cfg: SearchConfig) -> Hypothesis:
     """Correct a start transform ``H0`` (e.g. from georeferencing) by a global shift.
 
     The moving image is resampled into the fixed frame with ``H0`` at the search resolution of
