@@ -1,0 +1,68 @@
+"""register.pipeline: the procedure's parts on a real optical-infrared pair (its truth is exact)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from register.checks import RegistrationFailed
+from register.config import Config
+from register.frames import working_images
+from register.geometry import corner_distance
+from register.io import read_image
+from register.pipeline import Pipeline
+from register.scorers import StructuralScorer, Timer
+
+
+@pytest.fixture(scope="module")
+def pipe_and_truth(data_root, srif_opt_ir_pair):
+    p = srif_opt_ir_pair
+    cfg = Config(max_keypoints=96)
+    fw, mw, Sf, Sm = working_images(read_image(data_root / p.fixed),
+                                    read_image(data_root / p.moving), cfg)
+    pipe = Pipeline(fw, mw, cfg, StructuralScorer(), Timer(), lambda msg: None)
+    return pipe, Sf @ p.H_array @ np.linalg.inv(Sm)
+
+
+def test_match_locates_each_transform_once(pipe_and_truth):
+    pipe, H = pipe_and_truth
+    a = pipe.match(H, 16)
+    assert pipe.match(H, 16) is a  # cached: a failure's counts reuse the same matches
+    assert pipe.match(H, 8) is not a
+    assert 0 < len(a.matches) <= a.keypoints <= 96
+    assert a.candidates == a.keypoints * pipe.cfg.match.shortlist
+
+
+def test_judge_accepts_truth_and_refuses_a_turned_copy(pipe_and_truth):
+    """The evidence on the true transform passes every rule; the same transform turned by
+    30 degrees fits no support or is refused."""
+    from register.geometry import similarity
+
+    pipe, H = pipe_and_truth
+    judged = pipe.judge(*pipe.fit(H, 16))
+    assert judged.verdict.accepted and judged.verdict.by == "check"
+    assert judged.evidence.shift <= pipe.cfg.policy.verify_max_shift
+    h, w = pipe.fixed.image.shape
+    c = ((w - 1) / 2, (h - 1) / 2)
+    try:
+        wrong = pipe.judge(*pipe.fit(similarity(30.0, 1.0, c, c) @ H, 16))
+    except RegistrationFailed:
+        return
+    assert not wrong.verdict.accepted or corner_distance(wrong.est.H, H, (h, w)) < 5
+
+
+def test_refine_keeps_a_right_transform_right(pipe_and_truth):
+    pipe, H = pipe_and_truth
+    start = pipe.judge(*pipe.fit(H, 16))
+    refined, radius = pipe.refine(start)
+    assert radius == 4.0  # two halvings of the 16 px window
+    assert refined.verdict.accepted
+    assert corner_distance(refined.est.H, H, pipe.fixed.image.shape) < 2.0
+
+
+def test_try_hypotheses_finds_the_truth_and_reports_rows(pipe_and_truth):
+    pipe, H = pipe_and_truth
+    trial = pipe.try_hypotheses(None, lambda h: h)
+    assert trial.tried >= 1 and trial.best is not None and trial.best.judged.verdict.accepted
+    assert corner_distance(trial.best.judged.est.H, H, pipe.fixed.image.shape) < 5.0
+    assert len(trial.rows) == trial.tried - len(trial.unsupported)
+    assert {"source", "z", "confirmed", "H"} <= set(trial.rows[0])
