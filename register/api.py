@@ -21,7 +21,7 @@ from .config import Config
 from .decide import Evidence, judge
 from .frames import georef_homography, is_sar, working_images
 from .geometry import transfer
-from .io import Raster, read_image, to_gray
+from .io import READ_MAX_SIDE, Raster, read_image, to_gray
 from .match import Matches
 from .pipeline import Candidate, Judged, Pipeline
 from .scorers import Timer, make_scorer
@@ -88,8 +88,9 @@ class Result:
 
 
 def as_raster(x: str | Path | Raster) -> Raster:
-    """A raster as given, or read from a path."""
-    return x if isinstance(x, Raster) else read_image(x)
+    """A raster as given, or read from a path (decimated when its longer side exceeds
+    :data:`register.io.READ_MAX_SIDE`; results stay in full-resolution px)."""
+    return x if isinstance(x, Raster) else read_image(x, max_side=READ_MAX_SIDE)
 
 
 def check_inputs(fixed: Raster, moving: Raster, cfg: Config) -> None:

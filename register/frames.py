@@ -16,7 +16,7 @@ import numpy as np
 from .checks import InputError
 from .config import Config
 from .geometry import resize_map, transform_scale
-from .io import GrayImage, Raster, to_gray
+from .io import GrayImage, Raster, full_grid, full_shape, source_map, to_gray
 
 
 def is_sar(raster: Raster, modality: str) -> bool:
@@ -95,39 +95,41 @@ def _apply_affine(t, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarr
 
 
 def georef_homography(fixed: Raster, moving: Raster) -> np.ndarray:
-    """Moving px -> fixed px from the georeferencing (reprojecting when the CRSs differ).
+    """Moving px -> fixed px from the georeferencing (reprojecting when the CRSs differ), in
+    full-resolution px (:func:`register.io.full_shape`: a decimated raster stands for its
+    source).
 
     Raises:
-        InputError: the footprints do not overlap.
+        InputError: the footprints do not overlap, or a georeferencing is degenerate.
     """
     from rasterio.warp import transform as crs_transform
 
-    h, w = moving.shape
+    (f_crs, f_tf), (m_crs, m_tf) = full_grid(fixed), full_grid(moving)
+    h, w = full_shape(moving)
     gx, gy = np.meshgrid(np.linspace(0, w, 5), np.linspace(0, h, 5))
     px = np.c_[gx.ravel(), gy.ravel()]
-    for r in (fixed, moving):
-        t = r.transform
+    for r, t in ((fixed, f_tf), (moving, m_tf)):
         if not np.isfinite([t.a, t.b, t.c, t.d, t.e, t.f]).all() or abs(t.determinant) < 1e-300:
             raise InputError(f"{r.path or 'raster'}: its georeferencing is degenerate (affine "
                              f"{tuple(t)[:6]}); fix it, or strip it to register by image "
                              "content alone")
     # pixel (x, y) 0-based centre convention: the affine maps corner coordinates
-    X, Y = _apply_affine(moving.transform, px[:, 0] + 0.5, px[:, 1] + 0.5)
+    X, Y = _apply_affine(m_tf, px[:, 0] + 0.5, px[:, 1] + 0.5)
     try:
-        if moving.crs != fixed.crs:
-            X, Y = crs_transform(moving.crs, fixed.crs, X, Y)
+        if m_crs != f_crs:
+            X, Y = crs_transform(m_crs, f_crs, X, Y)
     except Exception as exc:  # noqa: BLE001 - PROJ/GDAL errors of an impossible reprojection
-        raise InputError(f"cannot map {moving.path or 'moving'} ({moving.crs}) into the CRS of "
-                         f"{fixed.path or 'fixed'} ({fixed.crs}): {str(exc).splitlines()[0]}; "
+        raise InputError(f"cannot map {moving.path or 'moving'} ({m_crs}) into the CRS of "
+                         f"{fixed.path or 'fixed'} ({f_crs}): {str(exc).splitlines()[0]}; "
                          "check both georeferencings") from None
-    fx, fy = _apply_affine(~fixed.transform, np.asarray(X), np.asarray(Y))
+    fx, fy = _apply_affine(~f_tf, np.asarray(X), np.asarray(Y))
     fxy = np.c_[fx - 0.5, fy - 0.5]
     H = None
     if np.isfinite(fxy).all():
         H, _ = cv2.findHomography(px.astype(np.float64), fxy.astype(np.float64), 0)
     if H is None or not np.isfinite(H).all():
         raise InputError("could not relate the two georeferencings; check both CRSs")
-    fh, fw = fixed.shape
+    fh, fw = full_shape(fixed)
     inside = (fxy[:, 0] > -0.5) & (fxy[:, 0] < fw) & (fxy[:, 1] > -0.5) & (fxy[:, 1] < fh)
     xmin, ymin = fxy.min(0)
     xmax, ymax = fxy.max(0)
@@ -144,7 +146,7 @@ def working_images(fixed: Raster, moving: Raster, cfg: Config
 
     Returns:
         (fixed, moving, Sf, Sm): the working images and the (3, 3) float64 maps from full-size
-        pixels to working pixels (x = column, y = row, 0-based; working fixed px = Sf @ fixed
+        pixels (of the source, for a raster read decimated) to working pixels (x = column, y = row, 0-based; working fixed px = Sf @ fixed
         px, working moving px = Sm @ moving px). They are exact for ``cv2.resize``, which aligns
         pixel centres: a scale f comes with an offset (f - 1) / 2 (identity when not resized).
     """
@@ -153,4 +155,5 @@ def working_images(fixed: Raster, moving: Raster, cfg: Config
                  sar_db=cfg.sar_db, speckle_filter=cfg.speckle_filter)
     (fw, Sf), (mw, Sm) = (downscale(g, min(1.0, cfg.frames.work_max_side / max(g.image.shape)))
                           for g in (fg, mg))
-    return fw, mw, Sf, Sm
+    # a decimated raster stands for its full-resolution source (register.io.read_image)
+    return fw, mw, Sf @ source_map(fixed), Sm @ source_map(moving)

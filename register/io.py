@@ -18,11 +18,19 @@ from typing import Any, Iterator
 import cv2
 import numpy as np
 import rasterio
-from rasterio.enums import ColorInterp, MaskFlags
+from affine import Affine
+from rasterio.enums import ColorInterp, MaskFlags, Resampling
 from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from rasterio.windows import Window
 
 from .checks import InputError
+
+
+#: Inputs whose longer side exceeds this are read decimated to it (GDAL average) by the command
+#: line and by paths handed to the API, so memory stays bounded whatever the scene size; the
+#: pipeline works at most at 768 px, and ``aligned.tif`` is written at full resolution block by
+#: block (:func:`register.warp.write_aligned_blocks`).
+READ_MAX_SIDE = 4096
 
 
 @dataclass(frozen=True)
@@ -39,6 +47,8 @@ class Raster:
         bands: per-band metadata to carry into outputs, each a tuple with one entry per band:
             ``colorinterp`` (GDAL colour interpretation names), ``descriptions``, ``scales``,
             ``offsets``; empty for in-memory rasters.
+        source: for a raster read decimated (:func:`read_image` with ``max_side``), the
+            full-resolution pixels it stands for; None when ``data`` is full resolution.
     """
 
     data: np.ndarray
@@ -48,6 +58,7 @@ class Raster:
     nodata: float | None = None
     path: str = ""
     bands: dict = field(default_factory=dict)
+    source: "Source | None" = None
 
     @property
     def georeferenced(self) -> bool:
@@ -56,6 +67,42 @@ class Raster:
     @property
     def shape(self) -> tuple[int, int]:
         return int(self.data.shape[1]), int(self.data.shape[2])
+
+
+@dataclass(frozen=True)
+class Source:
+    """The full-resolution raster a decimated :class:`Raster` was read from: its file, the
+    window read (None: all of it), its (H, W) and its georeferencing (the window's)."""
+
+    path: str
+    window: tuple[int, int, int, int] | None  # col_off, row_off, width, height
+    shape: tuple[int, int]
+    crs: Any = None
+    transform: Any = None
+
+
+def full_shape(raster: Raster) -> tuple[int, int]:
+    """(H, W) of the full-resolution pixels a raster stands for."""
+    return raster.source.shape if raster.source is not None else raster.shape
+
+
+def full_grid(raster: Raster) -> tuple[Any, Any]:
+    """(crs, transform) of the full-resolution pixels a raster stands for (None, None when it
+    is not georeferenced)."""
+    if not raster.georeferenced:
+        return None, None
+    src = raster.source
+    return (src.crs, src.transform) if src is not None else (raster.crs, raster.transform)
+
+
+def source_map(raster: Raster) -> np.ndarray:
+    """(3, 3) float64 map from full-resolution px to ``raster``'s px (x = column, y = row,
+    0-based centres): the identity, or the exact centre-aligned map of a decimated read."""
+    if raster.source is None:
+        return np.eye(3)
+    from .geometry import resize_map
+
+    return resize_map(raster.source.shape, raster.shape)
 
 
 @dataclass(frozen=True)
@@ -71,12 +118,17 @@ class GrayImage:
     mask: np.ndarray
 
 
-def read_image(path: str | os.PathLike, *, window: Window | None = None) -> Raster:
+def read_image(path: str | os.PathLike, *, window: Window | None = None,
+               max_side: int | None = None) -> Raster:
     """Read a raster (all bands) with its georeferencing.
 
     Args:
         path: file rasterio can open.
         window: optional ``rasterio.windows.Window`` to read only part of it.
+        max_side: when the longer side (of the window) exceeds it, read the raster decimated
+            to that side by GDAL's average resampling, never holding the full resolution in
+            memory; :attr:`Raster.source` then describes the full-resolution pixels and
+            :func:`source_map` maps them to the decimated ones.
 
     Raises:
         InputError: missing or unreadable file, or fewer than 64 pixels on a side.
@@ -92,8 +144,15 @@ def read_image(path: str | os.PathLike, *, window: Window | None = None) -> Rast
             raise InputError(f"{p}: not a readable raster ({str(exc).splitlines()[0]}); "
                              "give a GeoTIFF, PNG or JPEG file") from None
         with src:
+            win = window if window is not None else Window(0, 0, src.width, src.height)
+            h, w = int(win.height), int(win.width)
+            out_shape, f = None, 1.0
+            if max_side is not None and max(h, w) > max_side:
+                f = max_side / max(h, w)
+                out_shape = (max(1, round(h * f)), max(1, round(w * f)))
             try:
-                data = src.read(window=window)
+                data = src.read(window=window, out_shape=None if out_shape is None else
+                                (src.count,) + out_shape, resampling=Resampling.average)
             except RasterioIOError:
                 raise InputError(f"{p}: the file is truncated or corrupt: its header reads "
                                  f"({src.width}x{src.height} px, {src.count} band(s)) but its "
@@ -102,16 +161,23 @@ def read_image(path: str | os.PathLike, *, window: Window | None = None) -> Rast
             tf = src.window_transform(window) if window is not None else src.transform
             crs = src.crs
             georef = crs is not None and not tf.is_identity
+            source = None
+            if out_shape is not None:
+                source = Source(str(p), None if window is None else (
+                    int(win.col_off), int(win.row_off), w, h), (h, w), crs if georef else None,
+                    tf if georef else None)
+                tf = tf * Affine.scale(w / out_shape[1], h / out_shape[0])
             # a per-dataset mask (e.g. an aligned.tif written without a nodata value) marks
             # invalid pixels as well as nodata does
-            per_dataset = any(MaskFlags.per_dataset in f for f in src.mask_flag_enums)
-            mask = src.dataset_mask(window=window) > 0 if per_dataset else None
+            per_dataset = any(MaskFlags.per_dataset in fl for fl in src.mask_flag_enums)
+            mask = src.dataset_mask(window=window, out_shape=out_shape) > 0 if per_dataset \
+                else None
             bands = {"colorinterp": tuple(c.name for c in src.colorinterp),
                      "descriptions": tuple(src.descriptions), "scales": tuple(src.scales),
                      "offsets": tuple(src.offsets)}
     raster = from_array(data, crs=crs if georef else None, transform=tf if georef else None,
                         nodata=nodata, path=str(p), mask=mask)
-    return replace(raster, bands=bands)
+    return replace(raster, bands=bands, source=source)
 
 
 def from_array(data: np.ndarray, *, crs: Any = None, transform: Any = None,
@@ -281,12 +347,12 @@ def write_raster(dest: str | os.PathLike, data: np.ndarray, *, crs: Any = None,
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
             with rasterio.open(tmp, "w", **profile) as dst:
                 dst.write(data)
-                _write_band_metadata(dst, bands or {})
+                write_band_metadata(dst, bands or {})
                 if mask is not None:
                     dst.write_mask(np.where(mask, 255, 0).astype(np.uint8))
 
 
-def _write_band_metadata(dst, bands: dict) -> None:
+def write_band_metadata(dst, bands: dict) -> None:
     """Colour interpretation, descriptions, scales and offsets of :attr:`Raster.bands`, where
     they have one entry per band of ``dst``."""
     n = dst.count

@@ -16,7 +16,8 @@ from .api import Result, as_raster
 from .checks import InputError, check_output_dir
 from .config import Config, config_to_dict
 from .frames import is_sar
-from .io import Raster, to_gray, write_json
+from .geometry import transfer
+from .io import Raster, source_map, to_gray, write_json
 from .tiepoints import tie_points, write_tie_points
 
 
@@ -80,19 +81,27 @@ def write_figures(folder: Path, result: Result, fixed: Raster, moving: Raster,
     mg = to_gray(moving, band=cfg.band_moving, sar=is_sar(moving, cfg.modality),
                  sar_db=cfg.sar_db)
     title = figure_title(result, fixed, moving)
+    # results are in full-resolution px; rasters read decimated show their decimated pixels
+    Df, Dm = source_map(fixed), source_map(moving)
+
+    def shown(H):
+        return None if H is None else Df @ H @ np.linalg.inv(Dm)
+
     m = result.matches
     if m is not None:
-        plot_matches(folder / "matches.png", fg.image, mg.image, m.xy_fixed, m.xy_moving,
-                     result.inliers, title=title)
+        plot_matches(folder / "matches.png", fg.image, mg.image, transfer(Df, m.xy_fixed),
+                     transfer(Dm, m.xy_moving), result.inliers, title=title)
     H_before = (georef_homography(fixed, moving)
                 if fixed.georeferenced and moving.georeferenced else None)
     plot_overlay(folder / "overlay.png", fg.image, mg.image,
-                 result.H if result.ok else result.closest_H, title=title, H_before=H_before)
+                 shown(result.H if result.ok else result.closest_H), title=title,
+                 H_before=shown(H_before))
 
 
 def write_outputs(result: Result, fixed: str | Path | Raster, moving: str | Path | Raster,
                   out_dir: str | Path, cfg: Config | None = None, *,
-                  overwrite: bool = False, georef_fallback: bool = False) -> list[Path]:
+                  overwrite: bool = False, georef_fallback: bool = False,
+                  progress=None) -> list[Path]:
     """Write ``aligned.tif``, ``matches.png``, ``overlay.png`` (when ok) and ``report.json`` into
     ``out_dir``, as the command line does.
 
@@ -107,6 +116,7 @@ def write_outputs(result: Result, fixed: str | Path | Raster, moving: str | Path
         georef_fallback: when the result failed and both inputs are georeferenced, still
             write ``aligned.tif``, resampled by the georeferencing alone (the report's
             ``aligned_by`` says so; the status stays "failed").
+        progress: called with a short message while a large ``aligned.tif`` is written.
 
     A failed result writes ``report.json`` and, unless ``cfg.make_figures`` is False, the
     figures of its closest attempt, titled FAILED with the reason.
@@ -130,7 +140,7 @@ def write_outputs(result: Result, fixed: str | Path | Raster, moving: str | Path
     fr, mr = as_raster(fixed), as_raster(moving)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        _write_all(tmp, result, fr, mr, cfg, georef_fallback=georef_fallback)
+        _write_all(tmp, result, fr, mr, cfg, georef_fallback=georef_fallback, progress=progress)
         out.mkdir(parents=True, exist_ok=True)
         written = []
         for name in OUTPUTS:
@@ -146,12 +156,19 @@ def write_outputs(result: Result, fixed: str | Path | Raster, moving: str | Path
 
 
 def _write_all(folder: Path, result: Result, fr: Raster, mr: Raster, cfg: Config, *,
-               georef_fallback: bool) -> None:
+               georef_fallback: bool, progress=None) -> None:
     """Every output of :func:`write_outputs` into ``folder`` (a temporary one)."""
     from .warp import write_aligned
 
+    said = [-1]
+
+    def blocks(frac: float) -> None:  # a line every 10 % of a block-wise aligned.tif
+        if progress is not None and int(frac * 10) > said[0]:
+            said[0] = int(frac * 10)
+            progress(f"writing aligned.tif: {100 * frac:.0f} %")
+
     if result.ok:
-        write_aligned(folder / "aligned.tif", mr, result.H, fr)
+        write_aligned(folder / "aligned.tif", mr, result.H, fr, progress=blocks)
         m = result.matches
         write_tie_points(folder / "tiepoints.csv", folder / "tiepoints.points",
                          tie_points(result.H, m.xy_fixed, m.xy_moving, result.inliers, fr, mr),
@@ -159,7 +176,7 @@ def _write_all(folder: Path, result: Result, fr: Raster, mr: Raster, cfg: Config
     elif georef_fallback and fr.georeferenced and mr.georeferenced:
         from .frames import georef_homography
 
-        write_aligned(folder / "aligned.tif", mr, georef_homography(fr, mr), fr)
+        write_aligned(folder / "aligned.tif", mr, georef_homography(fr, mr), fr, progress=blocks)
     if cfg.make_figures:
         write_figures(folder, result, fr, mr, cfg)
     doc = report(result, fr.path, mr.path, cfg)

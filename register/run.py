@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     # heavy imports after argument parsing so --help is instant
     from .api import check_inputs, register_pair
     from .checks import InputError
-    from .io import read_image
+    from .io import READ_MAX_SIDE, read_image
     from .outputs import write_outputs
     from .score import resolve_device
     from .scorers import make_scorer
@@ -105,7 +105,10 @@ def main(argv: list[str] | None = None) -> int:
         device = resolve_device(args.device)
         # every input check runs before the first progress line, so that bad input gives
         # exactly one line on stderr
-        fixed, moving = read_image(args.fixed), read_image(args.moving)
+        # scenes larger than READ_MAX_SIDE are read decimated (bounded memory); aligned.tif is
+        # still written at full resolution, block by block
+        fixed = read_image(args.fixed, max_side=READ_MAX_SIDE)
+        moving = read_image(args.moving, max_side=READ_MAX_SIDE)
         check_inputs(fixed, moving, cfg)
         scorer = make_scorer(cfg, device=device)  # loads weights only for a network scorer
         say(f"registering {args.moving.name} onto {args.fixed.name} ({scorer.name} scorer"
@@ -114,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
                                device=device, progress=say)
         say("writing outputs")
         write_outputs(result, fixed, moving, out, cfg, overwrite=args.overwrite,
-                      georef_fallback=args.georef_fallback)
+                      georef_fallback=args.georef_fallback, progress=say)
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

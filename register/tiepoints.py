@@ -14,7 +14,7 @@ import os
 import numpy as np
 
 from .geometry import transfer
-from .io import Raster, atomic_path
+from .io import Raster, atomic_path, full_grid
 
 #: columns of ``tiepoints.csv``; the ``*_map_*`` ones are empty without georeferencing
 CSV_FIELDS = ("fixed_x", "fixed_y", "moving_x", "moving_y", "fixed_map_x", "fixed_map_y",
@@ -24,9 +24,9 @@ CSV_FIELDS = ("fixed_x", "fixed_y", "moving_x", "moving_y", "fixed_map_x", "fixe
 def _map_xy(raster: Raster, xy: np.ndarray) -> np.ndarray | None:
     """Map coordinates (N, 2) float64 of pixel centres ``xy`` (0-based), or None without
     georeferencing (rasterio's affine maps pixel *corners*, hence the half pixel)."""
-    if not raster.georeferenced:
+    crs, t = full_grid(raster)  # xy are full-resolution px, also for a raster read decimated
+    if t is None:
         return None
-    t = raster.transform
     x, y = xy[:, 0] + 0.5, xy[:, 1] + 0.5
     return np.c_[t.a * x + t.b * y + t.c, t.d * x + t.e * y + t.f]
 
@@ -71,7 +71,7 @@ def write_tie_points(dest_csv: str | os.PathLike, dest_points: str | os.PathLike
         w.writerows(rows)
     with atomic_path(dest_points) as tmp, open(tmp, "w", newline="") as f:
         if fixed.georeferenced and fixed.crs is not None:
-            f.write(f"#CRS: {fixed.crs.to_wkt()}\n")
+            f.write(f"#CRS: {full_grid(fixed)[0].to_wkt()}\n")
         f.write("mapX,mapY,sourceX,sourceY,enable,dX,dY,residual\n")
         for r in rows:
             if not r["inlier"]:

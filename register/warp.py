@@ -9,6 +9,7 @@ the result as a GeoTIFF on the fixed raster's grid (its CRS and transform when i
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 
 import cv2
 import numpy as np
@@ -159,7 +160,7 @@ def warp_raster(moving: Raster, H_moving_to_fixed: np.ndarray, fixed_shape: tupl
 
 
 def write_aligned(dest: str | os.PathLike, moving: Raster, H_moving_to_fixed: np.ndarray,
-                  fixed: Raster, *, nodata: float | None = None) -> None:
+                  fixed: Raster, *, nodata: float | None = None, progress=None) -> None:
     """Warp ``moving`` onto ``fixed``'s grid and write it as a GeoTIFF, atomically.
 
     The output has ``fixed.shape``, all bands and the dtype of ``moving`` with its band metadata
@@ -167,7 +168,8 @@ def write_aligned(dest: str | os.PathLike, moving: Raster, H_moving_to_fixed: np
     transform when ``fixed.georeferenced`` (none otherwise). Pixels without data are marked by
     the moving raster's nodata value when it declares one (or ``nodata``, or NaN for floats);
     an integer raster that declares none gets an internal per-dataset mask band instead, so
-    that no valid value (e.g. a real 0) is taken to mean "no data".
+    that no valid value (e.g. a real 0) is taken to mean "no data". Rasters read decimated
+    (:attr:`Raster.source`) are written at full resolution by :func:`write_aligned_blocks`.
 
     Args:
         dest: output path (.tif).
@@ -176,6 +178,9 @@ def write_aligned(dest: str | os.PathLike, moving: Raster, H_moving_to_fixed: np
         fixed: the fixed raster (only its shape and georeferencing are used).
         nodata: as in :func:`warp_raster`.
     """
+    if moving.source is not None or fixed.source is not None:
+        return write_aligned_blocks(dest, moving, H_moving_to_fixed, fixed, nodata=nodata,
+                                    progress=progress)
     masked = (nodata is None and moving.nodata is None
               and not np.issubdtype(moving.data.dtype, np.floating))
     data, used = warp_raster(moving, H_moving_to_fixed, fixed.shape,
@@ -185,3 +190,105 @@ def write_aligned(dest: str | os.PathLike, moving: Raster, H_moving_to_fixed: np
                  transform=fixed.transform if geo else None, nodata=None if masked else used,
                  mask=warp_valid(moving.valid, H_moving_to_fixed, fixed.shape) if masked else None,
                  bands=moving.bands)
+
+
+#: output block side of :func:`write_aligned_blocks`, px
+BLOCK = 1024
+
+
+def write_aligned_blocks(dest: str | os.PathLike, moving: Raster, H_moving_to_fixed: np.ndarray,
+                         fixed: Raster, *, nodata: float | None = None, block: int = BLOCK,
+                         progress=None) -> None:
+    """:func:`write_aligned` at full resolution with bounded memory: one ``block`` x ``block``
+    output block at a time, each from the window of the moving file its footprint needs.
+
+    For rasters read decimated (:func:`register.io.read_image` with ``max_side``): the output
+    has the full-resolution shape and georeferencing of ``fixed``'s source, and the pixels come
+    from ``moving``'s source file; ``H_moving_to_fixed`` maps full-resolution moving px to
+    full-resolution fixed px. ``progress`` (optional) is called with the fraction written.
+    """
+    from rasterio.windows import Window
+
+    from .io import full_grid, full_shape
+    from .geometry import transfer, translation
+
+    H = check_homography(H_moving_to_fixed, "H_moving_to_fixed")
+    h_out, w_out = full_shape(fixed)
+    hm, wm = full_shape(moving)
+    src = moving.source
+    path = src.path if src is not None else moving.path
+    off = (src.window[0], src.window[1]) if src is not None and src.window else (0, 0)
+    dtype = moving.data.dtype
+    masked = (nodata is None and moving.nodata is None and not np.issubdtype(dtype, np.floating))
+    fill = 0 if masked else (nodata if nodata is not None else moving.nodata
+                             if moving.nodata is not None else default_nodata(dtype))
+    crs, tf = full_grid(fixed)
+    Hinv = np.linalg.inv(H)
+    n_blocks = -(-h_out // block) * -(-w_out // block)
+    with _block_writer(dest, (moving.data.shape[0], h_out, w_out), dtype, crs, tf,
+                       None if masked else fill, moving.bands) as dst:
+        for k, (r, c) in enumerate((r, c) for r in range(0, h_out, block)
+                                   for c in range(0, w_out, block)):
+            bh, bw = min(block, h_out - r), min(block, w_out - c)
+            corners = np.array([[c, r], [c + bw - 1, r], [c, r + bh - 1], [c + bw - 1, r + bh - 1]],
+                               np.float64)
+            with np.errstate(all="ignore"):
+                q = transfer(Hinv, corners)
+            x0, y0 = np.floor(np.nanmin(q, 0)) - 2 if np.isfinite(q).all() else (0, 0)
+            x1, y1 = np.ceil(np.nanmax(q, 0)) + 3 if np.isfinite(q).all() else (wm, hm)
+            x0, y0, x1, y1 = (int(max(0, x0)), int(max(0, y0)), int(min(wm, x1)), int(min(hm, y1)))
+            data = np.full((moving.data.shape[0], bh, bw), fill, dtype)
+            valid = np.zeros((bh, bw), bool)
+            if x1 - x0 >= 2 and y1 - y0 >= 2:
+                part = _read_part(path, Window(off[0] + x0, off[1] + y0, x1 - x0, y1 - y0))
+                Hb = translation(-c, -r) @ H @ translation(x0, y0)
+                data, _ = warp_raster(part, Hb, (bh, bw), nodata=fill)
+                valid = warp_valid(part.valid, Hb, (bh, bw))
+            dst.write(data, window=Window(c, r, bw, bh))
+            if masked:
+                dst.write_mask(np.where(valid, 255, 0).astype(np.uint8),
+                               window=Window(c, r, bw, bh))
+            if progress is not None:
+                progress((k + 1) / n_blocks)
+
+
+def _read_part(path: str, window) -> Raster:
+    """A window of a file as a :class:`Raster`, without the 64 px minimum of whole images."""
+    import rasterio
+
+    from .io import from_array
+
+    with rasterio.open(path) as src:
+        data = src.read(window=window)
+        nodata = src.nodata
+    pad = [(0, 0), (0, max(0, 64 - data.shape[1])), (0, max(0, 64 - data.shape[2]))]
+    padded = np.pad(data, pad)
+    mask = np.zeros(padded.shape[1:], bool)
+    mask[:data.shape[1], :data.shape[2]] = True
+    return from_array(padded, nodata=nodata, mask=mask, path=path)
+
+
+@contextmanager
+def _block_writer(dest, shape: tuple[int, int, int], dtype, crs, transform, nodata, bands):
+    """An open, tiled GeoTIFF at a temporary path beside ``dest``, renamed to it on success."""
+    import warnings
+
+    import rasterio
+    from rasterio.errors import NotGeoreferencedWarning
+
+    from .io import write_band_metadata, atomic_path
+
+    b, h, w = shape
+    profile = {"driver": "GTiff", "height": h, "width": w, "count": b, "dtype": np.dtype(dtype).name,
+               "compress": "deflate", "alpha": "UNSPECIFIED", "tiled": True, "blockxsize": 256,
+               "blockysize": 256, "BIGTIFF": "IF_SAFER"}
+    if crs is not None:
+        profile.update(crs=crs, transform=transform)
+    if nodata is not None:
+        profile["nodata"] = nodata
+    with atomic_path(dest) as tmp, warnings.catch_warnings(), \
+            rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True):
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        with rasterio.open(tmp, "w", **profile) as dst:
+            write_band_metadata(dst, bands or {})
+            yield dst
