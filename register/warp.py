@@ -210,7 +210,6 @@ def write_aligned_blocks(dest: str | os.PathLike, moving: Raster, H_moving_to_fi
     from rasterio.windows import Window
 
     from .io import full_grid, full_shape
-    from .geometry import transfer, translation
 
     H = check_homography(H_moving_to_fixed, "H_moving_to_fixed")
     h_out, w_out = full_shape(fixed)
@@ -223,33 +222,44 @@ def write_aligned_blocks(dest: str | os.PathLike, moving: Raster, H_moving_to_fi
     fill = 0 if masked else (nodata if nodata is not None else moving.nodata
                              if moving.nodata is not None else default_nodata(dtype))
     crs, tf = full_grid(fixed)
-    Hinv = np.linalg.inv(H)
     n_blocks = -(-h_out // block) * -(-w_out // block)
     with _block_writer(dest, (moving.data.shape[0], h_out, w_out), dtype, crs, tf,
                        None if masked else fill, moving.bands) as dst:
         for k, (r, c) in enumerate((r, c) for r in range(0, h_out, block)
                                    for c in range(0, w_out, block)):
-            bh, bw = min(block, h_out - r), min(block, w_out - c)
-            corners = np.array([[c, r], [c + bw - 1, r], [c, r + bh - 1], [c + bw - 1, r + bh - 1]],
-                               np.float64)
-            with np.errstate(all="ignore"):
-                q = transfer(Hinv, corners)
-            x0, y0 = np.floor(np.nanmin(q, 0)) - 2 if np.isfinite(q).all() else (0, 0)
-            x1, y1 = np.ceil(np.nanmax(q, 0)) + 3 if np.isfinite(q).all() else (wm, hm)
-            x0, y0, x1, y1 = (int(max(0, x0)), int(max(0, y0)), int(min(wm, x1)), int(min(hm, y1)))
-            data = np.full((moving.data.shape[0], bh, bw), fill, dtype)
-            valid = np.zeros((bh, bw), bool)
-            if x1 - x0 >= 2 and y1 - y0 >= 2:
-                part = _read_part(path, Window(off[0] + x0, off[1] + y0, x1 - x0, y1 - y0))
-                Hb = translation(-c, -r) @ H @ translation(x0, y0)
-                data, _ = warp_raster(part, Hb, (bh, bw), nodata=fill)
-                valid = warp_valid(part.valid, Hb, (bh, bw))
-            dst.write(data, window=Window(c, r, bw, bh))
+            win = Window(c, r, min(block, w_out - c), min(block, h_out - r))
+            data, valid = _warp_block(path, off, H, win, (hm, wm), moving.data.shape[0], dtype,
+                                      fill)
+            dst.write(data, window=win)
             if masked:
-                dst.write_mask(np.where(valid, 255, 0).astype(np.uint8),
-                               window=Window(c, r, bw, bh))
+                dst.write_mask(np.where(valid, 255, 0).astype(np.uint8), window=win)
             if progress is not None:
                 progress((k + 1) / n_blocks)
+
+
+def _warp_block(path: str, off: tuple[int, int], H: np.ndarray, win, moving_shape: tuple,
+                count: int, dtype, fill) -> tuple[np.ndarray, np.ndarray]:
+    """(data (count, h, w), valid (h, w)) of one output window ``win`` (full-resolution fixed
+    px): the moving file's window under it (``off``: the source window's offset), warped."""
+    from .geometry import transfer, translation
+    from rasterio.windows import Window
+
+    c, r, bw, bh = int(win.col_off), int(win.row_off), int(win.width), int(win.height)
+    hm, wm = moving_shape
+    corners = np.array([[c, r], [c + bw - 1, r], [c, r + bh - 1], [c + bw - 1, r + bh - 1]],
+                       np.float64)
+    with np.errstate(all="ignore"):
+        q = transfer(np.linalg.inv(H), corners)
+    if not np.isfinite(q).all():
+        q = np.array([[0.0, 0.0], [wm, hm]])
+    x0, y0 = (int(max(0, v)) for v in np.floor(q.min(0)) - 2)
+    x1, y1 = int(min(wm, np.ceil(q[:, 0].max()) + 3)), int(min(hm, np.ceil(q[:, 1].max()) + 3))
+    if x1 - x0 < 2 or y1 - y0 < 2:
+        return np.full((count, bh, bw), fill, dtype), np.zeros((bh, bw), bool)
+    part = _read_part(path, Window(off[0] + x0, off[1] + y0, x1 - x0, y1 - y0))
+    Hb = translation(-c, -r) @ H @ translation(x0, y0)
+    data, _ = warp_raster(part, Hb, (bh, bw), nodata=fill)
+    return data, warp_valid(part.valid, Hb, (bh, bw))
 
 
 def _read_part(path: str, window) -> Raster:

