@@ -111,9 +111,6 @@ def main(argv: list[str] | None = None) -> int:
                   f"{float(r['fpr95_paper']):.2f} | {float(r['fpr95_random_negatives']):.2f} | "
                   f"{float(r['fpr95']):.2f} |" for r in rows]
         lines += ["", PROTOCOL_NOTE]
-        lines += ["", "The optical-SAR test patches are cut with the published SRIF ground truth, "
-                  "which does not match the images (data/README.md), so that row is at chance "
-                  "for any model."]
     (WEIGHTS_DIR / "MODEL_CARD.md").write_text("\n".join(lines) + "\n")
     print(dest, f"{dest.stat().st_size / 1e6:.2f} MB")
     return 0
