@@ -5,10 +5,12 @@ frame under the current hypothesis, is searched in a window of ``radius`` pixels
 Scoring every position of that window with the network would cost thousands of pairs per
 keypoint, so a cheap structural correlation (oriented-gradient channels, see
 :func:`register.structural.oriented_gradient_channels`) proposes a *shortlist* of its ``k`` best
-local maxima; only those are scored by SSML-QNet.
+local maxima; only those are scored, by the scorer the config selects (:mod:`register.scorers`:
+the structural correlation itself by default, or SSML-QNet).
 
-Selection: a keypoint keeps its best-scoring candidate when the match probability reaches
-``min_probability`` and beats ``ratio`` times the best probability among the other candidates.
+Selection: a keypoint keeps its best-scoring candidate (by ``mode``: structural correlation,
+network probability, or both fused) when its probability reaches ``min_probability`` and its
+score beats ``ratio`` times the best among the other candidates.
 """
 from __future__ import annotations
 

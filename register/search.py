@@ -278,7 +278,7 @@ def translation_hypothesis(fixed: np.ndarray, fixed_mask: np.ndarray, moving: np
     The moving image is resampled into the fixed frame with ``H0`` at the search resolution of
     ``2 * cfg.side`` and the shift with the highest oriented-gradient correlation is
     composed onto ``H0``. Used when georeferencing gives rotation and scale but may be off by
-    more than the network stage's search window.
+    more than the matching stage's search window.
 
     Returns:
         Hypothesis with ``H`` = shift @ ``H0`` (moving px -> fixed px) and the peak's z-score.
