@@ -26,7 +26,7 @@ from rasterio.windows import Window
 
 from register.checks import InputError
 from register.geometry import transfer, translation
-from register.io import atomic_path, read_image, write_json
+from register.io import Raster, Source, atomic_path, band_metadata, write_json
 
 if TYPE_CHECKING:
     from pipelines.tiles import Pair
@@ -168,35 +168,32 @@ def combine_tiles(records: list[dict], *, tol_px: float = 2.0
 
 def write_aligned_windowed(dest: Path, fixed: Meta, moving: Meta, H: np.ndarray,
                            window: Window, *, block: int = BLOCK) -> None:
-    """Resample ``moving`` with ``H`` onto the fixed grid over ``window`` and write it (all
-    bands, moving dtype and nodata, tiled deflate GeoTIFF) atomically, one ``block`` x
-    ``block`` output block at a time, so memory does not grow with the scene."""
-    from register.warp import default_nodata, warp_raster
+    """Resample ``moving`` with ``H`` (moving px -> fixed px, whole rasters) onto the fixed grid
+    over ``window`` and write it atomically, one ``block`` x ``block`` output block at a time,
+    so memory does not grow with the scene: :func:`register.warp.write_aligned_blocks`, as the
+    command line's ``aligned.tif`` (all bands, dtype and band metadata of ``moving``; its
+    nodata value, or an internal mask band when it declares none)."""
+    from register.warp import write_aligned_blocks
 
-    dtype = np.dtype(moving.dtype)
-    nodata = moving.nodata if moving.nodata is not None else default_nodata(dtype)
     w, h = int(window.width), int(window.height)
-    profile = {"driver": "GTiff", "width": w, "height": h, "count": moving.count,
-               "dtype": dtype.name, "crs": fixed.crs, "nodata": nodata, "compress": "deflate",
-               "tiled": True, "blockxsize": 256, "blockysize": 256,
-               "transform": rasterio.windows.transform(window, fixed.transform)}
-    Hinv = np.linalg.inv(H)
-    with atomic_path(dest) as tmp, rasterio.open(tmp, "w", **profile) as dst:
-        for br in range(0, h, block):
-            for bc in range(0, w, block):
-                bw, bh = min(block, w - bc), min(block, h - br)
-                ox, oy = int(window.col_off) + bc, int(window.row_off) + br
-                corners = np.array([[ox, oy], [ox + bw - 1, oy], [ox, oy + bh - 1],
-                                    [ox + bw - 1, oy + bh - 1]], np.float64)
-                src = bbox_window(transfer(Hinv, corners), moving.width, moving.height, pad=2)
-                if src is None:
-                    data = np.full((moving.count, bh, bw), nodata, dtype)
-                else:
-                    src = grow(src, moving.width, moving.height)
-                    Hb = translation(-ox, -oy) @ H @ translation(src.col_off, src.row_off)
-                    data, _ = warp_raster(read_image(moving.path, window=src), Hb, (bh, bw),
-                                          nodata=nodata)
-                dst.write(data, window=Window(bc, br, bw, bh))
+    win_tf = rasterio.windows.transform(window, fixed.transform)
+    fixed_proxy = _proxy(fixed, (window.col_off, window.row_off, w, h), win_tf)
+    moving_proxy = _proxy(moving, None, moving.transform)
+    H_win = translation(-window.col_off, -window.row_off) @ np.asarray(H, np.float64)
+    write_aligned_blocks(dest, moving_proxy, H_win, fixed_proxy, block=block)
+
+
+def _proxy(meta: Meta, window: tuple | None, transform) -> Raster:
+    """A pixel-less stand-in :class:`register.io.Raster` for a file (or a window of it): its
+    :class:`register.io.Source` says where the full-resolution pixels are, for
+    :func:`register.warp.write_aligned_blocks`."""
+    with rasterio.open(meta.path) as src:
+        bands = band_metadata(src)
+    shape = (int(window[3]), int(window[2])) if window else (meta.height, meta.width)
+    win = tuple(int(v) for v in window) if window else None
+    return Raster(np.zeros((meta.count, 1, 1), meta.dtype), np.ones((1, 1), bool), meta.crs,
+                  transform, meta.nodata, meta.path, bands,
+                  Source(meta.path, win, shape, meta.crs, transform))
 
 
 def polygon(win: Window, fixed: Meta) -> list:

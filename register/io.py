@@ -172,9 +172,7 @@ def read_image(path: str | os.PathLike, *, window: Window | None = None,
             per_dataset = any(MaskFlags.per_dataset in fl for fl in src.mask_flag_enums)
             mask = src.dataset_mask(window=window, out_shape=out_shape) > 0 if per_dataset \
                 else None
-            bands = {"colorinterp": tuple(c.name for c in src.colorinterp),
-                     "descriptions": tuple(src.descriptions), "scales": tuple(src.scales),
-                     "offsets": tuple(src.offsets)}
+            bands = band_metadata(src)
     raster = from_array(data, crs=crs if georef else None, transform=tf if georef else None,
                         nodata=nodata, path=str(p), mask=mask)
     return replace(raster, bands=bands, source=source)
@@ -350,6 +348,13 @@ def write_raster(dest: str | os.PathLike, data: np.ndarray, *, crs: Any = None,
                 write_band_metadata(dst, bands or {})
                 if mask is not None:
                     dst.write_mask(np.where(mask, 255, 0).astype(np.uint8))
+
+
+def band_metadata(src) -> dict:
+    """:attr:`Raster.bands` of an open rasterio dataset."""
+    return {"colorinterp": tuple(c.name for c in src.colorinterp),
+            "descriptions": tuple(src.descriptions), "scales": tuple(src.scales),
+            "offsets": tuple(src.offsets)}
 
 
 def write_band_metadata(dst, bands: dict) -> None:

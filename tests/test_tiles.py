@@ -122,6 +122,8 @@ def test_georef_shift_recovered_then_rerun_skips(data, tmp_path, capsys, monkeyp
     assert (f"in {tot['seconds']:.1f}s ({tot['tiles_per_s']:.3f} tiles/s, "
             f"{tot['steady_tiles_per_s']:.3f} after the first tile)") in err
     np.testing.assert_allclose(shifts(rows + pair), [[-5, 3]] * 5, atol=0.3)
+    with rasterio.open(pair[0]["aligned"]) as a:  # rgbn.tif declares no nodata: a mask band
+        assert a.nodata is None and 0 < a.dataset_mask().mean() < 255
     # metres: 5 m pixels, +3 rows = 15 m south
     np.testing.assert_allclose([float(pair[0]["shift_east_m"]), float(pair[0]["shift_north_m"])],
                                [-25, -15], atol=1.5)
@@ -173,7 +175,11 @@ def test_subpixel_grid_offset_pair(data, tmp_path):
     np.testing.assert_allclose(shifts(pair), [[0, 0]], atol=0.3)
     with rasterio.open(pair[0]["aligned"]) as a, rasterio.open(fixed) as f:
         win = Window(*(int(pair[0][k]) for k in ("col_off", "row_off", "width", "height")))
-        assert a.transform == f.window_transform(win) and a.nodata == 0
+        assert a.transform == f.window_transform(win)
+        # the moving file's own nodata (0) and band metadata are kept (the NIR band used to
+        # come out as "alpha")
+        assert a.nodata == 0
+        assert [c.name for c in a.colorinterp] == ["red", "green", "blue", "undefined"]
         al, fx = a.read().astype(float), f.read(window=win).astype(float)
     both = (al > 0).all(0) & (fx > 0).all(0)
     assert both.mean() > 0.9 and np.corrcoef(al[:, both].ravel(), fx[:, both].ravel())[0, 1] > 0.95
