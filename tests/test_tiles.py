@@ -295,3 +295,22 @@ def test_help_shows_tile_size_and_margin_defaults(capsys):
         tiles.main(["--help"])
     out = " ".join(capsys.readouterr().out.split())
     assert "(default: 512)" in out and "(default: 32)" in out and "'local'" in out
+
+
+def test_scheduler_local_starts_a_local_cluster(data, tmp_path):
+    """``--scheduler local``: a Dask LocalCluster of --workers processes is started here (as a
+    user runs it, in a process of its own: the workers import pipelines.tiles by name)."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("distributed")
+    mov = shifted_copy(RGBN, tmp_path / "mov.tif", 5, -3)
+    out = tmp_path / "out"
+    run = subprocess.run([sys.executable, "-m", "pipelines.tiles", "--fixed", str(RGBN),
+                          "--moving", str(mov), "--out-dir", str(out), "--scheduler", "local",
+                          "--workers", "1", "--tile-size", "400", "--quiet", "--max-keypoints",
+                          "64"], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    pair, rows = summary(out)
+    assert len(rows) == 2 and all(r["status"] == "ok" for r in rows)
+    np.testing.assert_allclose(shifts(pair), [[-5, 3]], atol=0.3)
