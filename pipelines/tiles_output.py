@@ -26,7 +26,7 @@ from rasterio.windows import Window
 
 from register.checks import InputError
 from register.geometry import transfer, translation
-from register.io import Raster, Source, atomic_path, band_metadata, write_json
+from register.io import atomic_path, write_json
 
 if TYPE_CHECKING:
     from pipelines.tiles import Pair
@@ -169,31 +169,16 @@ def combine_tiles(records: list[dict], *, tol_px: float = 2.0
 def write_aligned_windowed(dest: Path, fixed: Meta, moving: Meta, H: np.ndarray,
                            window: Window, *, block: int = BLOCK) -> None:
     """Resample ``moving`` with ``H`` (moving px -> fixed px, whole rasters) onto the fixed grid
-    over ``window`` and write it atomically, one ``block`` x ``block`` output block at a time,
-    so memory does not grow with the scene: :func:`register.warp.write_aligned_blocks`, as the
-    command line's ``aligned.tif`` (all bands, dtype and band metadata of ``moving``; its
-    nodata value, or an internal mask band when it declares none)."""
+    over ``window`` and write it atomically, block by block so memory does not grow with the
+    scene: :func:`register.warp.write_aligned_blocks`, as the command line's ``aligned.tif``
+    (all bands, dtype and band metadata of ``moving``; its nodata value, or an internal mask
+    band when it declares none)."""
     from register.warp import write_aligned_blocks
 
-    w, h = int(window.width), int(window.height)
-    win_tf = rasterio.windows.transform(window, fixed.transform)
-    fixed_proxy = _proxy(fixed, (window.col_off, window.row_off, w, h), win_tf)
-    moving_proxy = _proxy(moving, None, moving.transform)
-    H_win = translation(-window.col_off, -window.row_off) @ np.asarray(H, np.float64)
-    write_aligned_blocks(dest, moving_proxy, H_win, fixed_proxy, block=block)
-
-
-def _proxy(meta: Meta, window: tuple | None, transform) -> Raster:
-    """A pixel-less stand-in :class:`register.io.Raster` for a file (or a window of it): its
-    :class:`register.io.Source` says where the full-resolution pixels are, for
-    :func:`register.warp.write_aligned_blocks`."""
-    with rasterio.open(meta.path) as src:
-        bands = band_metadata(src)
-    shape = (int(window[3]), int(window[2])) if window else (meta.height, meta.width)
-    win = tuple(int(v) for v in window) if window else None
-    return Raster(np.zeros((meta.count, 1, 1), meta.dtype), np.ones((1, 1), bool), meta.crs,
-                  transform, meta.nodata, meta.path, bands,
-                  Source(meta.path, win, shape, meta.crs, transform))
+    write_aligned_blocks(dest, moving.path, translation(-window.col_off, -window.row_off) @ H,
+                         shape=(int(window.height), int(window.width)), crs=fixed.crs,
+                         transform=rasterio.windows.transform(window, fixed.transform),
+                         block=block)
 
 
 def polygon(win: Window, fixed: Meta) -> list:

@@ -26,7 +26,6 @@ from .match import Matches
 from .pipeline import Candidate, Judged, Pipeline
 from .scorers import Timer, make_scorer
 from .search import Hypothesis
-from .verify import verify_alignment
 
 
 @dataclass(frozen=True)
@@ -149,8 +148,7 @@ def _left_as_georeferenced(result: Result, pipe: Pipeline, H_georef: np.ndarray)
     """A failure on georeferenced inputs, said as what it means for them: no correction was
     confirmed and the georeferencing stays as it is, with the global check measured on the
     georeferencing itself (``verification["georeferencing_check"]``)."""
-    fw, mw = pipe.fixed, pipe.moving
-    check = verify_alignment(fw.image, fw.mask, mw.image, mw.mask, H_georef, pipe.cfg.verify.side)
+    check = pipe.check(H_georef)
     verification = {**result.verification,
                     "georeferencing_check": {"z_at_zero_shift": round(check.z, 3),
                                              "peak_shift_px": round(check.shift, 3)}}

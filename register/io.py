@@ -146,7 +146,7 @@ def read_image(path: str | os.PathLike, *, window: Window | None = None,
         with src:
             win = window if window is not None else Window(0, 0, src.width, src.height)
             h, w = int(win.height), int(win.width)
-            out_shape, f = None, 1.0
+            out_shape = None
             if max_side is not None and max(h, w) > max_side:
                 f = max_side / max(h, w)
                 out_shape = (max(1, round(h * f)), max(1, round(w * f)))

@@ -19,7 +19,8 @@ import numpy as np
 
 from .checks import RegistrationFailed
 from .config import BORDER_PX, Config
-from .decide import Evidence, Verdict, clearly_supported, judge, keeps_refining, wants_recentring
+from .decide import (Evidence, Verdict, clearly_supported, judge, keeps_refining, rank,
+                     wants_recentring)
 from .detect import detect
 from .estimate import Estimate, affine_deviation, estimate, support_of
 from .frames import enlarge, match_zoom
@@ -64,8 +65,8 @@ class Judged:
 
     @property
     def rank(self) -> tuple[bool, float]:
-        """Order of preference: accepted first, then the higher check z."""
-        return self.verdict.accepted, self.evidence.z
+        """Order of preference (:func:`register.decide.rank`)."""
+        return rank(self.evidence, self.verdict)
 
 
 @dataclass(frozen=True)
@@ -108,6 +109,7 @@ class Pipeline:
         self.timer, self.say = timer, say
         self.frames: dict[float, tuple[GrayImage, np.ndarray, np.ndarray]] = {}
         self.located: dict[tuple[bytes, int], Located] = {}
+        self.checks: dict[bytes, Check] = {}
         self.support: tuple[np.ndarray, np.ndarray] | None = None  # SIFT correspondences
         self.d_verify = min(1.0, cfg.verify.side / max(fixed.image.shape))  # working -> check px
 
@@ -218,12 +220,23 @@ class Pipeline:
         return est, loc
 
     # -- judging ---------------------------------------------------------------------------------
+    def check(self, H: np.ndarray) -> Check:
+        """The global structural check of ``H`` (:func:`register.verify.verify_alignment`), run
+        once per transform (the georeferencing's is asked for by its judgement and again when
+        a failure reports it)."""
+        key = np.asarray(H, np.float64).tobytes()
+        if key not in self.checks:
+            fw, mw = self.fixed, self.moving
+            t = time.perf_counter()
+            self.checks[key] = verify_alignment(fw.image, fw.mask, mw.image, mw.mask, H,
+                                                self.cfg.verify.side)
+            self.timer.add("verify", t)
+        return self.checks[key]
+
     def judge(self, est: Estimate, loc: Located, *, confirmed_before: bool = True) -> Judged:
         """The global check of ``est``, the evidence and :func:`register.decide.judge`'s verdict."""
         fw, mw = self.fixed, self.moving
-        t = time.perf_counter()
-        check = verify_alignment(fw.image, fw.mask, mw.image, mw.mask, est.H, self.cfg.verify.side)
-        self.timer.add("verify", t)
+        check = self.check(est.H)
         n_kp = (None if self.support is None else
                 keypoint_support(est.H, *self.support, self.cfg.estimate.ransac_threshold))
         ev = Evidence(z=check.z, shift=check.shift * self.d_verify, inliers=est.num_inliers,

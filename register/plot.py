@@ -141,6 +141,23 @@ def _match_arrays(xy_fixed, xy_moving, inlier_mask) -> tuple[np.ndarray, np.ndar
     return pf, pm, inl
 
 
+def _draw_matches(ax, canvas: np.ndarray, segs: np.ndarray, inl: np.ndarray,
+                  shown: np.ndarray) -> None:
+    """The side-by-side canvas with the shown matches' lines ((N, 2, 2) display px): rejected
+    in red underneath, inliers in green with their end points."""
+    ax.imshow(canvas, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    for sel, color, z, alpha in ((~inl & shown, _OUTLIER_COLOR, 2, 0.7),
+                                 (inl & shown, _INLIER_COLOR, 3, 1.0)):
+        if sel.any():
+            ax.add_collection(LineCollection(segs[sel], colors=color, linewidths=1.0,
+                                             alpha=alpha, zorder=z))
+    ends = segs[inl & shown].reshape(-1, 2)
+    ax.scatter(ends[:, 0], ends[:, 1], s=6, c=_INLIER_COLOR, zorder=4, linewidths=0)
+    ax.set_xlim(-0.5, canvas.shape[1] - 0.5)
+    ax.set_ylim(canvas.shape[0] - 0.5, -0.5)
+    ax.set_axis_off()
+
+
 def plot_matches(dest: str | os.PathLike, fixed_img: np.ndarray, moving_img: np.ndarray,
                  xy_fixed: np.ndarray, xy_moving: np.ndarray, inlier_mask: np.ndarray | None, *,
                  title: str = "") -> None:
@@ -177,20 +194,7 @@ def plot_matches(dest: str | os.PathLike, fixed_img: np.ndarray, moving_img: np.
     fig, area = _new_figure(canvas.shape[1], canvas.shape[0],
                             f"{head}fixed (left) / moving (right): {n_in} inliers of {len(pf)} "
                             "matches", bottom_in=_LEGEND_IN)
-    ax = fig.add_axes(area)
-    ax.imshow(canvas, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-    for sel, color, z, alpha in ((~inl & shown, _OUTLIER_COLOR, 2, 0.7),
-                                 (inl & shown, _INLIER_COLOR, 3, 1.0)):
-        if sel.any():
-            ax.add_collection(LineCollection(segs[sel], colors=color, linewidths=1.0,
-                                             alpha=alpha, zorder=z))
-    ax.scatter(a[inl & shown, 0], a[inl & shown, 1], s=6, c=_INLIER_COLOR, zorder=4,
-               linewidths=0)
-    ax.scatter(b[inl & shown, 0], b[inl & shown, 1], s=6, c=_INLIER_COLOR, zorder=4,
-               linewidths=0)
-    ax.set_xlim(-0.5, canvas.shape[1] - 0.5)
-    ax.set_ylim(canvas.shape[0] - 0.5, -0.5)
-    ax.set_axis_off()
+    _draw_matches(fig.add_axes(area), canvas, segs, inl, shown)
 
     def label(name: str, n: int, sel: np.ndarray) -> str:
         k = int(sel.sum())

@@ -24,7 +24,7 @@ CSV_FIELDS = ("fixed_x", "fixed_y", "moving_x", "moving_y", "fixed_map_x", "fixe
 def _map_xy(raster: Raster, xy: np.ndarray) -> np.ndarray | None:
     """Map coordinates (N, 2) float64 of pixel centres ``xy`` (0-based), or None without
     georeferencing (rasterio's affine maps pixel *corners*, hence the half pixel)."""
-    crs, t = full_grid(raster)  # xy are full-resolution px, also for a raster read decimated
+    t = full_grid(raster)[1]  # xy are full-resolution px, also for a raster read decimated
     if t is None:
         return None
     x, y = xy[:, 0] + 0.5, xy[:, 1] + 0.5
@@ -70,8 +70,9 @@ def write_tie_points(dest_csv: str | os.PathLike, dest_points: str | os.PathLike
         w.writeheader()
         w.writerows(rows)
     with atomic_path(dest_points) as tmp, open(tmp, "w", newline="") as f:
-        if fixed.georeferenced and fixed.crs is not None:
-            f.write(f"#CRS: {full_grid(fixed)[0].to_wkt()}\n")
+        crs = full_grid(fixed)[0]
+        if crs is not None:
+            f.write(f"#CRS: {crs.to_wkt()}\n")
         f.write("mapX,mapY,sourceX,sourceY,enable,dX,dY,residual\n")
         for r in rows:
             if not r["inlier"]:

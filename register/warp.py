@@ -100,6 +100,14 @@ def warp_valid(valid: np.ndarray, H_moving_to_fixed: np.ndarray,
 
 def warp_raster(moving: Raster, H_moving_to_fixed: np.ndarray, fixed_shape: tuple[int, int], *,
                 nodata: float | None = None) -> tuple[np.ndarray, float | None]:
+    """Resample all bands of ``moving`` onto the fixed pixel grid: the ``(data, nodata_used)``
+    of :func:`_warp` (see there for the arguments)."""
+    data, used, _ = _warp(moving, H_moving_to_fixed, fixed_shape, nodata=nodata)
+    return data, used
+
+
+def _warp(moving: Raster, H_moving_to_fixed: np.ndarray, fixed_shape: tuple[int, int], *,
+          nodata: float | None = None) -> tuple[np.ndarray, float | None, np.ndarray]:
     """Resample all bands of ``moving`` onto the fixed pixel grid.
 
     Args:
@@ -112,10 +120,11 @@ def warp_raster(moving: Raster, H_moving_to_fixed: np.ndarray, fixed_shape: tupl
             unsigned integers, NaN for floats, the dtype minimum for signed integers.
 
     Returns:
-        ``(data, nodata_used)``: (B, H, W) array in ``moving.data.dtype`` (bilinear; rounded and
-        clipped for integer dtypes) and the nodata value written outside the moving footprint and
-        where the moving raster was invalid. Valid pixels that happen to equal the nodata value
-        are not altered.
+        ``(data, nodata_used, valid)``: (B, H, W) array in ``moving.data.dtype`` (bilinear;
+        rounded and clipped for integer dtypes), the nodata value written outside the moving
+        footprint and where the moving raster was invalid, and the (H, W) bool
+        :func:`warp_valid` mask of the pixels that have data. Valid pixels that happen to equal
+        the nodata value are not altered.
 
     Raises:
         InputError: bad homography or shape, or a nodata value the dtype cannot hold.
@@ -156,7 +165,7 @@ def warp_raster(moving: Raster, H_moving_to_fixed: np.ndarray, fixed_shape: tupl
         res = res.reshape(h_out, w_out, -1)
         out[start:start + chunk.shape[0]] = _cast(np.moveaxis(res, -1, 0), dtype)
     out[:, ~valid_out] = fill if fill is not None else np.nan
-    return out, nodata_used
+    return out, nodata_used, valid_out
 
 
 def write_aligned(dest: str | os.PathLike, moving: Raster, H_moving_to_fixed: np.ndarray,
@@ -165,71 +174,90 @@ def write_aligned(dest: str | os.PathLike, moving: Raster, H_moving_to_fixed: np
 
     The output has ``fixed.shape``, all bands and the dtype of ``moving`` with its band metadata
     (colour interpretation, descriptions, scales, offsets), and the fixed raster's CRS and
-    transform when ``fixed.georeferenced`` (none otherwise). Pixels without data are marked by
-    the moving raster's nodata value when it declares one (or ``nodata``, or NaN for floats);
-    an integer raster that declares none gets an internal per-dataset mask band instead, so
-    that no valid value (e.g. a real 0) is taken to mean "no data". Rasters read decimated
-    (:attr:`Raster.source`) are written at full resolution by :func:`write_aligned_blocks`.
+    transform when ``fixed.georeferenced`` (none otherwise). Pixels without data are marked as
+    :func:`fill_rule` says. Rasters read decimated (:attr:`Raster.source`) are written at
+    full resolution from their files by :func:`write_aligned_blocks`.
 
     Args:
         dest: output path (.tif).
         moving: the moving raster.
-        H_moving_to_fixed: (3, 3) homography, moving px -> fixed px.
+        H_moving_to_fixed: (3, 3) homography, moving px -> fixed px (full resolution).
         fixed: the fixed raster (only its shape and georeferencing are used).
         nodata: as in :func:`warp_raster`.
+        progress: for :func:`write_aligned_blocks`.
     """
+    from .io import full_grid, full_shape
+
     if moving.source is not None or fixed.source is not None:
-        return write_aligned_blocks(dest, moving, H_moving_to_fixed, fixed, nodata=nodata,
+        src = moving.source
+        crs, tf = full_grid(fixed)
+        return write_aligned_blocks(dest, src.path if src else moving.path, H_moving_to_fixed,
+                                    shape=full_shape(fixed), crs=crs, transform=tf,
+                                    moving_window=src.window if src else None, nodata=nodata,
                                     progress=progress)
-    masked = (nodata is None and moving.nodata is None
-              and not np.issubdtype(moving.data.dtype, np.floating))
-    data, used = warp_raster(moving, H_moving_to_fixed, fixed.shape,
-                             nodata=0 if masked else nodata)
+    masked, fill = fill_rule(moving.nodata, moving.data.dtype, nodata)
+    data, used, valid = _warp(moving, H_moving_to_fixed, fixed.shape, nodata=fill)
     geo = fixed.georeferenced
     write_raster(dest, data, crs=fixed.crs if geo else None,
                  transform=fixed.transform if geo else None, nodata=None if masked else used,
-                 mask=warp_valid(moving.valid, H_moving_to_fixed, fixed.shape) if masked else None,
-                 bands=moving.bands)
+                 mask=valid if masked else None, bands=moving.bands)
+
+
+def fill_rule(declared: float | None, dtype, nodata: float | None = None
+              ) -> tuple[bool, float | None]:
+    """How an aligned raster marks pixels without data: ``(masked, fill)``. An integer raster
+    that declares no nodata value (and none is asked for) gets an internal mask band and 0
+    under it (``masked``), so that no valid value (e.g. a real 0) is taken to mean "no
+    data"; otherwise ``fill`` is the nodata value asked for, else the declared one, else None
+    (:func:`warp_raster`'s default: NaN for floats)."""
+    if nodata is None and declared is None and not np.issubdtype(np.dtype(dtype), np.floating):
+        return True, 0
+    return False, nodata if nodata is not None else declared
 
 
 #: output block side of :func:`write_aligned_blocks`, px
 BLOCK = 1024
 
 
-def write_aligned_blocks(dest: str | os.PathLike, moving: Raster, H_moving_to_fixed: np.ndarray,
-                         fixed: Raster, *, nodata: float | None = None, block: int = BLOCK,
+def write_aligned_blocks(dest: str | os.PathLike, moving_path: str, H: np.ndarray, *,
+                         shape: tuple[int, int], crs=None, transform=None,
+                         moving_window: tuple[int, int, int, int] | None = None,
+                         nodata: float | None = None, block: int = BLOCK,
                          progress=None) -> None:
-    """:func:`write_aligned` at full resolution with bounded memory: one ``block`` x ``block``
-    output block at a time, each from the window of the moving file its footprint needs.
+    """The moving file resampled onto an output grid and written as a GeoTIFF, atomically, with
+    bounded memory: one ``block`` x ``block`` output block at a time, each from the window of
+    the file it needs. Band metadata and the nodata rule are :func:`write_aligned`'s.
 
-    For rasters read decimated (:func:`register.io.read_image` with ``max_side``): the output
-    has the full-resolution shape and georeferencing of ``fixed``'s source, and the pixels come
-    from ``moving``'s source file; ``H_moving_to_fixed`` maps full-resolution moving px to
-    full-resolution fixed px. ``progress`` (optional) is called with the fraction written.
+    Args:
+        dest: output path (.tif).
+        moving_path: the moving raster's file.
+        H: (3, 3) homography from px of the moving file (or of ``moving_window`` in it:
+            col_off, row_off, width, height) to px of the output grid.
+        shape: (H, W) of the output grid; ``crs`` / ``transform`` its georeferencing (or None).
+        nodata: as in :func:`warp_raster`.
+        progress: called with the fraction written after each block (optional).
     """
+    import rasterio
     from rasterio.windows import Window
 
-    from .io import full_grid, full_shape
+    from .io import band_metadata
 
-    H = check_homography(H_moving_to_fixed, "H_moving_to_fixed")
-    h_out, w_out = full_shape(fixed)
-    hm, wm = full_shape(moving)
-    src = moving.source
-    path = src.path if src is not None else moving.path
-    off = (src.window[0], src.window[1]) if src is not None and src.window else (0, 0)
-    dtype = moving.data.dtype
-    masked = (nodata is None and moving.nodata is None and not np.issubdtype(dtype, np.floating))
-    fill = 0 if masked else (nodata if nodata is not None else moving.nodata
-                             if moving.nodata is not None else default_nodata(dtype))
-    crs, tf = full_grid(fixed)
+    H = check_homography(H, "H")
+    with rasterio.open(moving_path) as src:
+        dtype, count, declared, bands = np.dtype(src.dtypes[0]), src.count, src.nodata, \
+            band_metadata(src)
+        wm, hm = (src.width, src.height) if moving_window is None else moving_window[2:]
+    off = (0, 0) if moving_window is None else moving_window[:2]
+    masked, fill = fill_rule(declared, dtype, nodata)
+    fill = default_nodata(dtype) if fill is None else fill
+    h_out, w_out = shape
     n_blocks = -(-h_out // block) * -(-w_out // block)
-    with _block_writer(dest, (moving.data.shape[0], h_out, w_out), dtype, crs, tf,
-                       None if masked else fill, moving.bands) as dst:
+    with _block_writer(dest, (count, h_out, w_out), dtype, crs, transform,
+                       None if masked else fill, bands) as dst:
         for k, (r, c) in enumerate((r, c) for r in range(0, h_out, block)
                                    for c in range(0, w_out, block)):
             win = Window(c, r, min(block, w_out - c), min(block, h_out - r))
-            data, valid = _warp_block(path, off, H, win, (hm, wm), moving.data.shape[0], dtype,
-                                      fill)
+            data, valid = _warp_block(moving_path, off, H, win, (hm, wm), count, dtype, fill)
             dst.write(data, window=win)
             if masked:
                 dst.write_mask(np.where(valid, 255, 0).astype(np.uint8), window=win)
@@ -239,8 +267,8 @@ def write_aligned_blocks(dest: str | os.PathLike, moving: Raster, H_moving_to_fi
 
 def _warp_block(path: str, off: tuple[int, int], H: np.ndarray, win, moving_shape: tuple,
                 count: int, dtype, fill) -> tuple[np.ndarray, np.ndarray]:
-    """(data (count, h, w), valid (h, w)) of one output window ``win`` (full-resolution fixed
-    px): the moving file's window under it (``off``: the source window's offset), warped."""
+    """(data (count, h, w), valid (h, w)) of one output window ``win``: the window of the
+    moving file under it (``off``: the offset of the moving window in the file), warped."""
     from .geometry import transfer, translation
     from rasterio.windows import Window
 
@@ -257,9 +285,9 @@ def _warp_block(path: str, off: tuple[int, int], H: np.ndarray, win, moving_shap
     if x1 - x0 < 2 or y1 - y0 < 2:
         return np.full((count, bh, bw), fill, dtype), np.zeros((bh, bw), bool)
     part = _read_part(path, Window(off[0] + x0, off[1] + y0, x1 - x0, y1 - y0))
-    Hb = translation(-c, -r) @ H @ translation(x0, y0)
-    data, _ = warp_raster(part, Hb, (bh, bw), nodata=fill)
-    return data, warp_valid(part.valid, Hb, (bh, bw))
+    data, _, valid = _warp(part, translation(-c, -r) @ H @ translation(x0, y0), (bh, bw),
+                           nodata=fill)
+    return data, valid
 
 
 def _read_part(path: str, window) -> Raster:

@@ -211,7 +211,8 @@ def test_write_aligned_blocks_equals_write_aligned(rgbn, tmp_path):
     write_aligned(tmp_path / "whole.tif", moving, H, rgbn)
     moving_file = tmp_path / "moving.tif"
     write_raster(moving_file, moving.data)
-    write_aligned_blocks(tmp_path / "blocks.tif", read_image(moving_file), H, rgbn, block=64)
+    write_aligned_blocks(tmp_path / "blocks.tif", str(moving_file), H, shape=rgbn.shape,
+                         crs=rgbn.crs, transform=rgbn.transform, block=64)
     with rasterio.open(tmp_path / "whole.tif") as a, rasterio.open(tmp_path / "blocks.tif") as b:
         # OpenCV's fixed-point sample positions depend on the block's offset: at most 1 grey
         # level apart, on a few pixels
