@@ -132,6 +132,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
     p.add_argument("--device", default="auto")
     p.add_argument("--resume", action="store_true")
+    p.add_argument("--amp", action="store_true",
+                   help="train under bfloat16 autocast (for GPUs; the weights stay float32)")
+    p.add_argument("--teacher", type=Path, default=None,
+                   help="distil from these weights (any preset): the loss mixes the labels' "
+                        "cross-entropy with the teacher's softened scores on the same batch")
+    p.add_argument("--distill-alpha", type=float, default=0.7,
+                   help="weight of the teacher's term in the loss (with --teacher)")
+    p.add_argument("--distill-temperature", type=float, default=2.0,
+                   help="softmax temperature of the distillation term (with --teacher)")
     p.add_argument("--init", type=Path, default=None,
                    help="start from these weights (a best.pt of pipelines.train or a shipped "
                         "file; strict keys, same preset) instead of a random initialisation, "
@@ -146,6 +155,9 @@ class UsageError(ValueError):
 def _check_options(args: argparse.Namespace) -> None:
     if not 0.0 <= args.invert <= 1.0:
         raise UsageError(f"--invert is a probability, between 0 and 1; got {args.invert:g}")
+    if not 0.0 <= args.distill_alpha <= 1.0 or args.distill_temperature <= 0:
+        raise UsageError(f"--distill-alpha is a weight in [0, 1] and --distill-temperature is "
+                         f"positive; got {args.distill_alpha:g} and {args.distill_temperature:g}")
     if args.init is not None and args.resume:
         raise UsageError("--init starts a new run and --resume continues one in --out; pass "
                          "one of them")
@@ -203,8 +215,30 @@ def _model(args: argparse.Namespace, mcfg: ModelConfig, device: torch.device) ->
     return model
 
 
+def batch_loss(model: SSMLQNet, a: torch.Tensor, b: torch.Tensor, y: torch.Tensor, args, *,
+               teacher: SSMLQNet | None = None) -> torch.Tensor:
+    """Cross-entropy of the model's logits on a batch ((B, 1, 64, 64) float each, labels (B,)
+    int64), under bf16 autocast with ``--amp``. With a ``teacher`` (``--teacher``) it is mixed
+    with distillation: ``(1 - alpha) CE + alpha T^2 KL(teacher_T || model_T)``, the teacher's and
+    the model's softmax at temperature T (Hinton et al. 2015), alpha and T from
+    ``--distill-alpha`` and ``--distill-temperature``."""
+    with torch.autocast(a.device.type, dtype=torch.bfloat16, enabled=args.amp):
+        logits = model(a, b)
+        if teacher is not None:
+            with torch.no_grad():
+                t_logits = teacher(a, b)
+    logits = logits.float()
+    loss = F.cross_entropy(logits, y)
+    if teacher is None:
+        return loss
+    T, alpha = args.distill_temperature, args.distill_alpha
+    kl = F.kl_div(F.log_softmax(logits / T, 1), F.log_softmax(t_logits.float() / T, 1),
+                  reduction="batchmean", log_target=True)
+    return (1 - alpha) * loss + alpha * T * T * kl
+
+
 def _train_epoch(model, opt, sched, tr: dict, args, epoch: int, steps: int,
-                 device: torch.device) -> float:
+                 device: torch.device, teacher: SSMLQNet | None = None) -> float:
     """One epoch of at most ``steps`` batches; the mean training loss."""
     model.train()
     rng = np.random.default_rng(args.seed * 1000 + epoch)
@@ -215,7 +249,7 @@ def _train_epoch(model, opt, sched, tr: dict, args, epoch: int, steps: int,
         fa, fb = augment_batch(tr["fixed"][b], tr["moving"][b], rng, invert=args.invert)
         a, bb = to_t(fa).to(device), to_t(fb).to(device)
         y = torch.from_numpy(tr["label"][b].astype(np.int64)).to(device)
-        loss = F.cross_entropy(model(a, bb), y)
+        loss = batch_loss(model, a, bb, y, args, teacher=teacher)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -229,7 +263,7 @@ def _train_epoch(model, opt, sched, tr: dict, args, epoch: int, steps: int,
 
 
 def _fit(model, opt, sched, tr_sets: list[dict], val: dict, args, mcfg: ModelConfig,
-         steps: int, device: torch.device, out: Path) -> None:
+         steps: int, device: torch.device, out: Path, teacher: SSMLQNet | None = None) -> None:
     """Train for the remaining epochs (resuming from ``last.pt`` with --resume), validating
     and saving ``best.pt`` / ``last.pt`` after each, logging to ``log.jsonl``."""
     start_epoch, best, elapsed = 0, float("inf"), 0.0
@@ -243,7 +277,7 @@ def _fit(model, opt, sched, tr_sets: list[dict], val: dict, args, mcfg: ModelCon
         for epoch in range(start_epoch, args.epochs):
             t0 = time.time()
             loss = _train_epoch(model, opt, sched, tr_sets[epoch % len(tr_sets)], args, epoch,
-                                steps, device)
+                                steps, device, teacher)
             elapsed += time.time() - t0
             fpr = evaluate_fpr95(model, val)
             rec = {"epoch": epoch, "loss": loss, "val_fpr95": fpr, "elapsed_s": elapsed,
@@ -264,6 +298,24 @@ def _fit(model, opt, sched, tr_sets: list[dict], val: dict, args, mcfg: ModelCon
                 break
 
 
+def _teacher(args: argparse.Namespace, device: torch.device) -> SSMLQNet | None:
+    if args.teacher is None:
+        return None
+    try:
+        return load_model(args.teacher, device)  # eval mode, weights_only, strict keys
+    except InputError as exc:
+        raise UsageError(f"--teacher: {exc}") from None
+
+
+def _starting_points(args, model, teacher, val: dict, resolved: dict) -> None:
+    """Validation FPR95 of the --init weights and of the --teacher, into ``resolved``."""
+    for key, net, flag in (("init_val_fpr95", model if args.init else None, "--init"),
+                           ("teacher_val_fpr95", teacher, "--teacher")):
+        if net is not None:
+            resolved[key] = evaluate_fpr95(net, val)
+            print(f"{flag} weights: val FPR95 {resolved[key]}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -279,6 +331,7 @@ def main(argv: list[str] | None = None) -> int:
         val, tr_sets = _datasets(args, patches)
         mcfg = ModelConfig.from_preset(args.preset)
         model = _model(args, mcfg, device)
+        teacher = _teacher(args, device)
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -291,11 +344,9 @@ def main(argv: list[str] | None = None) -> int:
                 "flops_per_pair": count_flops(model), "train_pairs": int(len(tr_sets[0]["label"])),
                 "val_pairs": int(len(val["label"])), "device": str(device),
                 "torch": torch.__version__}
-    if args.init is not None:  # where the specialisation starts from
-        resolved["init_val_fpr95"] = evaluate_fpr95(model, val)
-        print(f"--init weights: val FPR95 {resolved['init_val_fpr95']}", file=sys.stderr)
+    _starting_points(args, model, teacher, val, resolved)  # where a specialisation or student starts
     (out / "config.json").write_text(json.dumps(resolved, indent=2) + "\n")
-    _fit(model, opt, sched, tr_sets, val, args, mcfg, steps, device, out)
+    _fit(model, opt, sched, tr_sets, val, args, mcfg, steps, device, out, teacher)
     return 0
 
 

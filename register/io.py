@@ -17,13 +17,17 @@ from typing import Any, Iterator
 
 import cv2
 import numpy as np
-import rasterio
-from affine import Affine
-from rasterio.enums import ColorInterp, MaskFlags, Resampling
-from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
-from rasterio.windows import Window
 
 from .checks import InputError
+
+try:
+    import rasterio
+    from affine import Affine
+    from rasterio.enums import ColorInterp, MaskFlags, Resampling
+    from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
+    from rasterio.windows import Window
+except ImportError:  # the GPU training recipe runs where GDAL is not installed (_read_plain)
+    rasterio = None
 
 
 #: Inputs whose longer side exceeds this are read decimated to it (GDAL average) by the command
@@ -136,6 +140,8 @@ def read_image(path: str | os.PathLike, *, window: Window | None = None,
     p = Path(path)
     if not p.exists():
         raise InputError(f"{p}: no such file; check the path")
+    if rasterio is None:
+        return _read_plain(p, window=window, max_side=max_side)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
         try:
@@ -176,6 +182,35 @@ def read_image(path: str | os.PathLike, *, window: Window | None = None,
     raster = from_array(data, crs=crs if georef else None, transform=tf if georef else None,
                         nodata=nodata, path=str(p), mask=mask)
     return replace(raster, bands=bands, source=source)
+
+
+def _read_plain(p: Path, *, window=None, max_side: int | None = None) -> Raster:
+    """Read a PNG or JPEG (Pillow) or a TIFF (OpenCV) when rasterio is not installed (the GPU
+    training recipe, ``pipelines/gpu_recipe.sh``): all bands in file order, no georeferencing,
+    nodata or band metadata. On this project's data the pixels equal rasterio's except in colour
+    JPEGs, whose decoders differ by about 0.1 grey level on average (``tests/test_io.py``)."""
+    if window is not None or max_side is not None:
+        raise InputError(f"{p}: windowed or decimated reads need rasterio; install it "
+                         "(pip install -r requirements.txt)")
+    data = None
+    if p.suffix.lower() not in (".tif", ".tiff"):
+        from PIL import Image
+
+        try:
+            with Image.open(p) as im:
+                data = np.asarray(im)
+        except OSError:
+            data = None
+    else:
+        data = cv2.imread(str(p), cv2.IMREAD_UNCHANGED)
+        if data is not None and data.ndim == 3 and data.shape[2] in (3, 4):  # BGR(A) -> RGB(A)
+            data = data[..., [2, 1, 0, 3][:data.shape[2]]]
+    if data is None:
+        raise InputError(f"{p}: not a readable raster (rasterio is not installed); give a PNG, "
+                         "JPEG or TIFF file, or install rasterio")
+    if data.ndim == 3:
+        data = data.transpose(2, 0, 1)
+    return from_array(np.ascontiguousarray(data), path=str(p))
 
 
 def from_array(data: np.ndarray, *, crs: Any = None, transform: Any = None,

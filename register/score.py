@@ -79,13 +79,7 @@ def load_model(name_or_path: str | Path = "auto", device: str | torch.device = "
         if not path.exists():
             raise InputError(f"weights file {path} does not exist; pass a .pt file written by "
                              "pipelines.train, or --model auto")
-    try:
-        ck = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:
-        ck = None
-    if not isinstance(ck, dict) or "model" not in ck or "config" not in ck:
-        raise InputError(f"{path}: not a weights file written by pipelines.train; pass such a "
-                         "file or --model auto")
+    ck = _read_weights(path)
     try:
         cfg = dict(ck["config"])
         model = SSMLQNet(ModelConfig.from_preset(cfg.pop("preset"), **cfg))
@@ -99,6 +93,62 @@ def load_model(name_or_path: str | Path = "auto", device: str | torch.device = "
                          ) from None
     model.source = path.name
     return model.eval().to(dev)
+
+
+def _read_weights(path: Path) -> dict:
+    """A weights file's dict (``model`` state, ``config``), its ``parts`` merged in."""
+    try:
+        ck = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:
+        ck = None
+    if not isinstance(ck, dict) or "model" not in ck or "config" not in ck:
+        raise InputError(f"{path}: not a weights file written by pipelines.train; pass such a "
+                         "file or --model auto")
+    for name in ck.get("parts", ()):
+        part = path.parent / name
+        try:
+            ck["model"].update(torch.load(part, map_location="cpu", weights_only=True))
+        except Exception:
+            raise InputError(f"{path}: its part {name} is missing or unreadable beside it; "
+                             "copy all the files of the weights together") from None
+    return ck
+
+
+def save_weights(state: dict, config: dict, dest: str | Path, *,
+                 dtype: torch.dtype = torch.float16, max_part_bytes: int = 15_000_000,
+                 meta: dict | None = None) -> list[Path]:
+    """Write a network's weights compactly for :func:`load_model` and return the files.
+
+    Floating tensors of ``state`` are stored as ``dtype`` (float16 halves a float32 file); when
+    they exceed ``max_part_bytes`` they are split over ``dest`` and ``<stem>.partN.pt`` files
+    beside it, ``dest`` (which also holds ``config`` and ``meta``) naming the others. Files are
+    written atomically, parts first. Loading casts back to float32 (strict keys).
+    """
+    dest = Path(dest)
+    parts: list[dict] = [{}]
+    size = 0
+    for k, v in state.items():
+        v = v.detach().cpu()
+        v = v.to(dtype) if v.is_floating_point() else v
+        n = v.numel() * v.element_size()
+        if parts[-1] and size + n > max_part_bytes:
+            parts.append({})
+            size = 0
+        parts[-1][k] = v.clone()
+        size += n
+    names = [f"{dest.stem}.part{i}.pt" for i in range(1, len(parts))]
+    files = []
+    for name, part in zip(names, parts[1:]):
+        files.append(_save_atomic(part, dest.parent / name))
+    head = {**(meta or {}), "model": parts[0], "config": config, "parts": names}
+    return [_save_atomic(head, dest)] + files
+
+
+def _save_atomic(obj, dest: Path) -> Path:
+    tmp = dest.with_name(dest.name + ".tmp")
+    torch.save(obj, tmp)
+    tmp.replace(dest)
+    return dest
 
 
 def _device(model: torch.nn.Module) -> torch.device:

@@ -234,3 +234,32 @@ def test_read_image_truncated_geotiff_says_truncated(data_root, tmp_path):
     with pytest.raises(InputError, match="truncated or corrupt") as exc:
         read_image(bad)
     assert str(bad) in str(exc.value) and "previous exception" not in str(exc.value)
+
+
+def test_read_image_without_rasterio_reads_the_same_pixels(data_root, monkeypatch):
+    """The GPU training recipe runs where rasterio is not installed: plain images are then
+    decoded by Pillow / OpenCV. Grey images and TIFFs read identically; colour JPEGs differ by
+    the decoders' chroma upsampling, well under a grey level on average."""
+    import register.io as rio
+
+    files = {"srif_multimodal/optical_sar/pair151_2.jpg": 0.0,
+             "vis_lwir_tno/ir/01.png": 0.0,
+             "geotiff/bigearthnet_s1_s2_examples/S1": 0.0,
+             "vis_nir_epfl_registration/country/0001_rgb.jpg": 1.0}
+    want = {}
+    for rel in files:
+        p = data_root / rel
+        if p.is_dir():  # a float32 SAR GeoTIFF
+            p = sorted(p.glob("*/*_VV.tif"))[0]
+        want[p] = (read_image(p), files[rel])
+    monkeypatch.setattr(rio, "rasterio", None)
+    for p, (ref, tol) in want.items():
+        got = rio.read_image(p)
+        assert got.data.shape == ref.data.shape and got.data.dtype == ref.data.dtype, p
+        assert got.crs is None and np.array_equal(got.valid, ref.valid), p
+        diff = np.abs(got.data.astype(np.float64) - ref.data.astype(np.float64)).mean()
+        assert diff <= tol, (p, diff)
+        if tol:
+            assert diff > 0  # the two decoders do differ on colour JPEGs: the tolerance is real
+    with pytest.raises(InputError, match="need rasterio"):
+        rio.read_image(next(iter(want)), max_side=64)

@@ -155,3 +155,23 @@ def test_count_flops_probe_follows_the_model_dtype_and_device():
     lite = count_flops(SSMLQNet(ModelConfig.from_preset("lite")))
     assert flops["pair"] == pytest.approx(lite["pair"])
     assert next(model.parameters()).dtype == torch.float64
+
+
+def test_save_weights_splits_float16_parts_and_loads_back(tmp_path):
+    from register.score import save_weights
+
+    torch.manual_seed(0)
+    model = SSMLQNet(ModelConfig.from_preset("lite"))
+    files = save_weights(model.state_dict(), model.config.to_dict(), tmp_path / "w.pt",
+                         max_part_bytes=200_000, meta={"epoch": 3})
+    assert len(files) > 1 and files[0] == tmp_path / "w.pt"
+    assert all(f.stat().st_size < 250_000 for f in files)
+    back = load_model(tmp_path / "w.pt")  # strict keys: every part was merged
+    x = torch.rand(4, 1, 64, 64)
+    with torch.no_grad():
+        p0 = torch.softmax(model.eval()(x, x.flip(2)), 1)
+        p1 = torch.softmax(back(x, x.flip(2)), 1)
+    assert torch.allclose(p0, p1, atol=2e-3)  # float16 storage, float32 compute
+    files[-1].unlink()
+    with pytest.raises(InputError, match="part .* is missing"):
+        load_model(tmp_path / "w.pt")

@@ -107,3 +107,45 @@ def test_main_refuses_invert_outside_0_1(tmp_path, capsys):
 
     assert main(["--out", str(tmp_path / "run"), "--invert", "1.5"]) == 2
     assert "between 0 and 1" in capsys.readouterr().err
+
+
+def test_batch_loss_with_teacher_mixes_labels_and_teacher_scores():
+    import argparse
+
+    import torch
+
+    from pipelines.train import batch_loss
+    from register.score import load_model, weights_for
+
+    torch.manual_seed(0)
+    student, teacher = load_model("lite", seed=1), load_model(weights_for("all"))
+    a, b = torch.rand(8, 1, 64, 64), torch.rand(8, 1, 64, 64)
+    y = torch.tensor([0, 1] * 4)
+    args = argparse.Namespace(amp=False, distill_alpha=0.0, distill_temperature=2.0)
+    ce = batch_loss(student, a, b, y, args)
+    assert torch.isclose(batch_loss(student, a, b, y, args, teacher=teacher), ce)
+    # alpha 1: only the teacher's term, which is zero when the teacher is the student itself
+    args.distill_alpha = 1.0
+    assert batch_loss(student, a, b, y, args, teacher=student).abs() < 1e-6
+    assert batch_loss(student, a, b, y, args, teacher=teacher) > 1e-4
+
+
+def test_main_teacher_and_amp_train_a_lite_student(data_root, tmp_path):
+    from pipelines.train import main
+    from register.score import load_model, weights_for
+
+    patches = _random_patches(tmp_path / "p.npz")
+    out = tmp_path / "run"
+    rc = main(["--out", str(out), "--patches", str(patches), "--epochs", "1", "--threads", "1",
+               "--teacher", str(weights_for("all")), "--amp"])
+    assert rc == 0
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["amp"] is True and set(cfg["teacher_val_fpr95"]) >= {"all"}
+    assert load_model(out / "best.pt").config.preset == "lite"
+
+
+def test_main_refuses_distill_alpha_outside_0_1(tmp_path, capsys):
+    from pipelines.train import main
+
+    assert main(["--out", str(tmp_path / "r"), "--distill-alpha", "1.5"]) == 2
+    assert "--distill-alpha" in capsys.readouterr().err
