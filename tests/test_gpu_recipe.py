@@ -3,12 +3,10 @@ test FPR95 and compact weights, as `pipelines/gpu_recipe.sh` runs them on a GPU 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
