@@ -45,7 +45,7 @@ import numpy as np
 from pipelines.datasets import VAL_EVERY, VAL_MAX_PERSPECTIVE, VAL_SCALES, select_evenly, split
 from pipelines.metrics import DENSE_MARGIN, GRID, THRESHOLDS, checkpoints, pair_error, summarise
 from pipelines.models import Models, config_modality
-from pipelines.patches import DEFAULT_CACHE
+from pipelines.patches import DEFAULT_CACHE, PROTOCOLS
 from pipelines.report import command_line, publish
 from register.config import config_from_dict, config_to_dict, data_root
 from register.scorers import needs_network
@@ -401,6 +401,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE,
                    help="where test patch files are built / reused (patches mode)")
     p.add_argument("--batch-size", type=int, default=512, help="network batch (patches mode)")
+    p.add_argument("--protocols", type=_csv_list(PROTOCOLS), default=list(PROTOCOLS),
+                   help="patch protocols to score (patches mode; the paper-width network on "
+                        "the CPU scores about 30 pairs/s: VIS-NIR's 61,000 pipeline-protocol "
+                        "pairs take half an hour)")
     p.add_argument("--results", type=Path, default=None,
                    help="markdown file whose evaluate:<section> section is written/replaced")
     return p

@@ -130,13 +130,14 @@ def run_patches(args, log: Callable[[str], None]) -> tuple[list[dict], list[dict
     models = Models(args.model, args.device)
     for s in args.sets:  # fail early (e.g. no shipped weights), before building patches
         models.get(config_modality(s))
+    protocols = [p for p in PROTOCOLS if p in getattr(args, "protocols", PROTOCOLS)]
     files = {p: test_patch_files(args.sets, args.cache_dir, protocol=p, log=log)
-             for p in PROTOCOLS}
+             for p in protocols}
     per_pair, summary = [], []
     for s in args.sets:
         model = models.get(config_modality(s))
         row: dict = {"set": s}
-        for protocol in PROTOCOLS:
+        for protocol in protocols:
             d = _load(files[protocol][s], s)
             if d is None:
                 row["skipped"] = f"no {protocol}-protocol test patches"
@@ -157,8 +158,10 @@ def run_patches(args, log: Callable[[str], None]) -> tuple[list[dict], list[dict
                            seconds=dt, weights=info["weights"], preset=info["preset"],
                            patch_file=d["file"])
             else:
+                info = model_info(model)
                 row.update(paper_patch_pairs=int(sel.sum()), fpr95_paper=fpr_at_recall(prob, lab),
-                           paper_patch_file=d["file"])
+                           paper_patch_file=d["file"], weights=info["weights"],
+                           preset=info["preset"], image_pairs=len(keep_ids))
             log(f"{s} ({protocol} protocol): FPR95 {fpr_at_recall(prob, lab):.2f}% on "
                 f"{int(sel.sum())} patch pairs ({dt:.1f}s)")
             for i in keep_ids:
@@ -189,9 +192,11 @@ def patches_table(rows: list[dict]) -> str:
         if r.get("skipped"):
             lines.append(f"| {r['set']} | – | – | – | – | – | skipped: {r['skipped']} |")
         else:
-            lines.append(f"| {r['set']} | {r['image_pairs']} | {r['patch_pairs']} / "
-                         f"{r['paper_patch_pairs']} | {r['fpr95_paper']:.2f} | "
-                         f"{r['fpr95_random_negatives']:.2f} | {r['fpr95']:.2f} | "
+            def f(k: str) -> str:
+                return f"{r[k]:.2f}" if k in r else "not run"
+            lines.append(f"| {r['set']} | {r['image_pairs']} | {r.get('patch_pairs', '–')} / "
+                         f"{r.get('paper_patch_pairs', '–')} | {f('fpr95_paper')} | "
+                         f"{f('fpr95_random_negatives')} | {f('fpr95')} | "
                          f"{r['weights']} ({r['preset']}) |")
     return "\n".join(lines)
 

@@ -114,7 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--patches", type=Path, nargs="+", default=None,
                    help="patch files from pipelines.patches (built into the cache when absent)")
-    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--epochs", type=int, default=30,
+                   help="0 only validates the --init (and --teacher) weights: config.json gets "
+                        "their validation FPR95")
     p.add_argument("--minutes", type=float, default=None, help="stop after this much training time")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--lr", type=float, default=2e-3)
@@ -337,8 +339,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     steps = min(len(t["label"]) for t in tr_sets) // args.batch_size
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr,
-                                                total_steps=args.epochs * steps, pct_start=0.15)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, pct_start=0.15,
+                                                total_steps=max(args.epochs * steps, 1))
     resolved = {**{k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
                 "patches": [str(p) for p in patches], "model": mcfg.to_dict(),
                 "flops_per_pair": count_flops(model), "train_pairs": int(len(tr_sets[0]["label"])),

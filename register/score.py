@@ -22,8 +22,9 @@ from .config import WEIGHTS_DIR
 from .nn.ssml_qnet import ModelConfig, SSMLQNet
 from .patches import to_tensor
 
-#: Shipped weights per modality; ``auto`` falls back to the joint model.
-WEIGHTS = {"joint": "ssml_qnet_lite_all.pt"}
+#: Shipped weights, one joint model per device kind: the paper-width network where a GPU
+#: scores, the lite preset distilled from it on the CPU (``register/weights/*.md``).
+WEIGHTS = {"cuda": "ssml_qnet_paper_all.pt", "cpu": "ssml_qnet_lite_all.pt"}
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -40,10 +41,13 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return torch.device(device)
 
 
-def weights_for(modality: str) -> Path | None:
-    """Path of the shipped weights for a modality (falls back to the joint model)."""
-    name = WEIGHTS.get(modality) or WEIGHTS["joint"]
-    path = WEIGHTS_DIR / name
+def weights_for(modality: str = "all", device: str | torch.device = "cpu") -> Path | None:
+    """Path of the shipped weights that ``--model auto`` loads on ``device`` (one joint model
+    for every modality: the paper-width network on CUDA, the lite CPU preset otherwise)."""
+    kind = device.type if isinstance(device, torch.device) else str(device)
+    if kind == "auto":
+        kind = "cuda" if torch.cuda.is_available() else "cpu"
+    path = WEIGHTS_DIR / WEIGHTS.get(kind, WEIGHTS["cpu"])
     return path if path.exists() else None
 
 
@@ -52,11 +56,12 @@ def load_model(name_or_path: str | Path = "auto", device: str | torch.device = "
     """Load SSML-QNet in eval mode on ``device``.
 
     Args:
-        name_or_path: ``"auto"`` (shipped weights for ``modality``), a preset name for a
+        name_or_path: ``"auto"`` (the shipped weights for the device, :func:`weights_for`), a
+            preset name for a
             *randomly initialised* network (``"random"`` = lite; only for plumbing tests), or a
             path to a ``.pt`` file written by ``pipelines.train``.
         device: torch device or ``"auto"``/``"cpu"``/``"cuda"``.
-        modality: used by ``"auto"``.
+        modality: passed to :func:`weights_for` (one joint model serves every modality).
         seed: seed of the random initialisation.
 
     Raises:
@@ -70,7 +75,7 @@ def load_model(name_or_path: str | Path = "auto", device: str | torch.device = "
         model.source = f"random-init {preset} (seed {seed})"
         return model.eval().to(dev)
     if str(name_or_path) == "auto":
-        path = weights_for(modality)
+        path = weights_for(modality, dev)
         if path is None:
             raise InputError("no trained weights are shipped in register/weights; train them "
                              "with `python -m pipelines.train` or pass --model PATH")

@@ -175,3 +175,12 @@ def test_save_weights_splits_float16_parts_and_loads_back(tmp_path):
     files[-1].unlink()
     with pytest.raises(InputError, match="part .* is missing"):
         load_model(tmp_path / "w.pt")
+
+
+def test_weights_for_picks_the_paper_network_on_cuda_and_the_lite_preset_on_cpu():
+    from register.score import weights_for
+
+    gpu, cpu = weights_for("opt-sar", "cuda"), weights_for("opt-sar", torch.device("cpu"))
+    assert gpu.name == "ssml_qnet_paper_all.pt" and cpu.name == "ssml_qnet_lite_all.pt"
+    assert load_model(gpu).config.preset == "paper"  # float16 parts merged, strict keys
+    assert load_model(cpu).config.preset == "lite"

@@ -149,3 +149,16 @@ def test_main_refuses_distill_alpha_outside_0_1(tmp_path, capsys):
 
     assert main(["--out", str(tmp_path / "r"), "--distill-alpha", "1.5"]) == 2
     assert "--distill-alpha" in capsys.readouterr().err
+
+
+def test_main_epochs_0_only_validates_the_init_weights(data_root, tmp_path):
+    from pipelines.train import main
+    from register.score import weights_for
+
+    patches = _random_patches(tmp_path / "p.npz")
+    out = tmp_path / "run"
+    assert main(["--out", str(out), "--patches", str(patches), "--epochs", "0",
+                 "--init", str(weights_for("all")), "--threads", "1"]) == 0
+    cfg = json.loads((out / "config.json").read_text())
+    assert 0 <= cfg["init_val_fpr95"]["all"] <= 100
+    assert not (out / "best.pt").exists()
