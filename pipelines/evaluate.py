@@ -395,7 +395,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=None, help="output folder (runs/eval/<mode>)")
     p.add_argument("--device", default="cpu", help="auto, cpu or cuda (network only)")
     p.add_argument("--model", default="auto",
-                   help="network weights: auto (shipped), a .pt path, or 'random' (plumbing)")
+                   help="network weights: auto (the shipped lite preset), lite, paper, a .pt path, or 'random' (plumbing)")
     p.add_argument("--config", type=Path, default=None,
                    help="JSON file of register Config overrides for method 'ours'")
     p.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE,

@@ -105,7 +105,7 @@ def _variant_fn(name: str, model, a: torch.Tensor, b: torch.Tensor, dev: torch.d
 
 def measure(args: argparse.Namespace, dev: torch.device, record) -> None:
     """Every (variant, batch size) measurement, each passed to ``record`` as it completes."""
-    model = load_model(args.preset, dev, seed=args.seed)
+    model = load_model(f"random-{args.preset}", dev, seed=args.seed)
     flops = count_flops(model)["pair"]
     rng = np.random.default_rng(args.seed)
     for bs in args.batch_sizes:
@@ -122,7 +122,7 @@ def measure(args: argparse.Namespace, dev: torch.device, record) -> None:
             dt = timed(fn, dev, args.seconds)
             record({"variant": name, "batch": bs, "pairs_per_s": bs / dt,
                     "tflops": bs / dt * flops / 1e12, "prepare_s": round(prep, 2)})
-            model = load_model(args.preset, dev, seed=args.seed)  # undo layout changes
+            model = load_model(f"random-{args.preset}", dev, seed=args.seed)  # undo layout changes
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -484,7 +484,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--modality", choices=MODALITIES, default="auto")
     p.add_argument("--device", choices=DEVICES, default="auto")
     p.add_argument("--model", default="auto",
-                   help="'auto' (shipped weights), a .pt path, or 'random' (plumbing tests only)")
+                   help="'auto' (the shipped lite preset), 'lite', 'paper', a .pt path, or 'random' (plumbing tests only)")
     p.add_argument("--max-keypoints", type=int, default=None)
     p.add_argument("--config", type=Path, default=None,
                    help="JSON file of register.config.Config fields to override")

@@ -26,6 +26,10 @@ MODALITIES = ("auto", "opt-sar", "vis-nir", "vis-lwir")
 TRANSFORMS = ("auto", "homography", "affine")
 DEVICES = ("auto", "cpu", "cuda")
 SELECTIONS = ("structural", "network", "fused")
+#: the probability a selected match needs under each selection, unless ``min_probability`` says
+#: otherwise: none without the network; 0.3 fused and 0.5 network-only (chosen on the validation
+#: pairs in sessions 2-3, docs/results.md "Candidate selection")
+SELECTION_GATES = {"structural": 0.0, "fused": 0.3, "network": 0.5}
 
 #: Side of the square patches the network scores, in pixels.
 PATCH_SIZE = 64
@@ -71,12 +75,22 @@ class MatchConfig:
     search_radius: float = 16.0
     shortlist: int = 4  # structural-correlation peaks per keypoint
     # how a keypoint's candidates are ranked: "structural" (no network), "network" (SSML-QNet
-    # probability) or "fused" (probability x relative structural correlation)
-    selection: str = "structural"
-    min_probability: float = 0.0  # a match needs at least this probability (> 0 needs the network)
+    # probability) or "fused" (probability x relative structural correlation; the default since
+    # the distilled lite weights: best on the validation split, docs/results.md)
+    selection: str = "fused"
+    # a match needs at least this probability (> 0 needs the network); None: the selection's
+    # own gate, SELECTION_GATES[selection]
+    min_probability: float | None = None
     ratio: float = 1.0  # the chosen candidate's score must beat ratio x the runner-up's
     refine_iterations: int = 2  # matching passes after the first, each with a halved window
     batch_size: int = 512  # patch pairs per network batch
+
+    @property
+    def gate(self) -> float:
+        """The probability a match needs: ``min_probability``, or the selection's own gate."""
+        if self.min_probability is not None:
+            return float(self.min_probability)
+        return SELECTION_GATES[self.selection]
 
 
 @dataclass(frozen=True)

@@ -197,7 +197,7 @@ class Pipeline:
         prob = self.scorer.score(frame.image, mi, cands, timer)
         prob = np.ones((n, k), np.float32) if prob is None else prob
         prob = np.where(np.isfinite(cands.structural), prob, 0.0)
-        keep, best = select(prob, cands.structural, min_probability=mc.min_probability,
+        keep, best = select(prob, cands.structural, min_probability=mc.gate,
                             ratio=mc.ratio, mode=mc.selection)
         xy_c = cands.xy_cand[np.arange(n), best][keep]
         xy_m = transfer(np.linalg.inv(H), xy_c).astype(np.float32)

@@ -42,8 +42,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="how candidate matches are ranked: structural correlation, the "
                         "SSML-QNet network, or both fused (default: %(default)s)")
     p.add_argument("--model", default="auto",
-                   help="network weights for --scorer network|fused: 'auto' (shipped), a .pt "
-                        "path, or 'random' (plumbing tests only); the structural scorer loads none")
+                   help="network weights for --scorer network|fused: 'auto' (the shipped lite "
+                        "preset), 'lite', 'paper' (the shipped paper width: 56x the cost, for "
+                        "GPUs), a .pt path, or 'random' (plumbing tests only); the structural "
+                        "scorer loads none")
     p.add_argument("--seed", type=int, default=Config.seed,
                    help="seed of RANSAC's sampling (default: %(default)s)")
     p.add_argument("--georef-fallback", action="store_true",
@@ -79,7 +81,7 @@ def _config(args: argparse.Namespace) -> Config:
                   max_keypoints=args.max_keypoints, band_fixed=args.band_fixed or args.band,
                   band_moving=args.band_moving or args.band, speckle_filter=args.speckle_filter,
                   model=args.model, seed=args.seed, make_figures=not args.no_figures
-                  ).replace(selection=args.scorer)
+                  ).replace(selection=args.scorer, min_probability=None)  # its own gate
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,9 +22,12 @@ from .config import WEIGHTS_DIR
 from .nn.ssml_qnet import ModelConfig, SSMLQNet
 from .patches import to_tensor
 
-#: Shipped weights, one joint model per device kind: the paper-width network where a GPU
-#: scores, the lite preset distilled from it on the CPU (``register/weights/*.md``).
-WEIGHTS = {"cuda": "ssml_qnet_paper_all.pt", "cpu": "ssml_qnet_lite_all.pt"}
+#: Shipped weights (``register/weights/MODEL_CARD.md``): one joint model per preset, the
+#: paper-width network and the lite preset distilled from it.
+WEIGHTS = {"paper": "ssml_qnet_paper_all.pt", "lite": "ssml_qnet_lite_all.pt"}
+#: what ``--model auto`` loads on every device: the lite preset, the one validated in
+#: registration (docs/results.md, "Candidate selection"); the paper width is ``--model paper``
+AUTO_PRESET = "lite"
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -41,13 +44,10 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return torch.device(device)
 
 
-def weights_for(modality: str = "all", device: str | torch.device = "cpu") -> Path | None:
-    """Path of the shipped weights that ``--model auto`` loads on ``device`` (one joint model
-    for every modality: the paper-width network on CUDA, the lite CPU preset otherwise)."""
-    kind = device.type if isinstance(device, torch.device) else str(device)
-    if kind == "auto":
-        kind = "cuda" if torch.cuda.is_available() else "cpu"
-    path = WEIGHTS_DIR / WEIGHTS.get(kind, WEIGHTS["cpu"])
+def weights_for(modality: str = "all", preset: str = AUTO_PRESET) -> Path | None:
+    """Path of the shipped weights of ``preset`` (one joint model serves every modality), or
+    None when they are missing."""
+    path = WEIGHTS_DIR / WEIGHTS[preset]
     return path if path.exists() else None
 
 
@@ -56,10 +56,10 @@ def load_model(name_or_path: str | Path = "auto", device: str | torch.device = "
     """Load SSML-QNet in eval mode on ``device``.
 
     Args:
-        name_or_path: ``"auto"`` (the shipped weights for the device, :func:`weights_for`), a
-            preset name for a
-            *randomly initialised* network (``"random"`` = lite; only for plumbing tests), or a
-            path to a ``.pt`` file written by ``pipelines.train``.
+        name_or_path: ``"auto"`` (the shipped weights of :data:`AUTO_PRESET`), ``"lite"`` or
+            ``"paper"`` (the shipped weights of that preset), ``"random"`` / ``"random-lite"`` /
+            ``"random-paper"`` (a *randomly initialised* network; plumbing tests and speed
+            only), or a path to a ``.pt`` file written by ``pipelines.train``.
         device: torch device or ``"auto"``/``"cpu"``/``"cuda"``.
         modality: passed to :func:`weights_for` (one joint model serves every modality).
         seed: seed of the random initialisation.
@@ -68,14 +68,15 @@ def load_model(name_or_path: str | Path = "auto", device: str | torch.device = "
         InputError: unknown name, missing file, or weights that do not fit the architecture.
     """
     dev = resolve_device(device)
-    if str(name_or_path) in ("random", "lite", "paper"):
+    name = str(name_or_path)
+    if name in ("random", "random-lite", "random-paper"):
         torch.manual_seed(seed)
-        preset = "lite" if str(name_or_path) == "random" else str(name_or_path)
+        preset = "paper" if name == "random-paper" else "lite"
         model = SSMLQNet(ModelConfig.from_preset(preset))
         model.source = f"random-init {preset} (seed {seed})"
         return model.eval().to(dev)
-    if str(name_or_path) == "auto":
-        path = weights_for(modality, dev)
+    if name in ("auto", *WEIGHTS):
+        path = weights_for(modality, AUTO_PRESET if name == "auto" else name)
         if path is None:
             raise InputError("no trained weights are shipped in register/weights; train them "
                              "with `python -m pipelines.train` or pass --model PATH")
@@ -83,7 +84,7 @@ def load_model(name_or_path: str | Path = "auto", device: str | torch.device = "
         path = Path(name_or_path)
         if not path.exists():
             raise InputError(f"weights file {path} does not exist; pass a .pt file written by "
-                             "pipelines.train, or --model auto")
+                             "pipelines.train, or --model auto, lite or paper")
     ck = _read_weights(path)
     try:
         cfg = dict(ck["config"])

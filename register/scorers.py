@@ -98,7 +98,7 @@ class NetworkScorer:
 
 def needs_network(match: MatchConfig) -> bool:
     """Whether SSML-QNet's probabilities can change the selected matches."""
-    return match.selection != "structural" or match.min_probability > 0
+    return match.selection != "structural" or match.gate > 0
 
 
 def make_scorer(cfg: Config, *, device: str = "auto", model=None) -> Scorer:

@@ -21,7 +21,11 @@ from register.io import read_image, to_gray, write_raster
 REPORT_KEYS = {"status", "homography_moving_to_fixed", "num_keypoints", "num_candidates",
                "num_matches", "num_inliers", "inlier_rmse_px", "timings_s", "device", "scorer",
                "versions"}
-SRIF_CFG = Config().replace(max_keypoints=96, refine_iterations=1)
+#: the pipeline's rules were each found and tested with the structural scorer (these tests pass a
+#: random network, which must not rank anything); the network default is tested in test_run.py
+#: and test_scorers.py, and measured on the validation and test splits (docs/results.md)
+STRUCTURAL = Config().replace(selection="structural")
+SRIF_CFG = STRUCTURAL.replace(max_keypoints=96, refine_iterations=1)
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +64,7 @@ def test_register_pair_result_fields(srif):
     assert len(m) == c["num_matches"] == len(r.inliers) and r.inliers.dtype == bool
     assert int(r.inliers.sum()) == c["num_inliers"]
     assert m.xy_fixed.shape == m.xy_moving.shape == (len(m), 2)
-    assert ((m.probability >= SRIF_CFG.match.min_probability) & (m.probability <= 1)).all()
+    assert ((m.probability >= SRIF_CFG.match.gate) & (m.probability <= 1)).all()
     # inliers agree with H to the RANSAC threshold, and rmse_px is their RMSE
     err = np.linalg.norm(transfer(r.H, m.xy_moving[r.inliers]) - m.xy_fixed[r.inliers], axis=1)
     assert err.max() <= SRIF_CFG.estimate.ransac_threshold + 1e-3
@@ -111,7 +115,7 @@ def test_write_outputs_files_and_report(srif, tmp_path):
 
 def test_register_pair_failed_writes_report_and_failure_figures(rgbn, random_model, tmp_path):
     fixed, moving = rgbn
-    cfg = Config().replace(max_keypoints=96, min_inliers=10_000)
+    cfg = STRUCTURAL.replace(max_keypoints=96, min_inliers=10_000)
     r = register_pair(fixed, moving, cfg, model=random_model)
     assert r.status == "failed" and not r.ok
     assert r.reason and "10000" in r.reason
@@ -146,14 +150,14 @@ def test_register_pair_unsupported_reports_counts_of_closest_hypothesis(data_roo
     from pipelines.datasets import load_pair, validation_pairs
 
     pair = next(p for p in validation_pairs("opt-sar", every=3) if p.name == "54")
-    r = register_pair(*load_pair(pair), Config(), model=random_model)
+    r = register_pair(*load_pair(pair), STRUCTURAL, model=random_model)
     assert r.status == "failed" and "no hypothesis was supported" in r.reason, r.reason
     quoted = re.search(r"among (\d+) matches|only (\d+) matches survived", r.reason)
     assert quoted, r.reason
     c = r.counts
     assert c["num_matches"] == int(quoted.group(1) or quoted.group(2)) > 10
     assert c["num_matches"] <= c["num_keypoints"] and c["num_inliers"] == 0
-    assert c["num_candidates"] == c["num_keypoints"] * Config().match.shortlist
+    assert c["num_candidates"] == c["num_keypoints"] * STRUCTURAL.match.shortlist
 
 
 def test_register_pair_keeps_confirmed_georeferencing_over_worse_fit(bigearthnet_tile_pair,
@@ -164,7 +168,7 @@ def test_register_pair_keeps_confirmed_georeferencing_over_worse_fit(bigearthnet
     kept (with the small-frame enlargement alone, the fitted transform was returned 4.3 px
     off; before it, the pair failed with 8 matches)."""
     fr, mr = (read_image(p) for p in bigearthnet_tile_pair)
-    r = register_pair(fr, mr, Config(), model=random_model)
+    r = register_pair(fr, mr, STRUCTURAL, model=random_model)
     assert r.ok, r.reason
     assert r.verification["transform"] == "georeferencing"
     G = georef_homography(fr, mr)
@@ -173,7 +177,7 @@ def test_register_pair_keeps_confirmed_georeferencing_over_worse_fit(bigearthnet
     assert fitted["source"] == "georeferencing" and fitted["confirmed"]
     assert corner_distance(np.array(fitted["H"]), G, fr.shape) > 3.0
     assert fitted["z"] < r.verification["z_at_zero_shift"]
-    assert Config().estimate.min_inliers <= r.counts["num_inliers"] < r.counts["num_matches"]
+    assert STRUCTURAL.estimate.min_inliers <= r.counts["num_inliers"] < r.counts["num_matches"]
 
 
 def test_register_pair_georeferenced(rgbn, random_model, tmp_path, corner_error):
@@ -182,7 +186,7 @@ def test_register_pair_georeferenced(rgbn, random_model, tmp_path, corner_error)
     assert fr.georeferenced and mr.georeferenced
     # one band-luminance modality on both sides: the structural shortlist alone must find the
     # offset, so the random network is bypassed (one candidate, any probability)
-    cfg = Config().replace(max_keypoints=96, refine_iterations=1, shortlist=1, min_probability=0.0)
+    cfg = STRUCTURAL.replace(max_keypoints=96, refine_iterations=1, shortlist=1, min_probability=0.0)
     r = register_pair(fixed, moving, cfg, model=random_model)
     assert r.ok, r.reason
     assert r.hypothesis == "georeferencing"
@@ -221,7 +225,7 @@ def test_register_pair_non_overlapping_footprints(rgbn, random_model, tmp_path):
     far = tmp_path / "far.tif"
     write_raster(far, mr.data, crs=mr.crs, transform=Affine(t.a, t.b, t.c + 1e5, t.d, t.e, t.f))
     with pytest.raises(InputError, match="overlap"):
-        register_pair(fixed, far, Config(max_keypoints=32), model=random_model)
+        register_pair(fixed, far, STRUCTURAL.replace(max_keypoints=32), model=random_model)
 
 
 def test_register_pair_picks_confirmed_hypothesis_not_most_inliers(random_model):
@@ -232,11 +236,11 @@ def test_register_pair_picks_confirmed_hypothesis_not_most_inliers(random_model)
 
     pair = next(p for p in validation_pairs("opt-ir") if p.name == "20")
     fixed, moving = load_pair(pair)
-    res = register_pair(fixed, moving, Config(), model=random_model)
+    res = register_pair(fixed, moving, STRUCTURAL, model=random_model)
     assert res.status == "ok", res.reason
     m, c = checkpoints(pair, fixed.shape, moving.shape)
     assert pair_error(res.H, m, c) < 5.0
-    assert res.verification["z_at_zero_shift"] >= Config().policy.verify_min_z
+    assert res.verification["z_at_zero_shift"] >= STRUCTURAL.policy.verify_min_z
 
 
 
@@ -249,12 +253,12 @@ def test_register_pair_confirmed_by_keypoints_when_check_is_weak(random_model):
 
     pair = next(p for p in validation_pairs("vis-nir", every=3) if p.name == "0002")
     fixed, moving = load_pair(pair)
-    res = register_pair(fixed, moving, Config(modality="vis-nir"), model=random_model)
+    res = register_pair(fixed, moving, STRUCTURAL.replace(modality="vis-nir"), model=random_model)
     assert res.ok and res.verification["confirmed_by"] == "keypoints"
-    assert res.verification["z_at_zero_shift"] < Config().policy.verify_min_z
-    assert res.verification["keypoint_support"] >= Config().policy.keypoint_confirm_inliers
+    assert res.verification["z_at_zero_shift"] < STRUCTURAL.policy.verify_min_z
+    assert res.verification["keypoint_support"] >= STRUCTURAL.policy.keypoint_confirm_inliers
     assert pair_error(res.H, *checkpoints(pair, fixed.shape, moving.shape)) < 3.0
-    off = register_pair(fixed, moving, Config().replace(modality="vis-nir", keypoint_confirm_inliers=0),
+    off = register_pair(fixed, moving, STRUCTURAL.replace(modality="vis-nir", keypoint_confirm_inliers=0),
                         model=random_model)
     assert not off.ok and "SIFT correspondences" in off.reason
 
@@ -267,11 +271,11 @@ def test_register_pair_accept_z_ends_search_early(data_root, random_model):
 
     _, f, m = PAIRS[0]
     fixed, moving = crop512(read_image(data_root / f)), crop512(read_image(data_root / m))
-    full = register_pair(fixed, moving, Config().replace(accept_z=0.0), model=random_model)
+    full = register_pair(fixed, moving, STRUCTURAL.replace(accept_z=0.0), model=random_model)
     first = full.candidates[0]
     assert full.ok and first["confirmed"] and len(full.candidates) > 1
-    assert first["num_inliers"] < 3 * Config().estimate.min_inliers  # not ended by the inlier share
-    fast = register_pair(fixed, moving, Config().replace(accept_z=first["z"] - 0.5), model=random_model)
+    assert first["num_inliers"] < 3 * STRUCTURAL.estimate.min_inliers  # not ended by the inlier share
+    fast = register_pair(fixed, moving, STRUCTURAL.replace(accept_z=first["z"] - 0.5), model=random_model)
     assert fast.ok and len(fast.candidates) == 1
     assert corner_distance(fast.H, full.H, fixed.shape) < 3.0
 
@@ -286,10 +290,10 @@ def test_register_pair_rejects_bent_homography(data_root, random_model):
 
     pair = next(p for p in validation_pairs("opt-sar", scales=(1.6, 2.0)) if p.name == "30")
     fixed, moving = load_pair(pair)
-    cfg = Config(modality="opt-sar", transform="homography")
+    cfg = STRUCTURAL.replace(modality="opt-sar", transform="homography")
     res = register_pair(fixed, moving, cfg, model=random_model)
     assert not res.ok and "affine" in res.reason, res.reason
-    assert res.verification["affine_deviation_px"] > Config().policy.max_affine_deviation
+    assert res.verification["affine_deviation_px"] > STRUCTURAL.policy.max_affine_deviation
     off = register_pair(fixed, moving, cfg.replace(max_affine_deviation=0.0, rescued_min_z=0.0),
                         model=random_model)
     assert off.ok and pair_error(off.H, *checkpoints(pair, fixed.shape, moving.shape)) > 20
@@ -305,14 +309,14 @@ def test_register_pair_weak_check_needs_inliers(data_root, random_model):
 
     pair = next(p for p in validation_pairs("opt-ir", scales=(1.6, 2.0)) if p.name == "130")
     fixed, moving = load_pair(pair)
-    cfg = Config().replace(low_z=11.0, low_z_min_inliers=24, transform="homography")
+    cfg = STRUCTURAL.replace(low_z=11.0, low_z_min_inliers=24, transform="homography")
     assert not register_pair(fixed, moving, cfg.replace(transform="auto"), model=random_model).ok
     res = register_pair(fixed, moving, cfg, model=random_model)
     assert not res.ok, res.reason
     # the wrong hypothesis passes the check (z >= 9) but is not confirmed for lack of inliers;
     # refined anyway, it then fails on the rescue rule
     first = res.candidates[0]
-    assert Config().policy.verify_min_z <= first["z"] < 11.0 and first["num_inliers"] < 24
+    assert STRUCTURAL.policy.verify_min_z <= first["z"] < 11.0 and first["num_inliers"] < 24
     assert not first["confirmed"]
     off = register_pair(fixed, moving, cfg.replace(low_z=0.0), model=random_model)
     assert off.candidates[0]["confirmed"]
@@ -328,10 +332,10 @@ def test_register_pair_small_footprint_matches_on_enlarged_fixed_frame(data_root
 
     pair = next(p for p in validation_pairs("opt-ir", scales=(1.6, 2.0)) if p.name == "20")
     fixed, moving = load_pair(pair)
-    res = register_pair(fixed, moving, Config(), model=random_model)
+    res = register_pair(fixed, moving, STRUCTURAL, model=random_model)
     assert res.ok, res.reason
     assert pair_error(res.H, *checkpoints(pair, fixed.shape, moving.shape)) < 3.0
-    off = register_pair(fixed, moving, Config().replace(match_max_zoom=1.0), model=random_model)
+    off = register_pair(fixed, moving, STRUCTURAL.replace(match_max_zoom=1.0), model=random_model)
     assert not off.ok
 
 
@@ -345,11 +349,11 @@ def test_register_pair_small_fixed_image_matches_on_enlarged_frame(data_root, ra
 
     pair = next(p for p in validation_pairs("opt-sar", every=3) if p.name == "99")
     fixed, moving = load_pair(pair)
-    assert max(fixed.shape) < Config().frames.match_min_side
-    res = register_pair(fixed, moving, Config(), model=random_model)
+    assert max(fixed.shape) < STRUCTURAL.frames.match_min_side
+    res = register_pair(fixed, moving, STRUCTURAL, model=random_model)
     assert res.ok, res.reason
     assert pair_error(res.H, *checkpoints(pair, fixed.shape, moving.shape)) < 5.0
-    off = register_pair(fixed, moving, Config().replace(match_max_zoom=1.0), model=random_model)
+    off = register_pair(fixed, moving, STRUCTURAL.replace(match_max_zoom=1.0), model=random_model)
     assert not off.ok and "no hypothesis was supported" in off.reason, off.reason
     assert off.counts["num_keypoints"] < res.counts["num_keypoints"]
 
@@ -365,11 +369,11 @@ def test_register_pair_refined_transform_needs_clear_check_when_nothing_was_conf
 
     pair = next(p for p in validation_pairs("opt-sar", every=3) if p.name == "87")
     fixed, moving = load_pair(pair)
-    cfg = Config(modality="opt-sar", transform="homography")
+    cfg = STRUCTURAL.replace(modality="opt-sar", transform="homography")
     assert not register_pair(fixed, moving, cfg.replace(transform="auto"), model=random_model).ok
     res = register_pair(fixed, moving, cfg, model=random_model)
     assert not res.ok and "after refinement" in res.reason, res.reason
-    assert res.verification["z_at_zero_shift"] < Config().policy.rescued_min_z
+    assert res.verification["z_at_zero_shift"] < STRUCTURAL.policy.rescued_min_z
     off = register_pair(fixed, moving, cfg.replace(rescued_min_z=0.0), model=random_model)
     assert off.ok and pair_error(off.H, *checkpoints(pair, fixed.shape, moving.shape)) > 10
 
@@ -384,7 +388,7 @@ def test_register_pair_recentres_on_check_peak(data_root, random_model):
 
     pair = next(p for p in validation_pairs("opt-sar", every=3) if p.name == "75")
     fixed, moving = load_pair(pair)
-    cfg = Config(modality="opt-sar")
+    cfg = STRUCTURAL.replace(modality="opt-sar")
     res = register_pair(fixed, moving, cfg, model=random_model)
     assert res.ok and res.verification["recentred"], res.reason
     assert res.verification["peak_shift_px"] <= cfg.policy.verify_max_shift
@@ -408,7 +412,7 @@ def test_register_pair_recovers_warped_copy_to_sub_pixel_accuracy(data_root, ran
     W = similarity(137.0, 0.8, ((w - 1) / 2, (h - 1) / 2), ((w - 1) / 2 + 9.3, (h - 1) / 2 - 4.6))
     data, nodata = warp_raster(fixed, W, fixed.shape)
     moving = Raster(data, warp_valid(fixed.valid, W, fixed.shape), nodata=nodata)
-    res = register_pair(fixed, moving, Config(modality="vis-nir"), model=random_model)
+    res = register_pair(fixed, moving, STRUCTURAL.replace(modality="vis-nir"), model=random_model)
     assert res.ok, res.reason
     assert corner_distance(res.H, np.linalg.inv(W), fixed.shape) < 0.05
     assert res.verification["transform"] == "affine"  # a similarity: no perspective to fit
@@ -421,7 +425,7 @@ def test_register_pair_auto_transform_keeps_the_homography_of_a_projective_pair(
     transform as ``"homography"``, confirmed at a higher z than the best affine fit."""
     d = data_root / "mifnet_examples"
     fixed, moving = read_image(d / "opt_sar_1.png"), read_image(d / "opt_sar_2.png")
-    cfg = Config(modality="opt-sar")
+    cfg = STRUCTURAL.replace(modality="opt-sar")
     res = register_pair(fixed, moving, cfg, model=random_model)
     assert res.ok and res.verification["transform"] == "homography", res.reason
     assert res.verification["affine_deviation_px"] > 20

@@ -57,3 +57,15 @@ def test_config_from_dict_names_unknown_keys(bad, named):
 def test_saved_configs_load_and_change_something(path):
     cfg = config_from_dict(json.loads(path.read_text()))
     assert cfg != Config()
+
+
+@pytest.mark.parametrize("selection,min_probability,gate", [
+    ("structural", None, 0.0),  # no network, no gate
+    ("fused", None, 0.3),
+    ("network", None, 0.5),
+    ("structural", 0.4, 0.4),  # the network only gates
+    ("fused", 0.0, 0.0),
+])
+def test_match_gate_is_the_selections_own_unless_set(selection, min_probability, gate):
+    cfg = Config().replace(selection=selection, min_probability=min_probability)
+    assert cfg.match.gate == gate

@@ -242,14 +242,17 @@ def test_main_unwritable_out_dir_exits_2_before_any_work(where, rgbn, tmp_path, 
 def test_main_aligned_georeferenced_pair_says_georeferencing_left_as_it_is(data_root, tmp_path,
                                                                           capsys):
     """BigEarthNet 36_85: Sentinel-2 and Sentinel-1 already on one grid, and no correction can
-    be confirmed. The failure says so plainly (it said "probably wrong" with nothing written),
-    and --georef-fallback writes the moving image resampled by the georeferencing alone."""
+    be confirmed with the structural scorer (the network default confirms the georeferencing
+    here, at identity). The failure says so plainly (it said "probably wrong" with nothing
+    written), and --georef-fallback writes the moving image resampled by the georeferencing
+    alone."""
     from pipelines.datasets import split
 
     pair = next(p for p in split("georef/opt-sar") if p.name.endswith("_36_85"))
     fixed, moving = data_root / pair.fixed, data_root / pair.moving
     out = tmp_path / "plain"
-    rc = main([str(fixed), str(moving), "--quiet", "--out-dir", str(out)])
+    rc = main([str(fixed), str(moving), "--quiet", "--scorer", "structural", "--out-dir",
+               str(out)])
     err = capsys.readouterr().err
     assert rc == 1 and "no correction confirmed; the georeferencing was left as it is" in err
     assert not (out / "aligned.tif").exists()
@@ -258,7 +261,8 @@ def test_main_aligned_georeferenced_pair_says_georeferencing_left_as_it_is(data_
                                                                "peak_shift_px"}
     assert doc["aligned_by"] is None
     out = tmp_path / "fallback"
-    rc = main([str(fixed), str(moving), "--quiet", "--out-dir", str(out), "--georef-fallback"])
+    rc = main([str(fixed), str(moving), "--quiet", "--scorer", "structural", "--out-dir", str(out),
+               "--georef-fallback"])
     err = capsys.readouterr().err
     assert rc == 1 and "--georef-fallback" in err and len(_err_lines(err)) == 1
     doc = json.loads((out / "report.json").read_text())

@@ -177,10 +177,11 @@ def test_save_weights_splits_float16_parts_and_loads_back(tmp_path):
         load_model(tmp_path / "w.pt")
 
 
-def test_weights_for_picks_the_paper_network_on_cuda_and_the_lite_preset_on_cpu():
+def test_load_model_auto_is_the_lite_preset_and_paper_the_shipped_paper_width():
     from register.score import weights_for
 
-    gpu, cpu = weights_for("opt-sar", "cuda"), weights_for("opt-sar", torch.device("cpu"))
-    assert gpu.name == "ssml_qnet_paper_all.pt" and cpu.name == "ssml_qnet_lite_all.pt"
-    assert load_model(gpu).config.preset == "paper"  # float16 parts merged, strict keys
-    assert load_model(cpu).config.preset == "lite"
+    assert weights_for("opt-sar").name == "ssml_qnet_lite_all.pt"
+    assert load_model("auto").source == "ssml_qnet_lite_all.pt"
+    paper = load_model("paper")  # float16 parts merged, strict keys
+    assert paper.config.preset == "paper" and paper.source == "ssml_qnet_paper_all.pt"
+    assert load_model("random-paper").source.startswith("random-init paper")

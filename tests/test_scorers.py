@@ -16,10 +16,10 @@ from register.structural import oriented_gradient_channels
 
 
 @pytest.mark.parametrize("changes, network", [
-    ({}, False),
+    ({}, True),  # the default: fused
+    ({"selection": "structural"}, False),
     ({"selection": "network"}, True),
-    ({"selection": "fused"}, True),
-    ({"min_probability": 0.3}, True),  # a probability gate needs probabilities
+    ({"selection": "structural", "min_probability": 0.3}, True),  # a gate needs probabilities
 ])
 def test_needs_network_follows_selection_and_gate(changes, network):
     assert needs_network(Config().replace(**changes).match) is network
@@ -30,7 +30,7 @@ def test_make_scorer_structural_never_loads_weights(monkeypatch):
         raise AssertionError("load_model called for the structural scorer")
 
     monkeypatch.setattr(register.score, "load_model", refuse)
-    scorer = make_scorer(Config(model="/no/such/weights.pt"))
+    scorer = make_scorer(Config(model="/no/such/weights.pt").replace(selection="structural"))
     assert isinstance(scorer, StructuralScorer)
     assert scorer.info() == {"name": "structural", "device": "cpu"}
 

@@ -118,7 +118,7 @@ def test_batch_loss_with_teacher_mixes_labels_and_teacher_scores():
     from register.score import load_model, weights_for
 
     torch.manual_seed(0)
-    student, teacher = load_model("lite", seed=1), load_model(weights_for("all"))
+    student, teacher = load_model("random-lite", seed=1), load_model(weights_for("all"))
     a, b = torch.rand(8, 1, 64, 64), torch.rand(8, 1, 64, 64)
     y = torch.tensor([0, 1] * 4)
     args = argparse.Namespace(amp=False, distill_alpha=0.0, distill_temperature=2.0)
