@@ -112,8 +112,7 @@ def _patch_note(cfg: dict) -> str:
 
 def card_lines(args, ck: dict, cfg: dict, log: list[dict], rows: list[dict] | None,
                files: list[Path]) -> list[str]:
-    """The model card's lines: preset and cost, data, training command and time, validation
-    curve and, with ``rows``, the test FPR95 table."""
+    """The card: preset and cost, data, training, validation curve, test FPR95 (``rows``)."""
     model = load_model(files[0], "cpu")
     flops = count_flops(model)
     paper = count_flops(SSMLQNet(ModelConfig.from_preset("paper")))

@@ -81,6 +81,9 @@ class MatchConfig:
     # a match needs at least this probability (> 0 needs the network); None: the selection's
     # own gate, SELECTION_GATES[selection]
     min_probability: float | None = None
+    # the network scores matching passes whose window radius is at least this (px of the
+    # matching frame); narrower refinement passes rank by the structural correlation alone
+    network_min_radius: float = 0.0
     ratio: float = 1.0  # the chosen candidate's score must beat ratio x the runner-up's
     refine_iterations: int = 2  # matching passes after the first, each with a halved window
     batch_size: int = 512  # patch pairs per network batch

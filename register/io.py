@@ -185,10 +185,9 @@ def read_image(path: str | os.PathLike, *, window: Window | None = None,
 
 
 def _read_plain(p: Path, *, window=None, max_side: int | None = None) -> Raster:
-    """Read a PNG or JPEG (Pillow) or a TIFF (OpenCV) when rasterio is not installed (the GPU
-    training recipe, ``pipelines/gpu_recipe.sh``): all bands in file order, no georeferencing,
-    nodata or band metadata. On this project's data the pixels equal rasterio's except in colour
-    JPEGs, whose decoders differ by about 0.1 grey level on average (``tests/test_io.py``)."""
+    """Read a PNG or JPEG (Pillow) or a TIFF (OpenCV) without rasterio (the GPU training
+    recipe): all bands, no georeferencing, nodata or band metadata. Pixels equal rasterio's
+    except in colour JPEGs, 0.26 grey levels apart on average (``tests/test_io.py``)."""
     if window is not None or max_side is not None:
         raise InputError(f"{p}: windowed or decimated reads need rasterio; install it "
                          "(pip install -r requirements.txt)")
@@ -200,7 +199,7 @@ def _read_plain(p: Path, *, window=None, max_side: int | None = None) -> Raster:
             with Image.open(p) as im:
                 data = np.asarray(im)
         except OSError:
-            data = None
+            pass
     else:
         data = cv2.imread(str(p), cv2.IMREAD_UNCHANGED)
         if data is not None and data.ndim == 3 and data.shape[2] in (3, 4):  # BGR(A) -> RGB(A)

@@ -194,7 +194,8 @@ class Pipeline:
                           radius=radius, k=k, half=TEMPLATE_HALF)
         timer.add("shortlist", t)
         n = len(cands)
-        prob = self.scorer.score(frame.image, mi, cands, timer)
+        prob = (self.scorer.score(frame.image, mi, cands, timer)
+                if radius >= mc.network_min_radius else None)
         prob = np.ones((n, k), np.float32) if prob is None else prob
         prob = np.where(np.isfinite(cands.structural), prob, 0.0)
         keep, best = select(prob, cands.structural, min_probability=mc.gate,

@@ -66,3 +66,25 @@ def test_try_hypotheses_finds_the_truth_and_reports_rows(pipe_and_truth):
     assert corner_distance(trial.best.judged.est.H, H, pipe.fixed.image.shape) < 5.0
     assert len(trial.rows) == trial.tried - len(trial.unsupported)
     assert {"source", "z", "confirmed", "H"} <= set(trial.rows[0])
+
+
+def test_match_scores_with_the_network_only_from_network_min_radius(data_root, srif_opt_ir_pair):
+    """Passes with a window under ``network_min_radius`` rank by the structural correlation and
+    do not call the scorer."""
+    p = srif_opt_ir_pair
+    cfg = Config(max_keypoints=32).replace(network_min_radius=16)
+    fw, mw, Sf, Sm = working_images(read_image(data_root / p.fixed),
+                                    read_image(data_root / p.moving), cfg)
+    calls = []
+
+    class Counting(StructuralScorer):
+        def score(self, fixed, moving, cands, timer):
+            calls.append(len(cands))
+            return np.full(cands.structural.shape, 0.9, np.float32)
+
+    pipe = Pipeline(fw, mw, cfg, Counting(), Timer(), lambda msg: None)
+    H = Sf @ p.H_array @ np.linalg.inv(Sm)
+    wide, narrow = pipe.match(H, 16), pipe.match(H, 8)
+    assert len(calls) == 1 and calls[0] == wide.keypoints
+    assert np.allclose(wide.matches.probability, 0.9)
+    assert np.allclose(narrow.matches.probability, 1.0)  # no probabilities: structural ranking
