@@ -6,7 +6,7 @@ Scoring every position of that window with the network would cost thousands of p
 keypoint, so a cheap structural correlation (oriented-gradient channels, see
 :func:`register.structural.oriented_gradient_channels`) proposes a *shortlist* of its ``k`` best
 local maxima; only those are scored, by the scorer the config selects (:mod:`register.scorers`:
-the structural correlation itself by default, or SSML-QNet).
+SSML-QNet by default, or the structural correlation itself).
 
 Selection: a keypoint keeps its best-scoring candidate (by ``mode``: structural correlation,
 network probability, or both fused) when its probability reaches ``min_probability`` and its

@@ -4,9 +4,9 @@ scorers.
 A scorer gets the fixed frame, the moving image resampled into it under a hypothesis, and the
 :class:`~register.match.Candidates` the structural correlation shortlisted, and returns their
 match probabilities, or None when it has none to give (the candidates are then ranked by their
-structural correlation alone). :class:`StructuralScorer` is that ranking (the default: with the
-shipped weights the network does not beat it on the validation split, ``docs/results.md``);
-:class:`NetworkScorer` scores the 64x64 patch pairs with SSML-QNet, computing each patch's
+structural correlation alone). :class:`StructuralScorer` is that ranking (``selection
+"structural"``); :class:`NetworkScorer` (the default, fused selection: best on the validation
+split, ``docs/results.md``) scores the 64x64 patch pairs with SSML-QNet, computing each patch's
 branch features once (:mod:`register.score`, the only module that moves tensors between
 devices). :func:`make_scorer` picks one from a config and loads weights only for the network.
 """
