@@ -6,7 +6,8 @@
 The GPU machine this is for has CUDA torch, numpy, OpenCV, Pillow and scikit-image but no
 rasterio, kornia or internet, so the bundle carries everything else the recipe reads:
 
-* ``code/``: the ``register`` and ``pipelines`` packages and ``data/splits.json``;
+* ``code/``: the ``register`` and ``pipelines`` packages (without the shipped weights) and
+  ``data/splits.json``;
 * ``data/``: ``MANIFEST.md``, the ground-truth files, every image of the training split, and
   the images of the ``--test-sets`` whose test FPR95 the recipe should report (VIS-LWIR: the
   aligned MSRS originals the patch evaluation cuts); folders the dataset lists scan are made
@@ -28,6 +29,7 @@ from pathlib import Path
 
 from pipelines.datasets import LWIR_FIELD, all_pairs
 from register.config import data_root
+from register.score import read_weights, save_weights
 
 REPO = Path(__file__).resolve().parents[1]
 TEST_SETS = ("opt-sar", "opt-ir", "vis-nir", "vis-lwir")
@@ -75,7 +77,9 @@ def _plan(args: argparse.Namespace, tests: list[str]) -> list[tuple[Path, Path]]
     plan = [(root / f, Path("data") / f) for f in data_files(tests)]
     for pkg in ("register", "pipelines"):
         plan += [(f, Path("code") / f.relative_to(REPO)) for f in sorted((REPO / pkg).rglob("*"))
-                 if f.is_file() and "__pycache__" not in f.parts and f.suffix != ".pyc"]
+                 if f.is_file() and "__pycache__" not in f.parts and f.suffix != ".pyc"
+                 and f.suffix != ".pt"]  # not the shipped weights (23 MB): the recipe trains
+
     plan.append((REPO / "data" / "splits.json", Path("code/data/splits.json")))
     plan.append((REPO / "pipelines" / "gpu_recipe.sh", Path("recipe.sh")))
     if args.wheels is not None:
@@ -94,11 +98,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {why}", file=sys.stderr)
         return 2
     plan = _plan(args, tests)
-    init_mb = 0.0
-    if args.init is not None:
-        from register.score import load_model
-
-        init_mb = sum(p.numel() * 2 for p in load_model(args.init).parameters()) / 1e6
+    init = None if args.init is None else read_weights(args.init)  # parts merged
+    init_mb = 0.0 if init is None else sum(  # float16 floating tensors
+        v.numel() * (2 if v.is_floating_point() else v.element_size())
+        for v in init["model"].values()) / 1e6
     total = sum(src.stat().st_size for src, _ in plan) / 1e6 + init_mb
     if total > args.max_mb:
         print(f"error: the bundle would hold {total:.1f} MB, over --max-mb {args.max_mb:g}; "
@@ -111,8 +114,9 @@ def main(argv: list[str] | None = None) -> int:
         shutil.copyfile(src, tmp / rel)
     for d in SCANNED_DIRS:
         (tmp / "data" / d).mkdir(parents=True, exist_ok=True)
-    if args.init is not None:
-        _init_weights(args.init, tmp / "init")
+    if init is not None:
+        save_weights(init["model"], init["config"], tmp / "init" / "init.pt",
+                     meta={"from": args.init.name, "val_fpr95": init.get("val_fpr95")})
     size = sum(f.stat().st_size for f in tmp.rglob("*") if f.is_file()) / 1e6
     doc = {"test_sets": tests, "init": str(args.init) if args.init else None, "files": len(plan),
            "mb": round(size, 2), "by": "pipelines.gpu_bundle", "argv": argv or sys.argv[1:]}
@@ -120,17 +124,6 @@ def main(argv: list[str] | None = None) -> int:
     tmp.rename(args.out)
     print(f"{args.out}: {size:.1f} MB, {len(plan)} files")
     return 0
-
-
-def _init_weights(src: Path, dest_dir: Path) -> None:
-    import torch
-
-    from register.score import save_weights
-
-    ck = torch.load(src, map_location="cpu", weights_only=True)
-    dest_dir.mkdir(parents=True, exist_ok=True)
-    save_weights(ck["model"], ck["config"], dest_dir / "init.pt",
-                 meta={"from": src.name, "val_fpr95": ck.get("val_fpr95")})
 
 
 if __name__ == "__main__":

@@ -18,8 +18,9 @@
 # benchmark. Sizes come from the environment; the defaults fit 10 minutes on an H200 with 16
 # cores and fine-tune the bundle's --init weights (on 2026-12-04: 437 s with 3 + 1.5 minutes of
 # training; from scratch the paper-width network needs about 25 epochs, 8 minutes): DEVICE,
-# SEEDS, PER_IMAGE, EPOCHS, LR, BATCH, STUDENT_EPOCHS, STUDENT_LR, MINUTES, STUDENT_MINUTES, MODS (modalities), PRESET (of step 2; lite for a quick check), BENCH (0 skips
-# it), BENCH_ARGS, JOBS, WORK (scratch folder).
+# SEEDS, PER_IMAGE, EPOCHS, LR, BATCH, STUDENT_EPOCHS, STUDENT_LR, MINUTES, STUDENT_MINUTES,
+# MODS (modalities), PRESET (of step 2; lite for a quick check), BENCH (0 skips it),
+# BENCH_ARGS, JOBS, WORK (scratch folder).
 set -uo pipefail
 B=$(cd "${1:?usage: recipe.sh BUNDLE OUT}" && pwd)
 OUT=${2:?usage: recipe.sh BUNDLE OUT}

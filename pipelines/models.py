@@ -22,7 +22,7 @@ class Models:
     def get(self, modality: str):
         from register.score import load_model, weights_for
 
-        key = str(weights_for(modality)) if self.name == "auto" else self.name
+        key = str(weights_for()) if self.name == "auto" else self.name
         if key not in self._cache:
-            self._cache[key] = load_model(self.name, self.device, modality=modality)
+            self._cache[key] = load_model(self.name, self.device)
         return self._cache[key]

@@ -136,7 +136,8 @@ def run_patches(args, log: Callable[[str], None]) -> tuple[list[dict], list[dict
     per_pair, summary = [], []
     for s in args.sets:
         model = models.get(config_modality(s))
-        row: dict = {"set": s}
+        info = model_info(model)
+        row: dict = {"set": s, "weights": info["weights"], "preset": info["preset"]}
         for protocol in protocols:
             d = _load(files[protocol][s], s)
             if d is None:
@@ -149,19 +150,16 @@ def run_patches(args, log: Callable[[str], None]) -> tuple[list[dict], list[dict
                                batch_size=args.batch_size)
             dt = time.perf_counter() - t0
             lab, pid, kind = d["label"][sel], d["pair"][sel], d["kind"][sel]
+            row["image_pairs"] = len(keep_ids)
             if protocol == "pipeline":
                 rnd = np.isin(kind, [KINDS.index("positive"), KINDS.index("random")])
-                info = model_info(model)
-                row.update(image_pairs=len(keep_ids), patch_pairs=int(sel.sum()),
+                row.update(patch_pairs=int(sel.sum()),
                            positives=int(lab.sum()), fpr95=fpr_at_recall(prob, lab),
                            fpr95_random_negatives=fpr_at_recall(prob[rnd], lab[rnd]),
-                           seconds=dt, weights=info["weights"], preset=info["preset"],
-                           patch_file=d["file"])
+                           seconds=dt, patch_file=d["file"])
             else:
-                info = model_info(model)
                 row.update(paper_patch_pairs=int(sel.sum()), fpr95_paper=fpr_at_recall(prob, lab),
-                           paper_patch_file=d["file"], weights=info["weights"],
-                           preset=info["preset"], image_pairs=len(keep_ids))
+                           paper_patch_file=d["file"])
             log(f"{s} ({protocol} protocol): FPR95 {fpr_at_recall(prob, lab):.2f}% on "
                 f"{int(sel.sum())} patch pairs ({dt:.1f}s)")
             for i in keep_ids:

@@ -21,6 +21,7 @@ measurement, so a run stopped early keeps what it measured) with the resolved co
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import platform
 import sys
@@ -31,6 +32,7 @@ import numpy as np
 import torch
 
 from register.nn.ssml_qnet import count_flops
+from register.patches import to_tensor
 from register.score import load_model, resolve_device, score_pairs
 
 VARIANTS = ("library", "eager_bf16", "channels_last", "compile")
@@ -88,7 +90,7 @@ def _variant_fn(name: str, model, a: torch.Tensor, b: torch.Tensor, dev: torch.d
     t0 = time.perf_counter()
     net = model
     if name == "channels_last":
-        net = model.to(memory_format=torch.channels_last)
+        net = copy.deepcopy(model).to(memory_format=torch.channels_last)  # model stays NCHW
         a, b = (x.contiguous(memory_format=torch.channels_last) for x in (a, b))
     elif name == "compile":
         net = torch.compile(model)
@@ -116,13 +118,11 @@ def measure(args: argparse.Namespace, dev: torch.device, record) -> None:
             if name == "library":
                 fn = lambda: score_pairs(model, pf, pm, batch_size=bs)  # noqa: E731
             else:
-                a = torch.from_numpy(pf).to(dev).float().div_(255).unsqueeze(1)
-                b = torch.from_numpy(pm).to(dev).float().div_(255).unsqueeze(1)
+                a, b = to_tensor(pf).to(dev), to_tensor(pm).to(dev)
                 fn, prep = _variant_fn(name, model, a, b, dev)
             dt = timed(fn, dev, args.seconds)
             record({"variant": name, "batch": bs, "pairs_per_s": bs / dt,
                     "tflops": bs / dt * flops / 1e12, "prepare_s": round(prep, 2)})
-            model = load_model(f"random-{args.preset}", dev, seed=args.seed)  # undo layout changes
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -59,10 +59,10 @@ def _patch_eval_rows(path: Path | None) -> list[dict] | None:
     return rows
 
 
-def write_weights(ck: dict, dest: Path, dtype: str) -> list[Path]:
+def write_weights(ck: dict, dest: Path, dtype: str) -> tuple[list[Path], SSMLQNet]:
     """Write a run's best weights compactly (:func:`register.score.save_weights`) and check
     that they load (``weights_only=True``, strict keys); the files change only once the new
-    ones are known to load."""
+    ones are known to load. Returns the files and the network loaded from them."""
     tmp = dest.parent / (".staging_" + dest.name)
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -70,13 +70,13 @@ def write_weights(ck: dict, dest: Path, dtype: str) -> list[Path]:
         files = save_weights(ck["model"], ck["config"], tmp / dest.name,
                              dtype=getattr(torch, dtype),
                              meta={"epoch": ck["epoch"], "val_fpr95": ck["val_fpr95"]})
-        load_model(tmp / dest.name, "cpu")
+        model = load_model(tmp / dest.name, "cpu")
         for old in dest.parent.glob(dest.stem + ".part*.pt"):
             old.unlink()
         out = [f.replace(dest.parent / f.name) for f in files]
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return out
+    return out, model
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -90,8 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     cfg = json.loads((args.run / "config.json").read_text())
     log = [json.loads(line) for line in (args.run / "log.jsonl").read_text().splitlines()]
     args.dest.mkdir(parents=True, exist_ok=True)
-    files = write_weights(ck, args.dest / args.name, args.dtype)
-    lines = card_lines(args, ck, cfg, log, rows, files)
+    files, model = write_weights(ck, args.dest / args.name, args.dtype)
+    lines = card_lines(args, ck, cfg, log, rows, files, model)
     (args.dest / args.card).write_text("\n".join(lines) + "\n")
     for f in files:
         print(f, f"{f.stat().st_size / 1e6:.2f} MB")
@@ -111,9 +111,8 @@ def _patch_note(cfg: dict) -> str:
 
 
 def card_lines(args, ck: dict, cfg: dict, log: list[dict], rows: list[dict] | None,
-               files: list[Path]) -> list[str]:
+               files: list[Path], model: SSMLQNet) -> list[str]:
     """The card: preset and cost, data, training, validation curve, test FPR95 (``rows``)."""
-    model = load_model(files[0], "cpu")
     flops = count_flops(model)
     paper = count_flops(SSMLQNet(ModelConfig.from_preset("paper")))
     params = sum(p.numel() for p in model.parameters())

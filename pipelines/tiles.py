@@ -116,14 +116,14 @@ _MODELS: dict = {}
 _MODELS_LOCK = threading.Lock()
 
 
-def _model(name: str, device: str, modality: str, seed: int):
+def _model(name: str, device: str, seed: int):
     """The network for these settings, loaded once per process and shared by its threads."""
     from register.score import load_model
 
     with _MODELS_LOCK:
-        key = (name, device, modality, seed)
+        key = (name, device, seed)
         if key not in _MODELS:
-            _MODELS[key] = load_model(name, device, modality=modality, seed=seed)
+            _MODELS[key] = load_model(name, device, seed=seed)
         return _MODELS[key]
 
 
@@ -167,7 +167,7 @@ def tile_task(job: dict) -> dict:
         cfg = config_from_dict(job["config"])
         fw, mw = Window(*job["fixed_window"]), Window(*job["moving_window"])
         fr, mr = read_image(job["fixed"], window=fw), read_image(job["moving"], window=mw)
-        net = (_model(cfg.model, job["device"], cfg.modality, cfg.seed)
+        net = (_model(cfg.model, job["device"], cfg.seed)
                if needs_network(cfg.match) else None)
         res = register_pair(fr, mr, cfg, model=net, device=job["device"])
         rec.update(status=res.status, reason=res.reason, hypothesis=res.hypothesis,
@@ -368,7 +368,7 @@ def run_batch(fixed: str, moving: str, out_dir: str | Path, cfg: Config, *, tile
         device = str(resolve_device(device))
     net = needs_network(cfg.match)
     if net:  # fail early when the weights are missing; the structural scorer loads none
-        load_model(cfg.model, "cpu", modality=cfg.modality, seed=cfg.seed)
+        load_model(cfg.model, "cpu", seed=cfg.seed)
     threads = threads or max(1, (os.cpu_count() or 1) // workers)
     for p in pairs:
         p.jobs = plan_jobs(p, out, cfg, tile_size=tile_size, margin=margin, device=device,
@@ -386,7 +386,7 @@ def run_batch(fixed: str, moving: str, out_dir: str | Path, cfg: Config, *, tile
     records, bar, seconds, stamps, todo = _register_tiles(
         pairs, jobs, out, overwrite=overwrite, retry_failed=retry_failed, progress=progress,
         execute=dict(workers=workers, scheduler=scheduler, threads=threads,
-                     model=(cfg.model, device, cfg.modality, cfg.seed) if net else None))
+                     model=(cfg.model, device, cfg.seed) if net else None))
     return _finish(pairs, jobs, records, out, bar, seconds, stamps, disjoint,
                    fresh={j["pair"] for j in todo}, overwrite=overwrite)
 

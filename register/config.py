@@ -27,8 +27,8 @@ TRANSFORMS = ("auto", "homography", "affine")
 DEVICES = ("auto", "cpu", "cuda")
 SELECTIONS = ("structural", "network", "fused")
 #: the probability a selected match needs under each selection, unless ``min_probability`` says
-#: otherwise: none without the network; 0.3 fused and 0.5 network-only (chosen on the validation
-#: pairs in sessions 2-3, docs/results.md "Candidate selection")
+#: otherwise: none without the network; 0.3 fused and 0.5 network-only (the gates of
+#: pipelines/configs/select_fused.json and select_network.json; not re-tuned for new weights)
 SELECTION_GATES = {"structural": 0.0, "fused": 0.3, "network": 0.5}
 
 #: Side of the square patches the network scores, in pixels.

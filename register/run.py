@@ -81,7 +81,7 @@ def _config(args: argparse.Namespace) -> Config:
                   max_keypoints=args.max_keypoints, band_fixed=args.band_fixed or args.band,
                   band_moving=args.band_moving or args.band, speckle_filter=args.speckle_filter,
                   model=args.model, seed=args.seed, make_figures=not args.no_figures
-                  ).replace(selection=args.scorer, min_probability=None)  # its own gate
+                  ).replace(selection=args.scorer)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -19,6 +19,7 @@ import torch
 
 from .checks import InputError
 from .config import WEIGHTS_DIR
+from .io import atomic_path
 from .nn.ssml_qnet import ModelConfig, SSMLQNet
 from .patches import to_tensor
 
@@ -44,7 +45,7 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return torch.device(device)
 
 
-def weights_for(modality: str = "all", preset: str = AUTO_PRESET) -> Path | None:
+def weights_for(preset: str = AUTO_PRESET) -> Path | None:
     """Path of the shipped weights of ``preset`` (one joint model serves every modality), or
     None when they are missing."""
     path = WEIGHTS_DIR / WEIGHTS[preset]
@@ -52,7 +53,7 @@ def weights_for(modality: str = "all", preset: str = AUTO_PRESET) -> Path | None
 
 
 def load_model(name_or_path: str | Path = "auto", device: str | torch.device = "cpu", *,
-               modality: str = "auto", seed: int = 0) -> SSMLQNet:
+               seed: int = 0) -> SSMLQNet:
     """Load SSML-QNet in eval mode on ``device``.
 
     Args:
@@ -61,7 +62,6 @@ def load_model(name_or_path: str | Path = "auto", device: str | torch.device = "
             ``"random-paper"`` (a *randomly initialised* network; plumbing tests and speed
             only), or a path to a ``.pt`` file written by ``pipelines.train``.
         device: torch device or ``"auto"``/``"cpu"``/``"cuda"``.
-        modality: passed to :func:`weights_for` (one joint model serves every modality).
         seed: seed of the random initialisation.
 
     Raises:
@@ -76,7 +76,7 @@ def load_model(name_or_path: str | Path = "auto", device: str | torch.device = "
         model.source = f"random-init {preset} (seed {seed})"
         return model.eval().to(dev)
     if name in ("auto", *WEIGHTS):
-        path = weights_for(modality, AUTO_PRESET if name == "auto" else name)
+        path = weights_for(AUTO_PRESET if name == "auto" else name)
         if path is None:
             raise InputError("no trained weights are shipped in register/weights; train them "
                              "with `python -m pipelines.train` or pass --model PATH")
@@ -85,7 +85,7 @@ def load_model(name_or_path: str | Path = "auto", device: str | torch.device = "
         if not path.exists():
             raise InputError(f"weights file {path} does not exist; pass a .pt file written by "
                              "pipelines.train, or --model auto, lite or paper")
-    ck = _read_weights(path)
+    ck = read_weights(path)
     try:
         cfg = dict(ck["config"])
         model = SSMLQNet(ModelConfig.from_preset(cfg.pop("preset"), **cfg))
@@ -101,7 +101,7 @@ def load_model(name_or_path: str | Path = "auto", device: str | torch.device = "
     return model.eval().to(dev)
 
 
-def _read_weights(path: Path) -> dict:
+def read_weights(path: Path) -> dict:
     """A weights file's dict (``model`` state, ``config``), its ``parts`` merged in."""
     try:
         ck = torch.load(path, map_location="cpu", weights_only=True)
@@ -143,18 +143,12 @@ def save_weights(state: dict, config: dict, dest: str | Path, *,
         parts[-1][k] = v.clone()
         size += n
     names = [f"{dest.stem}.part{i}.pt" for i in range(1, len(parts))]
-    files = []
-    for name, part in zip(names, parts[1:]):
-        files.append(_save_atomic(part, dest.parent / name))
     head = {**(meta or {}), "model": parts[0], "config": config, "parts": names}
-    return [_save_atomic(head, dest)] + files
-
-
-def _save_atomic(obj, dest: Path) -> Path:
-    tmp = dest.with_name(dest.name + ".tmp")
-    torch.save(obj, tmp)
-    tmp.replace(dest)
-    return dest
+    files = [dest.parent / name for name in names] + [dest]  # the head last
+    for obj, f in zip(parts[1:] + [head], files):
+        with atomic_path(f) as tmp:
+            torch.save(obj, tmp)
+    return files[-1:] + files[:-1]
 
 
 def _device(model: torch.nn.Module) -> torch.device:

@@ -109,5 +109,5 @@ def make_scorer(cfg: Config, *, device: str = "auto", model=None) -> Scorer:
     if model is None:
         from .score import load_model
 
-        model = load_model(cfg.model, device, modality=cfg.modality, seed=cfg.seed)
+        model = load_model(cfg.model, device, seed=cfg.seed)
     return NetworkScorer(model, batch_size=cfg.match.batch_size)

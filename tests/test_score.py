@@ -180,7 +180,7 @@ def test_save_weights_splits_float16_parts_and_loads_back(tmp_path):
 def test_load_model_auto_is_the_lite_preset_and_paper_the_shipped_paper_width():
     from register.score import weights_for
 
-    assert weights_for("opt-sar").name == "ssml_qnet_lite_all.pt"
+    assert weights_for().name == "ssml_qnet_lite_all.pt"
     assert load_model("auto").source == "ssml_qnet_lite_all.pt"
     paper = load_model("paper")  # float16 parts merged, strict keys
     assert paper.config.preset == "paper" and paper.source == "ssml_qnet_paper_all.pt"

@@ -36,7 +36,7 @@ def test_main_init_starts_from_the_given_weights(data_root, tmp_path):
     from pipelines.train import main
     from register.score import load_model, weights_for
 
-    shipped = weights_for("all")
+    shipped = weights_for()
     patches = _random_patches(tmp_path / "p.npz")
     out = tmp_path / "run"
     rc = main(["--out", str(out), "--patches", str(patches), "--epochs", "1",
@@ -57,7 +57,7 @@ def test_main_init_refuses_another_preset(data_root, tmp_path, capsys):
 
     patches = _random_patches(tmp_path / "p.npz", n=64)
     rc = main(["--out", str(tmp_path / "run"), "--patches", str(patches), "--epochs", "1",
-               "--preset", "paper", "--init", str(weights_for("all"))])
+               "--preset", "paper", "--init", str(weights_for())])
     assert rc == 2
     assert "pass --preset lite" in capsys.readouterr().err
 
@@ -118,7 +118,7 @@ def test_batch_loss_with_teacher_mixes_labels_and_teacher_scores():
     from register.score import load_model, weights_for
 
     torch.manual_seed(0)
-    student, teacher = load_model("random-lite", seed=1), load_model(weights_for("all"))
+    student, teacher = load_model("random-lite", seed=1), load_model(weights_for())
     a, b = torch.rand(8, 1, 64, 64), torch.rand(8, 1, 64, 64)
     y = torch.tensor([0, 1] * 4)
     args = argparse.Namespace(amp=False, distill_alpha=0.0, distill_temperature=2.0)
@@ -137,7 +137,7 @@ def test_main_teacher_and_amp_train_a_lite_student(data_root, tmp_path):
     patches = _random_patches(tmp_path / "p.npz")
     out = tmp_path / "run"
     rc = main(["--out", str(out), "--patches", str(patches), "--epochs", "1", "--threads", "1",
-               "--teacher", str(weights_for("all")), "--amp"])
+               "--teacher", str(weights_for()), "--amp"])
     assert rc == 0
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["amp"] is True and set(cfg["teacher_val_fpr95"]) >= {"all"}
@@ -158,7 +158,7 @@ def test_main_epochs_0_only_validates_the_init_weights(data_root, tmp_path):
     patches = _random_patches(tmp_path / "p.npz")
     out = tmp_path / "run"
     assert main(["--out", str(out), "--patches", str(patches), "--epochs", "0",
-                 "--init", str(weights_for("all")), "--threads", "1"]) == 0
+                 "--init", str(weights_for()), "--threads", "1"]) == 0
     cfg = json.loads((out / "config.json").read_text())
     assert 0 <= cfg["init_val_fpr95"]["all"] <= 100
     assert not (out / "best.pt").exists()
