@@ -74,6 +74,8 @@ class MatchConfig:
     # candidate window around each predicted position (px of the matching frame)
     search_radius: float = 16.0
     shortlist: int = 4  # structural-correlation peaks per keypoint
+    # peaks per keypoint in the refinement passes (narrower windows); None: ``shortlist``
+    refine_shortlist: int | None = None
     # how a keypoint's candidates are ranked: "structural" (no network), "network" (SSML-QNet
     # probability) or "fused" (probability x relative structural correlation; the default since
     # the distilled lite weights: best on the validation split, docs/results.md)

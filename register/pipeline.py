@@ -189,7 +189,9 @@ class Pipeline:
             empty = np.zeros((0, 2), np.float32)
             return Located(Matches(empty, empty, np.zeros(0, np.float32)), 0, 0)
         t = time.perf_counter()
-        k = max(1, int(mc.shortlist))
+        first = radius >= int(mc.search_radius)
+        k = max(1, int(mc.shortlist if first or mc.refine_shortlist is None
+                       else mc.refine_shortlist))
         cands = shortlist(feat_fixed, oriented_gradient_channels(mi, mm), np.round(kp.xy),
                           radius=radius, k=k, half=TEMPLATE_HALF)
         timer.add("shortlist", t)

@@ -16,6 +16,7 @@ import time
 from typing import Protocol
 
 import numpy as np
+import torch
 
 from .config import Config, MatchConfig
 from .match import Candidates
@@ -65,13 +66,25 @@ class StructuralScorer:
 
 
 class NetworkScorer:
-    """SSML-QNet match probabilities of the candidates' 64x64 patch pairs, in batches."""
+    """SSML-QNet match probabilities of the candidates' 64x64 patch pairs, in batches.
+
+    Work that cannot change a probability is not repeated: each distinct candidate position is
+    embedded once (rows with fewer than K peaks repeat their last), and the fixed patches'
+    features are kept for the current fixed frame, so a refinement pass embeds only keypoints
+    it has not seen. The frame is recognised by identity: the arrays passed as ``fixed`` must
+    not be changed in place between calls.
+    """
 
     name = "network"
 
     def __init__(self, model, *, batch_size: int = 512) -> None:
         self.model = model
         self.batch_size = int(batch_size)
+        # the fixed frame whose patch features are cached, (F, D, 8, 8) features of the
+        # keypoints seen in it so far, and each keypoint's (x, y) -> its row
+        self._frame: np.ndarray | None = None
+        self._features: torch.Tensor | None = None
+        self._rows: dict[tuple[float, float], int] = {}
 
     def info(self) -> dict:
         from .score import model_info
@@ -84,16 +97,38 @@ class NetworkScorer:
 
         n, k = cands.structural.shape
         t = time.perf_counter()
-        pf = crop_patches(fixed, cands.xy_fixed)
-        pm = crop_patches(moving, cands.xy_cand.reshape(-1, 2))
+        xy_m, index_m = np.unique(cands.xy_cand.reshape(-1, 2), axis=0, return_inverse=True)
+        pm = crop_patches(moving, xy_m)
         timer.add("patches", t)
+        rows = self._fixed_rows(fixed, cands.xy_fixed, timer)
         t = time.perf_counter()
-        ef = embed(self.model, pf, "fixed", batch_size=self.batch_size)
         em = embed(self.model, pm, "moving", batch_size=self.batch_size)
-        prob = score_features(self.model, ef, em, np.repeat(np.arange(n), k), np.arange(n * k),
-                              batch_size=self.batch_size).reshape(n, k)
+        prob = score_features(self.model, self._features, em, np.repeat(rows, k),
+                              index_m.reshape(-1), batch_size=self.batch_size).reshape(n, k)
         timer.add("score", t)
         return prob
+
+    def _fixed_rows(self, fixed: np.ndarray, xy: np.ndarray, timer: Timer) -> np.ndarray:
+        """(N,) rows of :attr:`_features` holding the fixed patches at keypoints ``xy``
+        (N, 2) float32 (x = column, y = row, 0-based), embedding those not seen before."""
+        from .score import embed
+
+        if fixed is not self._frame:
+            self._frame, self._features, self._rows = fixed, None, {}
+        keys = [(float(x), float(y)) for x, y in xy]
+        new = list(dict.fromkeys(key for key in keys if key not in self._rows))
+        if new or self._features is None:
+            t = time.perf_counter()
+            patches = crop_patches(fixed, np.asarray(new, np.float32).reshape(-1, 2))
+            timer.add("patches", t)
+            t = time.perf_counter()
+            feats = embed(self.model, patches, "fixed", batch_size=self.batch_size)
+            timer.add("score", t)
+            start = 0 if self._features is None else len(self._features)
+            self._features = (feats if self._features is None
+                              else torch.cat([self._features, feats]))
+            self._rows.update({key: start + i for i, key in enumerate(new)})
+        return np.array([self._rows[key] for key in keys], np.int64)
 
 
 def needs_network(match: MatchConfig) -> bool:

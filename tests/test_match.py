@@ -141,3 +141,20 @@ def test_select_rejects_unknown_mode():
     with pytest.raises(ValueError, match="mode"):
         select(np.ones((1, 2), np.float32), np.ones((1, 2), np.float32), min_probability=0.0,
                ratio=1.0, mode="best")
+
+
+def test_shortlist_sums_the_per_channel_correlations(image_and_keypoints):
+    """One multi-channel matchTemplate gives each channel's correlation summed."""
+    import cv2
+
+    g, xy, radius, half = image_and_keypoints
+    feat = oriented_gradient_channels(g.image, g.mask)
+    moved = np.roll(feat, (3, -2), axis=(1, 2))
+    c = shortlist(feat, moved, xy[:5], radius=radius, k=2, half=half)
+    for i, (x, y) in enumerate(xy[:5].astype(int)):
+        t = feat[:, y - half:y + half + 1, x - half:x + half + 1]
+        r = moved[:, y - half - radius:y + half + radius + 1, x - half - radius:x + half + radius + 1]
+        surf = sum(cv2.matchTemplate(np.ascontiguousarray(r[j]), np.ascontiguousarray(t[j]),
+                                     cv2.TM_CCORR) for j in range(len(feat)))
+        assert c.structural[i, 0] == pytest.approx(surf.max() / (np.sqrt((t ** 2).sum()) + 1e-6),
+                                                   rel=1e-5)

@@ -10,6 +10,7 @@ from register.config import Config
 from register.detect import detect
 from register.io import read_image, to_gray
 from register.match import shortlist
+from register.patches import crop_patches
 from register.scorers import (NetworkScorer, StructuralScorer, Timer, make_scorer,
                               needs_network)
 from register.structural import oriented_gradient_channels
@@ -74,3 +75,34 @@ def test_network_scorer_scores_every_candidate_and_times_its_stages(candidates, 
     assert prob.shape == cands.structural.shape and prob.dtype == np.float32
     assert np.isfinite(prob).all() and (prob >= 0).all() and (prob <= 1).all()
     assert set(timer.t) == {"patches", "score"} and timer.t["score"] > 0
+
+
+def test_network_scorer_reuses_work_without_changing_a_probability(candidates, random_model):
+    """Repeated candidate positions and fixed keypoints seen in an earlier pass are embedded
+    once; the probabilities equal scoring every pair afresh, and a new frame starts over."""
+    from register.match import Candidates
+    from register.score import score_pairs
+
+    fixed, moving, cands = candidates
+    xy_cand = cands.xy_cand.copy()
+    xy_cand[:, -1] = xy_cand[:, 0]  # duplicate positions, as rows with fewer peaks have
+    dup = Candidates(cands.xy_fixed, xy_cand, cands.structural)
+    n, k = dup.structural.shape
+    direct = score_pairs(random_model, crop_patches(fixed, np.repeat(dup.xy_fixed, k, 0)),
+                         crop_patches(moving, xy_cand.reshape(-1, 2))).reshape(n, k)
+    scorer = NetworkScorer(random_model, batch_size=5)
+    np.testing.assert_allclose(scorer.score(fixed, moving, dup, Timer()), direct, atol=1e-5)
+    assert len(scorer._features) == n
+    # a second pass over part of the same keypoints embeds none of them again
+    half = Candidates(dup.xy_fixed[::2], xy_cand[::2], dup.structural[::2])
+    np.testing.assert_allclose(scorer.score(fixed, moving, half, Timer()), direct[::2],
+                               atol=1e-5)
+    assert len(scorer._features) == n
+    # another frame (a copy with other pixels) is embedded afresh, not read from the cache
+    other = np.ascontiguousarray(fixed[::-1])
+    again = scorer.score(other, moving, dup, Timer())
+    assert len(scorer._features) == n
+    expected = score_pairs(random_model, crop_patches(other, np.repeat(dup.xy_fixed, k, 0)),
+                           crop_patches(moving, xy_cand.reshape(-1, 2))).reshape(n, k)
+    np.testing.assert_allclose(again, expected, atol=1e-5)
+    assert not np.allclose(again, direct, atol=1e-3)

@@ -89,6 +89,57 @@ class ConvINBN(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.relu(self.bn(self.inorm(self.conv(x))))
 
+    def folded(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(C,) scale and shift that apply the instance norm's affine and the eval-mode batch
+        norm in one step, to the instance-normalised conv output (or to the raw conv output
+        when there is no instance norm)."""
+        bn = self.bn
+        s = bn.weight * torch.rsqrt(bn.running_var + bn.eps)
+        if isinstance(self.inorm, nn.InstanceNorm2d):
+            return self.inorm.weight * s, (self.inorm.bias - bn.running_mean) * s + bn.bias
+        return s, bn.bias - bn.running_mean * s
+
+    def infer(self, x: torch.Tensor, pool: bool) -> torch.Tensor:
+        """Eval-mode :meth:`forward`, followed by a 2x2 max-pool when ``pool``; the same
+        numbers (to float rounding) in about half the time on CPU.
+
+        The batch norm is folded into the instance norm's affine (:meth:`folded`). When every
+        folded scale is positive, normalise-then-ReLU is increasing in each channel, so it
+        commutes with the max-pool: the statistics come from the full-size map, the pool runs
+        on the raw conv output and the normalisation on a quarter of the values. The pool
+        takes the maximum of four strided views, far faster than ``max_pool2d`` on NCHW.
+        """
+        y = self.conv(x)
+        scale, shift = self.folded()
+        if not isinstance(self.inorm, nn.InstanceNorm2d):
+            y = torch.relu_(torch.addcmul(shift[:, None, None], y, scale[:, None, None]))
+            return _pool2(y) if pool else y
+        var, mean = _var_mean(y)
+        if pool and bool((scale > 0).all()):
+            y = _pool2(y)
+            pool = False
+        k = scale[:, None, None] * torch.rsqrt(var + self.inorm.eps)
+        y = torch.relu_(torch.addcmul(shift[:, None, None] - mean * k, y, k))
+        return _pool2(y) if pool else y
+
+
+def _var_mean(y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-map (biased) variance and mean of (B, C, H, W), each (B, C, 1, 1), as E[y^2] - E[y]^2:
+    a mean and a norm are each one fast pass where ``torch.var_mean`` is 20x slower on CPU.
+    The maps are convolutions of standardised patches, O(1) in scale, so the cancellation costs
+    about 1e-6 (measured against float64)."""
+    b, c, h, w = y.shape
+    flat = y.reshape(b, c, h * w)
+    mean = flat.mean(2)
+    var = (torch.linalg.vector_norm(flat, dim=2) ** 2 / (h * w) - mean * mean).clamp_min(0)
+    return var[:, :, None, None], mean[:, :, None, None]
+
+
+def _pool2(x: torch.Tensor) -> torch.Tensor:
+    """2x2 max-pool, stride 2, of (B, C, H, W) with even H and W."""
+    return torch.maximum(torch.maximum(x[:, :, 0::2, 0::2], x[:, :, 0::2, 1::2]),
+                         torch.maximum(x[:, :, 1::2, 0::2], x[:, :, 1::2, 1::2]))
+
 
 class Branch(nn.Module):
     """One of the four branches: (B, 1, 64, 64) -> (B, widths[3], 8, 8)."""
@@ -106,7 +157,14 @@ class Branch(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+        if self.training:
+            return self.net(x)
+        layers = list(self.net)
+        for i, layer in enumerate(layers):
+            if isinstance(layer, ConvINBN):
+                pool = i + 1 < len(layers) and isinstance(layers[i + 1], nn.MaxPool2d)
+                x = layer.infer(x, pool)
+        return x
 
 
 class CoordAttention(nn.Module):
