@@ -4,7 +4,10 @@ Stages: io -> hypotheses (georeferencing; or a SIFT similarity, then a rotation/
 -> for each hypothesis: detect -> shortlist candidates -> score (a :mod:`register.scorers`
 scorer) -> select -> estimate (RANSAC) -> global check -> verdict (:mod:`register.decide`);
 the best candidate is refined with smaller search windows, recentred on the check's peak when
-that helps, and judged once more. The parts are in :mod:`register.pipeline`; writing the
+that helps, and judged once more. With ``--modality opt-sar`` an affine transform or a
+similarity is fitted first, a homography only replaces it when the check clearly prefers it,
+and a pair without a confirmed one is judged again with the general models
+(``EstimateConfig.sar_auto_models``). The parts are in :mod:`register.pipeline`; writing the
 outputs is :mod:`register.outputs`.
 """
 from __future__ import annotations
@@ -47,7 +50,8 @@ class Result:
             ``peak_shift_px`` of the global check (:func:`register.verify.verify_alignment`;
             the shift in working-resolution fixed px), ``affine_deviation_px`` (how far the
             transform bends away from an affine one over the overlap, working px),
-            ``transform`` (the model RANSAC fitted: ``"homography"`` or ``"affine"``; or
+            ``transform`` (the model RANSAC fitted: ``"homography"``, ``"affine"`` or
+            ``"similarity"``; or
             ``"georeferencing"`` when the georeferencing itself was kept: the check confirmed
             it and ranked it above every transform fitted from it), ``recentred`` (whether
             matching once more from the transform moved onto the check's correlation peak gave
@@ -138,10 +142,27 @@ def register_pair(fixed: str | Path | Raster, moving: str | Path | Raster,
         georef = Hypothesis(H=Sf @ georef_homography(fr, mr) @ np.linalg.inv(Sm),
                             score=float("nan"), angle_deg=0.0, scale=1.0)
         timer.add("hypotheses", t)
+    first = _first_models(cfg)
+    if first is not None:
+        pipe.models = first
     result = _decide(pipe, georef, cfg, (Sf, Sm), base)
+    if first is not None and not result.ok:
+        pipe.models = cfg.estimate.auto_models  # judged again; the matches are reused
+        pipe.say(f"no {' or '.join(first)} transform was confirmed; trying "
+                 f"{' or '.join(pipe.models)}")
+        result = _decide(pipe, georef, cfg, (Sf, Sm), base)
     if georef is not None and not result.ok:
         result = _left_as_georeferenced(result, pipe, georef.H)
     return result
+
+
+def _first_models(cfg: Config) -> tuple[str, ...] | None:
+    """The models ``transform="auto"`` tries first for this modality, or None when it goes
+    straight to ``cfg.estimate.auto_models`` (see ``EstimateConfig.sar_auto_models``)."""
+    first = cfg.estimate.sar_auto_models
+    if cfg.transform == "auto" and cfg.modality == "opt-sar" and first != cfg.estimate.auto_models:
+        return first
+    return None
 
 
 def _left_as_georeferenced(result: Result, pipe: Pipeline, H_georef: np.ndarray) -> Result:
@@ -176,6 +197,7 @@ def _decide(pipe: Pipeline, georef: Hypothesis | None, cfg: Config,
     start = trial.best or prior
     judged, radius = pipe.refine(start.judged)
     judged, recentred = pipe.recentre(judged, radius)
+    judged = pipe.perspective(start, judged)
     confirmed_before = start.judged.verdict.accepted
     if prior is not None and prior.judged.rank > judged.rank:
         start, judged, recentred, confirmed_before = prior, prior.judged, False, True

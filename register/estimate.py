@@ -1,5 +1,6 @@
-"""Robust transform estimation with kornia's RANSAC, seeded: a homography, an affine transform,
-or (``transform="auto"``) both, keeping the one the geometric robust information criterion
+"""Robust transform estimation, seeded: a homography or an affine transform with kornia's
+RANSAC, a similarity with a two-point RANSAC of its own (:func:`fit_similarity`), or
+(``transform="auto"``) several, keeping the one the geometric robust information criterion
 (:func:`gric`) prefers.
 
 A result with fewer than ``min_inliers`` inliers, a non-finite matrix, or a degenerate transform
@@ -28,7 +29,8 @@ class Estimate:
             normalised so ``H[2, 2] == 1``.
         inliers: (M,) bool inlier mask over the matches it was fitted to.
         rmse_px: root-mean-square transfer error of the inliers, in fixed pixels.
-        model: the transform model that was fitted, ``"homography"`` or ``"affine"`` (with
+        model: the transform model that was fitted, ``"homography"``, ``"affine"`` or
+            ``"similarity"`` (with
             ``transform="auto"``, the one :func:`gric` preferred), or what a given transform
             is (:func:`support_of`, e.g. ``"georeferencing"``).
     """
@@ -79,7 +81,9 @@ def affine_deviation(H: np.ndarray, shape_fixed: tuple[int, int], shape_moving: 
 
 
 #: free parameters of each transform model (for :func:`gric`)
-MODEL_DOF = {"homography": 8, "affine": 6}
+MODEL_DOF = {"homography": 8, "affine": 6, "similarity": 4}
+#: the models ``transform="auto"`` fits and compares, in order of preference on a tie
+AUTO_MODELS = ("homography", "affine")
 
 
 def gric(H: np.ndarray, xy_moving: np.ndarray, xy_fixed: np.ndarray, *, sigma: float,
@@ -144,17 +148,19 @@ def check_transform(H: np.ndarray, shape_moving: tuple[int, int], *, max_scale: 
 
 def estimate(xy_moving: np.ndarray, xy_fixed: np.ndarray, shape_moving: tuple[int, int], *,
              transform: str = "homography", threshold: float = 3.0, iterations: int = 2000,
-             min_inliers: int = 12, seed: int = 0, weights: np.ndarray | None = None) -> Estimate:
-    """Fit a homography or affine transform moving -> fixed with RANSAC, or both and keep the
-    one :func:`gric` prefers (``transform="auto"``).
+             min_inliers: int = 12, seed: int = 0, weights: np.ndarray | None = None,
+             models: tuple[str, ...] = AUTO_MODELS) -> Estimate:
+    """Fit a homography, affine transform or similarity moving -> fixed with RANSAC, or several
+    and keep the one :func:`gric` prefers (``transform="auto"``).
 
     Args:
         xy_moving: (N, 2) float32 moving-image pixels (x = column, y = row, 0-based).
         xy_fixed: (N, 2) float32 corresponding fixed-image pixels.
         shape_moving: (H, W) of the moving image (for the degeneracy check).
-        transform: ``"homography"``, ``"affine"`` or ``"auto"``: fit both (same seed and
-            threshold) and keep the lower :func:`gric` with ``sigma = threshold / 2``, so a
-            homography is returned only when the matches support its perspective terms.
+        transform: ``"homography"``, ``"affine"``, ``"similarity"`` or ``"auto"``: fit each
+            of ``models`` (same seed and threshold) and keep the lower :func:`gric` with
+            ``sigma = threshold / 2``, so a model with more parameters is returned only when
+            the matches support them.
         threshold: inlier transfer error, fixed pixels.
         iterations: RANSAC budget in batches of 256 minimal samples (kornia 0.9 counts
             ``max_iter`` in batches), so at most ``256 * iterations`` samples; the search stops
@@ -164,6 +170,7 @@ def estimate(xy_moving: np.ndarray, xy_fixed: np.ndarray, shape_moving: tuple[in
         min_inliers: fewer is a failure.
         seed: RANSAC seed.
         weights: optional (N,) match confidences (used as sampling priority).
+        models: the models ``transform="auto"`` compares (:data:`AUTO_MODELS` by default).
 
     Raises:
         RegistrationFailed: too few matches or inliers, or a degenerate transform.
@@ -171,12 +178,13 @@ def estimate(xy_moving: np.ndarray, xy_fixed: np.ndarray, shape_moving: tuple[in
     xm = check_points(xy_moving, "moving points")
     xf = check_points(xy_fixed, "fixed points")
     if transform not in ("auto", *MODEL_DOF):
-        raise ValueError(f"transform must be 'auto', 'homography' or 'affine', got {transform!r}")
+        raise ValueError(f"transform must be 'auto' or one of {sorted(MODEL_DOF)}, got "
+                         f"{transform!r}")
     if transform != "auto":
         return _fit(xm, xf, shape_moving, transform, threshold, iterations, min_inliers, seed,
                     weights)
     fits, reasons = [], []
-    for model in ("homography", "affine"):  # on a tie the homography (first) is kept
+    for model in models:  # on a tie the first is kept
         try:
             fits.append(_fit(xm, xf, shape_moving, model, threshold, iterations, min_inliers,
                              seed, weights))
@@ -223,6 +231,10 @@ def _fit(xm: np.ndarray, xf: np.ndarray, shape_moving: tuple[int, int], transfor
     if len(xm) < need:
         raise RegistrationFailed(f"only {len(xm)} matches survived selection; at least {need} "
                                  "are needed")
+    if transform == "similarity":
+        H, inl = fit_similarity(xm, xf, threshold=threshold, samples=min(256 * iterations, 4096),
+                                seed=seed)
+        return _checked(H, inl, xm, xf, shape_moving, transform, need)
     order = np.arange(len(xm))
     if weights is not None:
         order = np.argsort(-np.asarray(weights))  # PROSAC-style: best first
@@ -233,9 +245,15 @@ def _fit(xm: np.ndarray, xf: np.ndarray, shape_moving: tuple[int, int], transfor
     with torch_threads(1):
         H, mask = ransac(torch.from_numpy(xm[order]).double(),
                          torch.from_numpy(xf[order]).double())
-    H = H.numpy().astype(np.float64)
     inl = np.zeros(len(xm), bool)
     inl[order] = mask.numpy().astype(bool)
+    return _checked(H.numpy().astype(np.float64), inl, xm, xf, shape_moving, transform, need)
+
+
+def _checked(H: np.ndarray, inl: np.ndarray, xm: np.ndarray, xf: np.ndarray,
+             shape_moving: tuple[int, int], transform: str, need: int) -> Estimate:
+    """The :class:`Estimate` of a fitted ``H`` with inlier mask ``inl``, or
+    :class:`~register.checks.RegistrationFailed` when it is not usable."""
     if not np.isfinite(H).all() or abs(H[2, 2]) < 1e-12 or inl.sum() < need:
         raise RegistrationFailed(f"RANSAC found {int(inl.sum())} inliers among {len(xm)} matches;"
                                  f" at least {need} are needed")
@@ -245,3 +263,52 @@ def _fit(xm: np.ndarray, xf: np.ndarray, shape_moving: tuple[int, int], transfor
         raise RegistrationFailed(why)
     err = np.linalg.norm(transfer(H, xm[inl]) - xf[inl], axis=1)
     return Estimate(H=H, inliers=inl, rmse_px=float(np.sqrt((err ** 2).mean())), model=transform)
+
+
+def fit_similarity(xy_moving: np.ndarray, xy_fixed: np.ndarray, *, threshold: float = 3.0,
+                   samples: int = 2048, seed: int = 0, refits: int = 3
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """A similarity (rotation, uniform scale, shift) moving -> fixed by RANSAC on two-point
+    samples, scored by MSAC, then refitted by least squares to its inliers ``refits`` times.
+
+    Points are complex numbers z = x + iy; a similarity is z -> a z + b (a = scale x
+    e^(i angle)), so two matches fix it and least squares over many is linear.
+
+    Args:
+        xy_moving, xy_fixed: (N, 2) float pixel coordinates of the matches (x = column,
+            y = row, 0-based).
+        threshold: inlier transfer error, fixed px.
+        samples: two-point samples drawn (seeded).
+
+    Returns:
+        (3, 3) float64 H (NaN when fewer than two matches) and the (N,) bool inlier mask.
+    """
+    zm = xy_moving[:, 0].astype(np.float64) + 1j * xy_moving[:, 1]
+    zf = xy_fixed[:, 0].astype(np.float64) + 1j * xy_fixed[:, 1]
+    n = len(zm)
+    if n < 2:
+        return np.full((3, 3), np.nan), np.zeros(n, bool)
+    i, j = np.random.default_rng(seed).integers(0, n, (2, samples))
+    ok = np.abs(zm[i] - zm[j]) > 1e-6
+    a = (zf[i[ok]] - zf[j[ok]]) / (zm[i[ok]] - zm[j[ok]])
+    b = zf[i[ok]] - a * zm[i[ok]]
+    if not len(a):
+        return np.full((3, 3), np.nan), np.zeros(n, bool)
+    err2 = np.abs(a[:, None] * zm[None] + b[:, None] - zf[None]) ** 2
+    best = int(np.argmin(np.minimum(err2, threshold ** 2).sum(1)))
+    ab = (a[best], b[best])
+    inl = err2[best] <= threshold ** 2
+    for _ in range(refits):
+        if inl.sum() < 2:
+            break
+        (a1, b1), *_ = np.linalg.lstsq(np.c_[zm[inl], np.ones(int(inl.sum()))], zf[inl],
+                                       rcond=None)
+        new = np.abs(a1 * zm + b1 - zf) ** 2 <= threshold ** 2
+        ab = (a1, b1)
+        if (new == inl).all():
+            break
+        inl = new
+    a, b = ab
+    H = np.array([[a.real, -a.imag, b.real], [a.imag, a.real, b.imag], [0.0, 0.0, 1.0]])
+    inl = np.abs(a * zm + b - zf) ** 2 <= threshold ** 2
+    return H, inl

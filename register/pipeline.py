@@ -19,7 +19,8 @@ import numpy as np
 
 from .checks import RegistrationFailed
 from .config import BORDER_PX, Config
-from .decide import (Evidence, Verdict, clearly_supported, judge, keeps_refining, rank,
+from .decide import (Evidence, Verdict, clearly_supported, judge, keeps_refining,
+                     prefers_perspective, rank,
                      wants_recentring)
 from .detect import detect
 from .estimate import Estimate, affine_deviation, estimate, support_of
@@ -112,11 +113,28 @@ class Pipeline:
         self.checks: dict[bytes, Check] = {}
         self.support: tuple[np.ndarray, np.ndarray] | None = None  # SIFT correspondences
         self.d_verify = min(1.0, cfg.verify.side / max(fixed.image.shape))  # working -> check px
+        self.models = cfg.estimate.auto_models  # what transform="auto" compares
+        self._hypotheses: tuple[list, Iterator] | None = None  # found so far, and the source
 
     # -- hypotheses ------------------------------------------------------------------------------
     def hypotheses(self, georef: Hypothesis | None) -> Iterator[tuple[Hypothesis, str]]:
         """(hypothesis, where it came from), lazily: each cheaper source first, the search only
-        when the hypotheses before it did not end the loop."""
+        when the hypotheses before it did not end the loop. Found once per pair: a second loop
+        (other transform models) replays them, then goes on where the first stopped."""
+        if self._hypotheses is None:
+            self._hypotheses = ([], self._find_hypotheses(georef))
+        found, source = self._hypotheses
+        i = 0
+        while True:
+            if i == len(found):
+                nxt = next(source, None)
+                if nxt is None:
+                    return
+                found.append(nxt)
+            yield found[i]
+            i += 1
+
+    def _find_hypotheses(self, georef: Hypothesis | None) -> Iterator[tuple[Hypothesis, str]]:
         fw, mw, cfg = self.fixed, self.moving, self.cfg
         if georef is not None:
             yield georef, "georeferencing"
@@ -217,7 +235,8 @@ class Pipeline:
             est = estimate(loc.matches.xy_moving, loc.matches.xy_fixed, self.moving.image.shape,
                            transform=self.cfg.transform, threshold=ec.ransac_threshold,
                            iterations=ec.ransac_iterations, min_inliers=ec.min_inliers,
-                           seed=self.cfg.seed, weights=loc.matches.probability)
+                           seed=self.cfg.seed, weights=loc.matches.probability,
+                           models=self.models)
         finally:
             self.timer.add("estimate", t)
         return est, loc
@@ -325,6 +344,30 @@ class Pipeline:
         except RegistrationFailed:
             return judged, False
         return (again, True) if again.rank > judged.rank else (judged, False)
+
+
+    def perspective(self, start: Candidate, judged: Judged) -> Judged:
+        """When lower-order models were tried first (optical-SAR), fit the general models to
+        the start hypothesis's own matches; if GRIC keeps a homography there, refine it and let
+        it replace ``judged`` when :func:`register.decide.prefers_perspective` says so."""
+        general = self.cfg.estimate.auto_models
+        if self.cfg.transform != "auto" or self.models == general:
+            return judged
+        first = self.models
+        self.models = general
+        try:
+            est, loc = self.fit(start.hyp.H, int(self.cfg.match.search_radius))
+            if est.model != "homography":
+                return judged
+            self.say("trying a homography")
+            h, _ = self.refine(self.judge(est, loc))
+        except RegistrationFailed:
+            return judged
+        finally:
+            self.models = first
+        ev, hv = h.evidence, h.verdict
+        return h if prefers_perspective(judged.evidence, judged.verdict, ev, hv,
+                                        self.cfg.policy) else judged
 
 
 def candidate_row(judged: Judged, hyp: Hypothesis, source: str, H_full: np.ndarray) -> dict:

@@ -29,9 +29,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", choices=DEVICES, default="auto",
                    help="where the network runs (auto: CUDA when available)")
     p.add_argument("--transform", choices=TRANSFORMS, default=Config.transform,
-                   help="model fitted by RANSAC; auto fits both and keeps the homography only "
-                        "when the matches support its perspective terms (default: "
-                        "%(default)s)")
+                   help="model fitted by RANSAC; auto fits a homography and an affine "
+                        "transform and keeps the homography only when the matches support its "
+                        "perspective terms; with --modality opt-sar it fits an affine transform "
+                        "and a similarity first and keeps a homography only when the global "
+                        "check clearly prefers it (default: %(default)s)")
     p.add_argument("--max-keypoints", type=int, default=Config.max_keypoints,
                    help="keypoints detected in FIXED (default: %(default)s; at least 8)")
     p.add_argument("--band-fixed", type=int, default=None, help="1-based band of FIXED")

@@ -363,14 +363,17 @@ def test_register_pair_refined_transform_needs_clear_check_when_nothing_was_conf
     """Validation pair optical-SAR 87: no hypothesis is confirmed, refinement lifts the best
     one over the gate at z ~11.2, and that transform is ~12 px off. A transform confirmed only
     after refinement needs rescued_min_z. The rule is shown on homographies; the default
-    ``transform="auto"`` also fails this pair."""
+    ``transform="auto"``, which tries an affine transform or a similarity first on optical-SAR,
+    registers the pair within 2 px (with homographies in the comparison it failed)."""
     from pipelines.datasets import load_pair, validation_pairs
     from pipelines.metrics import checkpoints, pair_error
 
     pair = next(p for p in validation_pairs("opt-sar", every=3) if p.name == "87")
     fixed, moving = load_pair(pair)
     cfg = STRUCTURAL.replace(modality="opt-sar", transform="homography")
-    assert not register_pair(fixed, moving, cfg.replace(transform="auto"), model=random_model).ok
+    auto = register_pair(fixed, moving, cfg.replace(transform="auto"), model=random_model)
+    assert auto.ok and auto.verification["transform"] in ("affine", "similarity")
+    assert pair_error(auto.H, *checkpoints(pair, fixed.shape, moving.shape)) < 2.0
     res = register_pair(fixed, moving, cfg, model=random_model)
     assert not res.ok and "after refinement" in res.reason, res.reason
     assert res.verification["z_at_zero_shift"] < STRUCTURAL.policy.rescued_min_z
@@ -382,13 +385,15 @@ def test_register_pair_recentres_on_check_peak(data_root, random_model):
     """Validation pair optical-SAR 75: RANSAC's transform passes the check's z (18.6) but its
     correlation peak is 2.9 px away, so the check alone fails it. Matching once more from the
     transform moved onto the peak gives a transform the check confirms, within 5 px of the
-    truth; with recentring off the pair fails as before."""
+    truth; with recentring off the pair fails as before. Shown with the general models
+    (homography or affine); with the structural scorer the optical-SAR default (affine or
+    similarity first) accepts a similarity ~14 px off here (docs/results.md)."""
     from pipelines.datasets import load_pair, validation_pairs
     from pipelines.metrics import checkpoints, pair_error
 
     pair = next(p for p in validation_pairs("opt-sar", every=3) if p.name == "75")
     fixed, moving = load_pair(pair)
-    cfg = STRUCTURAL.replace(modality="opt-sar")
+    cfg = STRUCTURAL.replace(modality="opt-sar", sar_auto_models=("homography", "affine"))
     res = register_pair(fixed, moving, cfg, model=random_model)
     assert res.ok and res.verification["recentred"], res.reason
     assert res.verification["peak_shift_px"] <= cfg.policy.verify_max_shift

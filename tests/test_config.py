@@ -41,7 +41,8 @@ def test_config_from_dict_reads_pre_grouping_flat_keys():
 
 
 def test_config_to_dict_round_trips_through_json():
-    cfg = Config(modality="vis-nir").replace(scales=(0.7, 1.4), low_z=0.0)
+    cfg = Config(modality="vis-nir").replace(scales=(0.7, 1.4), low_z=0.0,
+                                             auto_models=("affine", "similarity"))
     assert config_from_dict(json.loads(json.dumps(config_to_dict(cfg)))) == cfg
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from register.decide import (VETOES, Evidence, Policy, Verdict, clearly_supported, judge,
-                             keeps_refining, policy_fields, wants_recentring)
+                             keeps_refining, policy_fields, prefers_perspective,
+                             wants_recentring)
 
 P = Policy()
 
@@ -118,6 +119,27 @@ def test_keeps_refining_needs_most_inliers(before, after, keeps):
 def test_wants_recentring_only_within_the_last_window(check_px, working_px, window, wanted):
     assert wants_recentring(check_px, working_px, window, P) is wanted
     assert not wants_recentring(check_px, working_px, window, Policy(recentre_min_shift=0.0))
+
+
+OK, NO = Verdict("check"), Verdict(None)
+
+
+@pytest.mark.parametrize("incident, simple, homography, keeps_homography", [
+    ("MIFNet demo, real perspective: the homography's check is > 2 higher",
+     (Evidence(z=12.1, shift=0.5, inliers=60), OK), (Evidence(z=15.0, shift=0.4, inliers=80), OK),
+     True),
+    ("SAR bends on validation gained at most 0.8: the similarity stays",
+     (Evidence(z=14.5, shift=0.5, inliers=29), OK), (Evidence(z=15.3, shift=0.5, inliers=61), OK),
+     False),
+    ("a refused homography never replaces",
+     (Evidence(z=10.0, shift=0.5, inliers=30), OK), (Evidence(z=19.0, shift=3.0, inliers=90), NO),
+     False),
+    ("an accepted homography replaces a refused simpler fit",
+     (Evidence(z=9.5, shift=2.5, inliers=30), NO), (Evidence(z=10.0, shift=0.5, inliers=40), OK),
+     True),
+])
+def test_prefers_perspective_table(incident, simple, homography, keeps_homography):
+    assert prefers_perspective(*simple, *homography, P) is keeps_homography
 
 
 def test_policy_fields_each_have_a_reason_in_the_docs():

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from register.checks import RegistrationFailed
-from register.estimate import (MODEL_DOF, affine_deviation, check_transform, estimate, gric,
-                               support_of)
+from register.estimate import (MODEL_DOF, affine_deviation, check_transform, estimate,
+                               fit_similarity, gric, support_of)
 from register.geometry import transfer, translation
 
 H_TRUE = np.array([[0.92, -0.21, 35.0], [0.19, 0.97, -18.0], [2e-4, -1e-4, 1.0]])
@@ -67,6 +67,31 @@ def test_estimate_auto_keeps_affine_unless_the_matches_support_perspective(real_
     assert estimate(xm, xf, SHAPE, transform="affine", seed=0).model == "affine"
 
 
+def test_fit_similarity_recovers_rotation_scale_shift_among_outliers(real_points, corner_error):
+    S = np.array([[1.1 * np.cos(0.5), -1.1 * np.sin(0.5), 40.0],
+                  [1.1 * np.sin(0.5), 1.1 * np.cos(0.5), -25.0], [0.0, 0.0, 1.0]])
+    xm, xf, truth = _with_outliers(real_points, S, 0.6, seed=4)
+    xf = xf + np.random.default_rng(1).normal(0, 0.5, xf.shape).astype(np.float32)
+    H, inl = fit_similarity(xm, xf, threshold=3.0, seed=0)
+    assert corner_error(H, S, SHAPE) < 0.5
+    assert (inl == truth).mean() > 0.97
+    np.testing.assert_array_equal(fit_similarity(xm, xf, threshold=3.0, seed=0)[0], H)
+    assert np.isnan(fit_similarity(xm[:1], xf[:1])[0]).all()  # one match fixes nothing
+
+
+def test_estimate_auto_with_a_similarity_keeps_the_fewest_parameters_the_matches_need(
+        real_points):
+    """GRIC over three models: similarity truth -> similarity, affine truth with a clear
+    shear -> affine, perspective truth -> homography."""
+    models = ("homography", "affine", "similarity")
+    S = np.array([[0.9, -0.3, 20.0], [0.3, 0.9, 10.0], [0.0, 0.0, 1.0]])
+    A = np.array([[0.9, -0.1, 20.0], [0.3, 1.1, 10.0], [0.0, 0.0, 1.0]])
+    for truth, want in ((S, "similarity"), (A, "affine"), (H_TRUE, "homography")):
+        xm, xf, _ = _with_outliers(real_points, truth, 0.3, seed=6)
+        xf = xf + np.random.default_rng(2).normal(0, 0.5, xf.shape).astype(np.float32)
+        assert estimate(xm, xf, SHAPE, transform="auto", models=models).model == want
+
+
 def test_gric_charges_outliers_a_fixed_cost_and_each_parameter_ln_4n():
     xm = np.array([[10, 10], [200, 40], [60, 300], [400, 420], [250, 250]], np.float64)
     xf = xm.copy()
@@ -122,8 +147,11 @@ def test_estimate_mirroring_fails(real_points):
     # auto: both fits fail, and the reason names both
     with pytest.raises(RegistrationFailed, match="homography: .*; affine: .*mirror"):
         estimate(xm, xf, SHAPE, transform="auto")
-    with pytest.raises(ValueError, match="'auto', 'homography' or 'affine'"):
+    # a similarity cannot mirror: its RANSAC finds no mirrored inliers
+    with pytest.raises(RegistrationFailed):
         estimate(xm, xf, SHAPE, transform="similarity")
+    with pytest.raises(ValueError, match="'auto' or one of"):
+        estimate(xm, xf, SHAPE, transform="projective")
 
 
 def test_check_transform():

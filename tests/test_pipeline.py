@@ -88,3 +88,24 @@ def test_match_scores_with_the_network_only_from_network_min_radius(data_root, s
     assert len(calls) == 1 and calls[0] == wide.keypoints
     assert np.allclose(wide.matches.probability, 0.9)
     assert np.allclose(narrow.matches.probability, 1.0)  # no probabilities: structural ranking
+
+
+def test_hypotheses_are_found_once_and_replayed(data_root, srif_opt_ir_pair, monkeypatch):
+    """A second loop over the hypotheses (the general models after optical-SAR's first ones)
+    replays those found, in order, and continues the search where the first loop stopped."""
+    import register.pipeline as pipeline
+
+    p = srif_opt_ir_pair
+    cfg = Config(max_keypoints=32).replace(keypoint_hypothesis=False)
+    fw, mw, _, _ = working_images(read_image(data_root / p.fixed),
+                                  read_image(data_root / p.moving), cfg)
+    searches = []
+    real = pipeline.coarse_hypotheses
+    monkeypatch.setattr(pipeline, "coarse_hypotheses",
+                        lambda *a: searches.append(1) or real(*a))
+    pipe = Pipeline(fw, mw, cfg, StructuralScorer(), Timer(), lambda msg: None)
+    first = next(pipe.hypotheses(None))
+    every = list(pipe.hypotheses(None))
+    assert every[0] is first and len(every) == cfg.search.top_k
+    assert [h for h, _ in pipe.hypotheses(None)] == [h for h, _ in every]
+    assert len(searches) == 1

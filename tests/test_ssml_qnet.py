@@ -70,3 +70,14 @@ def test_var_mean_and_pool2_match_torch():
     torch.testing.assert_close(var, ref_var, atol=1e-5, rtol=1e-5)
     assert torch.equal(_pool2(y), torch.nn.functional.max_pool2d(y, 2))
     assert np.isfinite(_var_mean(torch.zeros(1, 1, 4, 4))[0].numpy()).all()
+
+
+def test_branch_eval_fast_path_in_bfloat16_stays_close(sar_patches):
+    """Under CUDA's bfloat16 autocast the statistics are taken in float32; here the whole
+    model runs in bfloat16 on the CPU and stays near its float32 features."""
+    model = load_model("lite", "cpu")
+    with torch.inference_mode():
+        ref = model.embed(sar_patches, "moving")
+        low = model.to(torch.bfloat16).embed(sar_patches.to(torch.bfloat16), "moving").float()
+    assert torch.isfinite(low).all()
+    assert float((low - ref).abs().mean()) < 0.05 * float(ref.abs().mean())

@@ -119,17 +119,19 @@ class ConvINBN(nn.Module):
             y = _pool2(y)
             pool = False
         k = scale[:, None, None] * torch.rsqrt(var + self.inorm.eps)
-        y = torch.relu_(torch.addcmul(shift[:, None, None] - mean * k, y, k))
+        b = (shift[:, None, None] - mean * k).to(y.dtype)
+        y = torch.relu_(torch.addcmul(b, y, k.to(y.dtype)))
         return _pool2(y) if pool else y
 
 
 def _var_mean(y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-map (biased) variance and mean of (B, C, H, W), each (B, C, 1, 1), as E[y^2] - E[y]^2:
     a mean and a norm are each one fast pass where ``torch.var_mean`` is 20x slower on CPU.
-    The maps are convolutions of standardised patches, O(1) in scale, so the cancellation costs
-    about 1e-6 (measured against float64)."""
+    The maps are convolutions of standardised patches, O(1) in scale, so in float32 (always:
+    the statistics of a bfloat16 map are taken in float32) the cancellation costs about 1e-6
+    (measured against float64)."""
     b, c, h, w = y.shape
-    flat = y.reshape(b, c, h * w)
+    flat = y.reshape(b, c, h * w).float()  # bfloat16 (CUDA autocast) would cancel badly
     mean = flat.mean(2)
     var = (torch.linalg.vector_norm(flat, dim=2) ** 2 / (h * w) - mean * mean).clamp_min(0)
     return var[:, :, None, None], mean[:, :, None, None]
