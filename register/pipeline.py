@@ -30,7 +30,7 @@ from .io import GrayImage
 from .match import Matches, select, shortlist
 from .patches import warp_to_frame
 from .scorers import Scorer, Timer
-from .search import Hypothesis, coarse_hypotheses, translation_hypothesis
+from .search import Hypothesis, iter_hypotheses, translation_hypothesis
 from .sift import keypoint_hypothesis, keypoint_support
 from .structural import oriented_gradient_channels
 from .verify import Check, verify_alignment
@@ -152,10 +152,13 @@ class Pipeline:
             if kh is not None:
                 yield kh, "keypoint similarity"
         self.say("searching rotation and scale hypotheses")
-        t = time.perf_counter()
-        found = coarse_hypotheses(fw.image, fw.mask, mw.image, mw.mask, cfg.search)
-        self.timer.add("hypotheses", t)
-        for h in found:
+        found = iter_hypotheses(fw.image, fw.mask, mw.image, mw.mask, cfg.search)
+        while True:  # each refined only when the loop asks for it
+            t = time.perf_counter()
+            h = next(found, None)
+            self.timer.add("hypotheses", t)
+            if h is None:
+                return
             yield h, "rotation/scale search"
 
     # -- matching and fitting --------------------------------------------------------------------

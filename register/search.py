@@ -19,6 +19,7 @@ import math
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Iterator
 
 import cv2
 import numpy as np
@@ -140,15 +141,41 @@ def coarse_hypotheses(fixed: np.ndarray, fixed_mask: np.ndarray, moving: np.ndar
         Up to ``cfg.top_k`` hypotheses in the order of their score at twice the search
         resolution, best first; ``H`` maps moving px -> fixed px in the coordinates of
         ``moving`` and ``fixed`` (x = column, y = row, 0-based); ``score`` is the refined
-        peak's z-score.
+        peak's z-score. :func:`iter_hypotheses` gives the same ones lazily.
     """
-    # many small FFTs on a thread pool of our own: one torch thread each (register.threads)
-    with torch_threads(1):
-        return _search(fixed, fixed_mask, moving, moving_mask, cfg)
+    return list(iter_hypotheses(fixed, fixed_mask, moving, moving_mask, cfg))
+
+
+def iter_hypotheses(fixed: np.ndarray, fixed_mask: np.ndarray, moving: np.ndarray,
+                    moving_mask: np.ndarray, cfg: SearchConfig) -> Iterator[Hypothesis]:
+    """:func:`coarse_hypotheses` one at a time: the coarse search and the rescoring run at the
+    first request, each refinement (8 correlations at twice the search resolution) only when
+    its hypothesis is asked for, so a loop that stops early does not pay for the others."""
+    # many small FFTs on a thread pool of our own: one torch thread each (register.threads);
+    # entered anew for each piece of work, so a paused generator leaves the caller's setting
+    with torch_threads(1), _pool() as pool:
+        ranked = _search(fixed, fixed_mask, moving, moving_mask, cfg, pool)
+    if ranked is None:
+        return
+    fine, smoothed, mask_u8, distinct, centre = ranked
+    out: list[Hypothesis] = []
+    for k, (angle, scale, _) in enumerate(distinct):
+        if len(out) >= cfg.top_k:
+            return
+        with torch_threads(1), _pool() as pool:
+            hyp = _refine(fine, smoothed[scale], mask_u8, angle, scale, cfg, pool, centre.get(k))
+        if any(_close(hyp.H, h.H, fixed.shape) for h in out):
+            continue
+        out.append(hyp)
+        yield hyp
+
+
+def _pool() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=os.cpu_count() or 1)
 
 
 def _search(fixed: np.ndarray, fixed_mask: np.ndarray, moving: np.ndarray,
-            moving_mask: np.ndarray, cfg: SearchConfig) -> list[Hypothesis]:
+            moving_mask: np.ndarray, cfg: SearchConfig, pool: ThreadPoolExecutor):
     coarse = _fixed_level(fixed, fixed_mask, cfg.side, erode=True)
     angles = np.arange(0.0, 360.0, cfg.angle_step_deg)
     # when the angle grid is symmetric under a half-turn, one FFT scores a and a + 180
@@ -169,9 +196,8 @@ def _search(fixed: np.ndarray, fixed_mask: np.ndarray, moving: np.ndarray,
 
     # scales are independent and the FFTs and OpenCV release the GIL: run them on threads;
     # results are sorted by (score, angle, scale) so the outcome does not depend on timing
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        results = [r for part in pool.map(one_scale, cfg.scales) for r in part]
-        return _best_refined(results, fixed, fixed_mask, moving, mask_u8, coarse, cfg, pool)
+    results = [r for part in pool.map(one_scale, cfg.scales) for r in part]
+    return _ranked(results, fixed, fixed_mask, moving, mask_u8, coarse, cfg, pool)
 
 
 def _calibrated(results):
@@ -193,13 +219,14 @@ def _calibrated(results):
     return [((z - stats[sc][0]) / stats[sc][1], a, sc, A) for z, a, sc, A in results]
 
 
-def _best_refined(results, fixed, fixed_mask, moving, mask_u8, coarse: _Level, cfg: SearchConfig,
-                  pool: ThreadPoolExecutor) -> list[Hypothesis]:
-    """From the coarse peaks (z, angle, scale, A), the best distinct ones are rescored at twice
-    the search resolution (``cfg.rescore`` of them), and refined in that order until
-    ``cfg.top_k`` distinct hypotheses are found."""
+def _ranked(results, fixed, fixed_mask, moving, mask_u8, coarse: _Level, cfg: SearchConfig,
+            pool: ThreadPoolExecutor):
+    """From the coarse peaks (z, angle, scale, A), the best distinct ones rescored at twice the
+    search resolution (``cfg.rescore`` of them), in that order: (fine level, the moving image
+    smoothed per scale, mask, [(angle, scale, H)], {index: its peaks at its own angle and
+    scale}) for :func:`_refine`; None without any peak."""
     if not results:
-        return []
+        return None
     results = _calibrated(results) if cfg.calibrate else results
     results.sort(key=lambda r: (-r[0], r[1], r[2]))
     fine = _fixed_level(fixed, fixed_mask, min(2 * cfg.side, max(fixed.shape)))
@@ -224,15 +251,7 @@ def _best_refined(results, fixed, fixed_mask, moving, mask_u8, coarse: _Level, c
                        key=lambda i: (-(peaks[i][0][0] if peaks[i] else -np.inf), i))
         distinct = [distinct[i] for i in order]
         centre = {k: peaks[i] for k, i in enumerate(order)}
-    out: list[Hypothesis] = []
-    for k, (angle, scale, _) in enumerate(distinct):
-        if len(out) >= cfg.top_k:
-            break
-        hyp = _refine(fine, smoothed[scale], mask_u8, angle, scale, cfg, pool, centre.get(k))
-        if any(_close(hyp.H, h.H, fixed.shape) for h in out):
-            continue
-        out.append(hyp)
-    return out
+    return fine, smoothed, mask_u8, distinct, centre
 
 
 def _refine(level: _Level, src: np.ndarray, mask_u8: np.ndarray, angle: float, scale: float,

@@ -100,8 +100,8 @@ def test_hypotheses_are_found_once_and_replayed(data_root, srif_opt_ir_pair, mon
     fw, mw, _, _ = working_images(read_image(data_root / p.fixed),
                                   read_image(data_root / p.moving), cfg)
     searches = []
-    real = pipeline.coarse_hypotheses
-    monkeypatch.setattr(pipeline, "coarse_hypotheses",
+    real = pipeline.iter_hypotheses
+    monkeypatch.setattr(pipeline, "iter_hypotheses",
                         lambda *a: searches.append(1) or real(*a))
     pipe = Pipeline(fw, mw, cfg, StructuralScorer(), Timer(), lambda msg: None)
     first = next(pipe.hypotheses(None))

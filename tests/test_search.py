@@ -7,7 +7,7 @@ import pytest
 
 from register.config import Config
 from register.io import read_image, to_gray
-from register.search import coarse_hypotheses
+from register.search import coarse_hypotheses, iter_hypotheses
 
 
 def test_coarse_hypotheses_srif_optical_infrared(data_root, srif_opt_ir_pair, corner_error):
@@ -82,3 +82,28 @@ def test_calibrated_removes_per_scale_offset():
     cal = _calibrated(small + large)
     best = max(cal, key=lambda r: r[0])
     assert (best[1], best[2]) == (75.0, 1.0)
+
+
+def test_iter_hypotheses_refines_only_what_is_asked_for(data_root, srif_opt_ir_pair,
+                                                        monkeypatch):
+    """The lazy search gives the list's hypotheses in order, refining each on request, and
+    leaves the caller's torch thread count alone while paused."""
+    import torch
+
+    import register.search as search
+
+    p = srif_opt_ir_pair
+    f = to_gray(read_image(data_root / p.fixed))
+    m = to_gray(read_image(data_root / p.moving))
+    cfg = Config().search
+    every = coarse_hypotheses(f.image, f.mask, m.image, m.mask, cfg)
+    refined = []
+    real = search._refine
+    monkeypatch.setattr(search, "_refine", lambda *a, **k: refined.append(1) or real(*a, **k))
+    threads = torch.get_num_threads()
+    lazy = iter_hypotheses(f.image, f.mask, m.image, m.mask, cfg)
+    first = next(lazy)
+    assert len(refined) == 1 and torch.get_num_threads() == threads
+    np.testing.assert_array_equal(first.H, every[0].H)
+    rest = list(lazy)
+    assert [h.angle_deg for h in [first, *rest]] == [h.angle_deg for h in every]
