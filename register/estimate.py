@@ -294,10 +294,14 @@ def fit_similarity(xy_moving: np.ndarray, xy_fixed: np.ndarray, *, threshold: fl
     b = zf[i[ok]] - a * zm[i[ok]]
     if not len(a):
         return np.full((3, 3), np.nan), np.zeros(n, bool)
-    err2 = np.abs(a[:, None] * zm[None] + b[:, None] - zf[None]) ** 2
-    best = int(np.argmin(np.minimum(err2, threshold ** 2).sum(1)))
+    cost = np.empty(len(a))
+    step = max(1, 2_000_000 // n)  # samples scored at once: memory stays ~32 MB
+    for i in range(0, len(a), step):
+        e2 = np.abs(a[i:i + step, None] * zm[None] + b[i:i + step, None] - zf[None]) ** 2
+        cost[i:i + step] = np.minimum(e2, threshold ** 2).sum(1)
+    best = int(np.argmin(cost))
     ab = (a[best], b[best])
-    inl = err2[best] <= threshold ** 2
+    inl = np.abs(a[best] * zm + b[best] - zf) ** 2 <= threshold ** 2
     for _ in range(refits):
         if inl.sum() < 2:
             break
