@@ -179,11 +179,12 @@ def _locate(key: str) -> tuple[str, str] | None:
 
 
 def _coerce(group: str, name: str, value: Any) -> Any:
-    if (group, name) == ("search", "scales"):
-        return tuple(float(s) for s in value)
-    if (group, name) in (("estimate", "auto_models"), ("estimate", "sar_auto_models")):
-        return tuple(str(s) for s in value)
-    return value
+    """A value read from JSON in the type of its field: lists become tuples where the field's
+    default is a tuple (the search scales as floats), so configs stay hashable and equal."""
+    default = getattr(GROUPS[group], name, None)
+    if not isinstance(default, tuple) or isinstance(value, tuple):
+        return value
+    return tuple(float(v) for v in value) if (group, name) == ("search", "scales") else tuple(value)
 
 
 def config_from_dict(values: Mapping[str, Any] | None = None, base: Config | None = None) -> Config:
@@ -227,9 +228,8 @@ def config_from_dict(values: Mapping[str, Any] | None = None, base: Config | Non
 def config_to_dict(cfg: Config) -> dict[str, Any]:
     """Plain-JSON form of a config, nested by group (tuples become lists)."""
     out = dataclasses.asdict(cfg)
-    out["search"]["scales"] = list(cfg.search.scales)
-    for key in ("auto_models", "sar_auto_models"):
-        out["estimate"][key] = list(getattr(cfg.estimate, key))
+    for group in GROUPS:
+        out[group] = {k: list(v) if isinstance(v, tuple) else v for k, v in out[group].items()}
     return out
 
 

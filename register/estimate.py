@@ -16,6 +16,7 @@ import torch
 from kornia.geometry.ransac import RANSAC
 
 from .checks import RegistrationFailed, check_points
+from .config import EstimateConfig
 from .geometry import frame_corners, transfer
 from .threads import torch_threads
 
@@ -82,8 +83,8 @@ def affine_deviation(H: np.ndarray, shape_fixed: tuple[int, int], shape_moving: 
 
 #: free parameters of each transform model (for :func:`gric`)
 MODEL_DOF = {"homography": 8, "affine": 6, "similarity": 4}
-#: the models ``transform="auto"`` fits and compares, in order of preference on a tie
-AUTO_MODELS = ("homography", "affine")
+#: the models ``transform="auto"`` fits and compares by default, first kept on a tie
+AUTO_MODELS = EstimateConfig.auto_models
 
 
 def gric(H: np.ndarray, xy_moving: np.ndarray, xy_fixed: np.ndarray, *, sigma: float,
@@ -288,31 +289,28 @@ def fit_similarity(xy_moving: np.ndarray, xy_fixed: np.ndarray, *, threshold: fl
     n = len(zm)
     if n < 2:
         return np.full((3, 3), np.nan), np.zeros(n, bool)
-    i, j = np.random.default_rng(seed).integers(0, n, (2, samples))
-    ok = np.abs(zm[i] - zm[j]) > 1e-6
-    a = (zf[i[ok]] - zf[j[ok]]) / (zm[i[ok]] - zm[j[ok]])
-    b = zf[i[ok]] - a * zm[i[ok]]
-    if not len(a):
+    p, q = np.random.default_rng(seed).integers(0, n, (2, samples))
+    ok = np.abs(zm[p] - zm[q]) > 1e-6
+    a_all = (zf[p[ok]] - zf[q[ok]]) / (zm[p[ok]] - zm[q[ok]])
+    b_all = zf[p[ok]] - a_all * zm[p[ok]]
+    if not len(a_all):
         return np.full((3, 3), np.nan), np.zeros(n, bool)
-    cost = np.empty(len(a))
+    cost = np.empty(len(a_all))
     step = max(1, 2_000_000 // n)  # samples scored at once: memory stays ~32 MB
-    for i in range(0, len(a), step):
-        e2 = np.abs(a[i:i + step, None] * zm[None] + b[i:i + step, None] - zf[None]) ** 2
-        cost[i:i + step] = np.minimum(e2, threshold ** 2).sum(1)
+    for s in range(0, len(a_all), step):
+        e2 = np.abs(a_all[s:s + step, None] * zm[None] + b_all[s:s + step, None] - zf[None]) ** 2
+        cost[s:s + step] = np.minimum(e2, threshold ** 2).sum(1)
     best = int(np.argmin(cost))
-    ab = (a[best], b[best])
-    inl = np.abs(a[best] * zm + b[best] - zf) ** 2 <= threshold ** 2
-    for _ in range(refits):
+    a, b = a_all[best], b_all[best]
+    inl = np.abs(a * zm + b - zf) ** 2 <= threshold ** 2
+    for _ in range(refits):  # each refit's inliers are those of (a, b)
         if inl.sum() < 2:
             break
-        (a1, b1), *_ = np.linalg.lstsq(np.c_[zm[inl], np.ones(int(inl.sum()))], zf[inl],
-                                       rcond=None)
-        new = np.abs(a1 * zm + b1 - zf) ** 2 <= threshold ** 2
-        ab = (a1, b1)
+        (a, b), *_ = np.linalg.lstsq(np.c_[zm[inl], np.ones(int(inl.sum()))], zf[inl],
+                                     rcond=None)
+        new = np.abs(a * zm + b - zf) ** 2 <= threshold ** 2
         if (new == inl).all():
             break
         inl = new
-    a, b = ab
     H = np.array([[a.real, -a.imag, b.real], [a.imag, a.real, b.imag], [0.0, 0.0, 1.0]])
-    inl = np.abs(a * zm + b - zf) ** 2 <= threshold ** 2
     return H, inl

@@ -128,7 +128,7 @@ def _var_mean(y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-map (biased) variance and mean of (B, C, H, W), each (B, C, 1, 1), as E[y^2] - E[y]^2:
     a mean and a norm are each one fast pass where ``torch.var_mean`` is 20x slower on CPU.
     The maps are convolutions of standardised patches, O(1) in scale, so in float32 (always:
-    the statistics of a bfloat16 map are taken in float32) the cancellation costs about 1e-6
+    the statistics of a bfloat16 map are taken in float32) the cancellation costs a few 1e-6
     (measured against float64)."""
     b, c, h, w = y.shape
     flat = y.reshape(b, c, h * w).float()  # bfloat16 (CUDA autocast) would cancel badly
