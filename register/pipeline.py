@@ -20,8 +20,7 @@ import numpy as np
 from .checks import RegistrationFailed
 from .config import BORDER_PX, Config
 from .decide import (Evidence, Verdict, clearly_supported, judge, keeps_refining,
-                     prefers_perspective, rank,
-                     wants_recentring)
+                     prefers_perspective, rank, refinement_converged, wants_recentring)
 from .detect import detect
 from .estimate import Estimate, affine_deviation, estimate, support_of
 from .frames import enlarge, match_zoom
@@ -275,7 +274,9 @@ class Pipeline:
         """Match, fit and judge each hypothesis in turn; the best by :attr:`Judged.rank` wins
         (inlier counts favour large overlaps, so a wrong hypothesis covering the whole image
         can out-count a right one at a small scale). A clearly supported one ends the loop
-        (:func:`register.decide.clearly_supported`). ``to_full`` maps a working transform to
+        (:func:`register.decide.clearly_supported`), and so does a confirmed one whose
+        refinement is clearly supported (``MatchConfig.early_refine``; it then wins, and its
+        refinement's matches are kept for the caller's). ``to_full`` maps a working transform to
         full-resolution px, for the report's rows."""
         radius = int(self.cfg.match.search_radius)
         best, unsupported, rows, sources, tried = None, [], [], [], 0
@@ -296,6 +297,11 @@ class Pipeline:
                 best = Candidate(judged, hyp, source)
             if clearly_supported(judged.evidence, judged.verdict, self.cfg.policy):
                 break
+            if self.cfg.match.early_refine and judged.verdict.accepted:
+                refined = self.refine(judged)[0]
+                if clearly_supported(refined.evidence, refined.verdict, self.cfg.policy):
+                    best = Candidate(judged, hyp, source)
+                    break
         return Trial(best, unsupported, rows, sources, tried)
 
     def georeferencing_prior(self, georef: Hypothesis | None) -> Candidate | None:
@@ -315,9 +321,10 @@ class Pipeline:
     # -- refining --------------------------------------------------------------------------------
     def refine(self, judged: Judged) -> tuple[Judged, float]:
         """Refine with halved search windows while the matches keep most of the inliers
-        (:func:`register.decide.keeps_refining`). The refined transform is judged afresh: a
-        wrong hypothesis tends to fall apart under refinement. Returns it and the last window
-        (matching-frame px)."""
+        (:func:`register.decide.keeps_refining`) and the transform still moves
+        (:func:`register.decide.refinement_converged`). The refined transform is judged
+        afresh: a wrong hypothesis tends to fall apart under refinement. Returns it and the
+        last window (matching-frame px)."""
         est, loc, changed = judged.est, judged.located, False
         radius = float(self.cfg.match.search_radius)
         for it in range(self.cfg.match.refine_iterations):
@@ -329,7 +336,10 @@ class Pipeline:
                 break
             if not keeps_refining(est.num_inliers, r_est.num_inliers, self.cfg.policy):
                 break
+            moved = corner_distance(est.H, r_est.H, self.fixed.image.shape)
             est, loc, changed = r_est, r_loc, True
+            if refinement_converged(moved, self.cfg.policy):
+                break
         return (self.judge(est, loc) if changed else judged), radius
 
     def recentre(self, judged: Judged, radius: float) -> tuple[Judged, bool]:

@@ -1,8 +1,8 @@
 """Scoring patch pairs with SSML-QNet: the only module that moves tensors between devices.
 
 ``load_model(name_or_path, device)`` returns a network in eval mode; ``score_pairs`` gives the
-match probability of pairs of patches. Work is split into batches of ``batch_size``; on CUDA the
-network runs under bfloat16 autocast. Per-patch branch features are computed once per patch
+match probability of pairs of patches. Work is split into batches of ``batch_size`` (default
+:data:`DEFAULT_BATCH` for the device); on CUDA the network runs under bfloat16 autocast. Per-patch branch features are computed once per patch
 (:func:`embed`) and reused for every candidate pair it takes part in (:func:`score_features`).
 
 FLOPs per pair (2 x multiply-adds, :func:`register.nn.ssml_qnet.count_flops`):
@@ -29,6 +29,21 @@ WEIGHTS = {"paper": "ssml_qnet_paper_all.pt", "lite": "ssml_qnet_lite_all.pt"}
 #: what ``--model auto`` loads on every device: the lite preset, the one validated in
 #: registration (docs/results.md, "Candidate selection"); the paper width is ``--model paper``
 AUTO_PRESET = "lite"
+
+
+#: patches or pairs per network batch when none is given. CPU 256: at 512 the lite branch's first
+#: map (512 x 16 x 32 x 32 float32, 34 MB) passes glibc's 32 MB mmap limit and is page-faulted
+#: afresh each batch; 1,200 moving embeddings took 0.33 s at 512, 0.21 s at 128-256, and 1,200
+#: heads 0.16 s against 0.13 s (pipelines.scoring_bench). CUDA 2048: 1024-4096 ran fastest on
+#: an H200 (issue #17).
+DEFAULT_BATCH = {"cpu": 256, "cuda": 2048}
+
+
+def batch_size_for(device: torch.device, batch_size: int | None = None) -> int:
+    """``batch_size``, or the device's :data:`DEFAULT_BATCH` when it is None."""
+    if batch_size is not None:
+        return int(batch_size)
+    return DEFAULT_BATCH.get(device.type, DEFAULT_BATCH["cpu"])
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -160,9 +175,11 @@ def _autocast(dev: torch.device):
 
 
 @torch.inference_mode()
-def embed(model: SSMLQNet, patches: np.ndarray, side: str, *, batch_size: int = 512) -> torch.Tensor:
+def embed(model: SSMLQNet, patches: np.ndarray, side: str, *,
+          batch_size: int | None = None) -> torch.Tensor:
     """Branch features of (N, 64, 64) uint8 patches, kept on the model's device."""
     dev = _device(model)
+    batch_size = batch_size_for(dev, batch_size)
     out = []
     for i in range(0, len(patches), batch_size):
         x = to_tensor(patches[i:i + batch_size]).to(dev, non_blocking=True)
@@ -177,10 +194,11 @@ def embed(model: SSMLQNet, patches: np.ndarray, side: str, *, batch_size: int = 
 @torch.inference_mode()
 def score_features(model: SSMLQNet, feat_fixed: torch.Tensor, feat_moving: torch.Tensor,
                    index_fixed: np.ndarray, index_moving: np.ndarray, *,
-                   batch_size: int = 512) -> np.ndarray:
+                   batch_size: int | None = None) -> np.ndarray:
     """Match probability (P,) float32 of pairs ``(index_fixed[p], index_moving[p])`` of
     embedded patches; each patch's features are reused across all its pairs."""
     dev = _device(model)
+    batch_size = batch_size_for(dev, batch_size)
     fi = torch.as_tensor(np.asarray(index_fixed, np.int64), device=dev)
     mi = torch.as_tensor(np.asarray(index_moving, np.int64), device=dev)
     out = []
@@ -192,7 +210,7 @@ def score_features(model: SSMLQNet, feat_fixed: torch.Tensor, feat_moving: torch
 
 
 def score_pairs(model: SSMLQNet, patches_fixed: np.ndarray, patches_moving: np.ndarray, *,
-                batch_size: int = 512) -> np.ndarray:
+                batch_size: int | None = None) -> np.ndarray:
     """Match probability (N,) float32 of N pairs of (N, 64, 64) uint8 patches."""
     if patches_fixed.shape != patches_moving.shape or patches_fixed.ndim != 3:
         raise InputError(f"score_pairs: expected two (N, 64, 64) arrays of equal shape, got "

@@ -69,17 +69,18 @@ class NetworkScorer:
     """SSML-QNet match probabilities of the candidates' 64x64 patch pairs, in batches.
 
     Work that cannot change a probability is not repeated: each distinct candidate position is
-    embedded once (rows with fewer than K peaks repeat their last), and the fixed patches'
-    features are kept for the current fixed frame, so a refinement pass embeds only keypoints
-    it has not seen. The frame is recognised by identity: the arrays passed as ``fixed`` must
+    embedded once and each distinct (keypoint, position) pair goes through the head once (rows
+    with fewer than K peaks repeat their last: a third of the pairs in the narrow refinement
+    windows), and the fixed patches' features are kept for the current fixed frame, so a
+    refinement pass embeds only keypoints it has not seen. The frame is recognised by identity: the arrays passed as ``fixed`` must
     not be changed in place between calls.
     """
 
     name = "network"
 
-    def __init__(self, model, *, batch_size: int = 512) -> None:
+    def __init__(self, model, *, batch_size: int | None = None) -> None:
         self.model = model
-        self.batch_size = int(batch_size)
+        self.batch_size = None if batch_size is None else int(batch_size)  # None: the device's
         # the fixed frame whose patch features are cached, (F, D, 8, 8) features of the
         # keypoints seen in it so far, and each keypoint's (x, y) -> its row
         self._frame: np.ndarray | None = None
@@ -103,10 +104,12 @@ class NetworkScorer:
         rows = self._fixed_rows(fixed, cands.xy_fixed, timer)
         t = time.perf_counter()
         em = embed(self.model, pm, "moving", batch_size=self.batch_size)
-        prob = score_features(self.model, self._features, em, np.repeat(rows, k),
-                              index_m.reshape(-1), batch_size=self.batch_size).reshape(n, k)
+        pairs, index_p = np.unique(np.stack([np.repeat(rows, k), index_m.reshape(-1)], 1),
+                                   axis=0, return_inverse=True)
+        prob = score_features(self.model, self._features, em, pairs[:, 0], pairs[:, 1],
+                              batch_size=self.batch_size)
         timer.add("score", t)
-        return prob
+        return prob[index_p.reshape(-1)].reshape(n, k)
 
     def _fixed_rows(self, fixed: np.ndarray, xy: np.ndarray, timer: Timer) -> np.ndarray:
         """(N,) rows of :attr:`_features` holding the fixed patches at keypoints ``xy``

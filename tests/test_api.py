@@ -271,13 +271,29 @@ def test_register_pair_accept_z_ends_search_early(data_root, random_model):
 
     _, f, m = PAIRS[0]
     fixed, moving = crop512(read_image(data_root / f)), crop512(read_image(data_root / m))
-    full = register_pair(fixed, moving, STRUCTURAL.replace(accept_z=0.0), model=random_model)
+    plain = STRUCTURAL.replace(early_refine=False)  # the unrefined hypotheses' rule alone
+    full = register_pair(fixed, moving, plain.replace(accept_z=0.0), model=random_model)
     first = full.candidates[0]
     assert full.ok and first["confirmed"] and len(full.candidates) > 1
     assert first["num_inliers"] < 3 * STRUCTURAL.estimate.min_inliers  # not ended by the inlier share
-    fast = register_pair(fixed, moving, STRUCTURAL.replace(accept_z=first["z"] - 0.5), model=random_model)
+    fast = register_pair(fixed, moving, plain.replace(accept_z=first["z"] - 0.5), model=random_model)
     assert fast.ok and len(fast.candidates) == 1
     assert corner_distance(fast.H, full.H, fixed.shape) < 3.0
+
+
+def test_register_pair_early_refine_ends_search_with_same_transform(data_root, random_model):
+    """The same pair: its first hypothesis, confirmed but not clearly, refines to a clearly
+    supported transform, so early refinement stops there; the transform is the one matching
+    all four hypotheses gives."""
+    from pipelines.benchmark import PAIRS, crop512
+
+    _, f, m = PAIRS[0]
+    fixed, moving = crop512(read_image(data_root / f)), crop512(read_image(data_root / m))
+    full = register_pair(fixed, moving, STRUCTURAL.replace(early_refine=False), model=random_model)
+    early = register_pair(fixed, moving, STRUCTURAL, model=random_model)
+    assert STRUCTURAL.match.early_refine
+    assert full.ok and early.ok and len(early.candidates) == 1 < len(full.candidates)
+    assert corner_distance(early.H, full.H, fixed.shape) < 0.5
 
 
 def test_register_pair_rejects_bent_homography(data_root, random_model):

@@ -6,7 +6,7 @@ import pytest
 
 from register.decide import (VETOES, Evidence, Policy, Verdict, clearly_supported, judge,
                              keeps_refining, policy_fields, prefers_perspective,
-                             wants_recentring)
+                             refinement_converged, wants_recentring)
 
 P = Policy()
 
@@ -109,6 +109,16 @@ def test_clearly_supported_accept_z_zero_turns_the_z_rule_off():
 def test_keeps_refining_needs_most_inliers(before, after, keeps):
     """A wrong hypothesis falls apart under refinement: losing over a fifth stops it."""
     assert keeps_refining(before, after, P) is keeps
+
+
+@pytest.mark.parametrize("moved, converged", [
+    (0.2, True),   # the step moved the corners a fifth of a pixel: narrower windows add nothing
+    (3.0, False),  # still moving
+])
+def test_refinement_converged_when_a_step_barely_moves(moved, converged):
+    policy = Policy(refine_converged_px=0.5)
+    assert refinement_converged(moved, policy) is converged
+    assert not refinement_converged(moved, Policy(refine_converged_px=0.0))  # 0 = off
 
 
 @pytest.mark.parametrize("check_px, working_px, window, wanted", [

@@ -6,7 +6,8 @@ import pytest
 
 from register.detect import detect
 from register.io import read_image, to_gray
-from register.match import local_maxima, select, shortlist
+from register.match import (_fft_side, correlation_surfaces, local_maxima, select, shortlist,
+                            top_peaks)
 from register.structural import oriented_gradient_channels
 
 
@@ -39,6 +40,49 @@ def test_shortlist_self_pair_finds_own_position(image_and_keypoints):
     # every candidate lies in the search window
     d = np.abs(c.xy_cand - xy[:, None])
     assert (d <= radius).all()
+
+
+@pytest.mark.parametrize("radius", [16, 8, 4])
+def test_correlation_surfaces_equal_opencv_template_matching(image_and_keypoints, radius):
+    """The batched FFTs give cv2.matchTemplate's TM_CCORR surface per keypoint (to float
+    rounding), on the real channels of a fixed image against a shifted copy."""
+    import cv2
+
+    g, xy, _, half = image_and_keypoints
+    feat = oriented_gradient_channels(g.image, g.mask)
+    moved = np.roll(feat, (3, -2), axis=(1, 2))
+    xy = xy.astype(int)
+    surf = correlation_surfaces(feat, moved, xy, radius=radius, half=half)
+    assert surf.shape == (len(xy), 2 * radius + 1, 2 * radius + 1) and surf.dtype == np.float32
+    ff, fm = np.moveaxis(feat, 0, -1).copy(), np.moveaxis(moved, 0, -1).copy()
+    for i, (x, y) in enumerate(xy):
+        ref = cv2.matchTemplate(fm[y - half - radius:y + half + radius + 1,
+                                   x - half - radius:x + half + radius + 1],
+                                ff[y - half:y + half + 1, x - half:x + half + 1], cv2.TM_CCORR)
+        np.testing.assert_allclose(surf[i], ref, atol=1e-5 * np.abs(ref).max())
+
+
+@pytest.mark.parametrize("n, side", [(73, 80), (57, 60), (49, 50), (80, 80), (81, 90)])
+def test_fft_side_is_even_and_5_smooth(n, side):
+    assert _fft_side(n) == side
+
+
+def test_top_peaks_follow_local_maxima_with_subpixel_vertex():
+    """The k highest local maxima in local_maxima's order; a missing peak repeats the last
+    position with value -inf; a sampled parabola's vertex is found to float precision."""
+    rng = np.random.default_rng(0)
+    surfaces = rng.normal(size=(20, 17, 17)).astype(np.float32)
+    xy, val = top_peaks(surfaces, 4)
+    for s, p, v in zip(surfaces, xy, val):
+        ref = local_maxima(s, 4)
+        np.testing.assert_array_equal(np.round(p).astype(int)[:, ::-1], ref)
+        np.testing.assert_array_equal(v, [s[r, c] for r, c in ref])
+        assert (np.abs(p - np.round(p)) <= 0.5).all()
+    yy, xx = np.mgrid[:9, :9].astype(np.float32)
+    bowl = -((xx - 3.3) ** 2 + (yy - 5.6) ** 2)  # one maximum, vertex at (3.3, 5.6)
+    xy, val = top_peaks(bowl[None], 3)
+    np.testing.assert_allclose(xy[0, 0], [3.3, 5.6], atol=1e-4)
+    assert np.isneginf(val[0, 1:]).all() and (xy[0, 1:] == xy[0, 0]).all()
 
 
 def test_shortlist_finds_shifted_position(image_and_keypoints):

@@ -185,3 +185,14 @@ def test_load_model_auto_is_the_lite_preset_and_paper_the_shipped_paper_width():
     paper = load_model("paper")  # float16 parts merged, strict keys
     assert paper.config.preset == "paper" and paper.source == "ssml_qnet_paper_all.pt"
     assert load_model("random-paper").source.startswith("random-init paper")
+
+
+@pytest.mark.parametrize("device, given, expected", [
+    ("cpu", None, 256),  # under glibc's mmap limit for the lite branch's first map
+    ("cuda", None, 2048),  # 1024-4096 ran fastest on an H200
+    ("cpu", 7, 7),  # a given size wins
+])
+def test_batch_size_for_device_default(device, given, expected):
+    from register.score import batch_size_for
+
+    assert batch_size_for(torch.device(device), given) == expected

@@ -91,8 +91,23 @@ def test_network_scorer_reuses_work_without_changing_a_probability(candidates, r
     direct = score_pairs(random_model, crop_patches(fixed, np.repeat(dup.xy_fixed, k, 0)),
                          crop_patches(moving, xy_cand.reshape(-1, 2))).reshape(n, k)
     scorer = NetworkScorer(random_model, batch_size=5)
-    np.testing.assert_allclose(scorer.score(fixed, moving, dup, Timer()), direct, atol=1e-5)
+    import register.score as score_module
+
+    heads = []
+    real = score_module.score_features
+
+    def counting(model, ff, fm, i_f, i_m, **kw):
+        heads.append(len(i_f))
+        return real(model, ff, fm, i_f, i_m, **kw)
+
+    score_module.score_features = counting
+    try:
+        np.testing.assert_allclose(scorer.score(fixed, moving, dup, Timer()), direct, atol=1e-5)
+    finally:
+        score_module.score_features = real
     assert len(scorer._features) == n
+    # each distinct (keypoint, position) pair went through the head once
+    assert heads == [len({(i, tuple(p)) for i in range(n) for p in xy_cand[i]})] and heads[0] < n * k
     # a second pass over part of the same keypoints embeds none of them again
     half = Candidates(dup.xy_fixed[::2], xy_cand[::2], dup.structural[::2])
     np.testing.assert_allclose(scorer.score(fixed, moving, half, Timer()), direct[::2],
