@@ -52,7 +52,8 @@ def hypothesis_rank(pair: datasets.Pair, cfg: Config, images=None) -> tuple[int,
     fw, mw, Sf, Sm = working_images(fixed, moving, cfg.replace(modality=modality))
     H = Sf @ pair.H_array @ np.linalg.inv(Sm)
     t = time.perf_counter()
-    hyps = coarse_hypotheses(fw.image, fw.mask, mw.image, mw.mask, cfg.search)
+    hyps = coarse_hypotheses(fw.image, fw.mask, mw.image, mw.mask,
+                             cfg.search.for_modality(modality))
     seconds = time.perf_counter() - t
     errs = [corner_distance(h.H, H, fw.image.shape) for h in hyps]
     tol = max(cfg.match.search_radius, 0.03 * max(fw.image.shape))

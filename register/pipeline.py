@@ -151,7 +151,8 @@ class Pipeline:
             if kh is not None:
                 yield kh, "keypoint similarity"
         self.say("searching rotation and scale hypotheses")
-        found = iter_hypotheses(fw.image, fw.mask, mw.image, mw.mask, cfg.search)
+        found = iter_hypotheses(fw.image, fw.mask, mw.image, mw.mask,
+                                cfg.search.for_modality(cfg.modality))
         while True:  # each refined only when the loop asks for it
             t = time.perf_counter()
             h = next(found, None)

@@ -306,7 +306,9 @@ def test_register_pair_rejects_bent_homography(data_root, random_model):
 
     pair = next(p for p in validation_pairs("opt-sar", scales=(1.6, 2.0)) if p.name == "30")
     fixed, moving = load_pair(pair)
-    cfg = STRUCTURAL.replace(modality="opt-sar", transform="homography")
+    # the search at 160 px, as when the rule was set (the optical-SAR search at 80 px finds
+    # another wrong hypothesis here, which the check refuses at z 8.0)
+    cfg = STRUCTURAL.replace(modality="opt-sar", transform="homography", sar_side=None)
     res = register_pair(fixed, moving, cfg, model=random_model)
     assert not res.ok and "affine" in res.reason, res.reason
     assert res.verification["affine_deviation_px"] > STRUCTURAL.policy.max_affine_deviation
@@ -386,8 +388,11 @@ def test_register_pair_refined_transform_needs_clear_check_when_nothing_was_conf
 
     pair = next(p for p in validation_pairs("opt-sar", every=3) if p.name == "87")
     fixed, moving = load_pair(pair)
-    cfg = STRUCTURAL.replace(modality="opt-sar", transform="homography")
-    auto = register_pair(fixed, moving, cfg.replace(transform="auto"), model=random_model)
+    # the rule is shown with the search at 160 px, as when it was set (at 80 px, the
+    # optical-SAR default, the homography's hypothesis is refused outright: z 8.3)
+    cfg = STRUCTURAL.replace(modality="opt-sar", transform="homography", sar_side=None)
+    auto = register_pair(fixed, moving, STRUCTURAL.replace(modality="opt-sar"),
+                         model=random_model)
     assert auto.ok and auto.verification["transform"] in ("affine", "similarity")
     assert pair_error(auto.H, *checkpoints(pair, fixed.shape, moving.shape)) < 2.0
     res = register_pair(fixed, moving, cfg, model=random_model)
@@ -409,7 +414,10 @@ def test_register_pair_recentres_on_check_peak(data_root, random_model):
 
     pair = next(p for p in validation_pairs("opt-sar", every=3) if p.name == "75")
     fixed, moving = load_pair(pair)
-    cfg = STRUCTURAL.replace(modality="opt-sar", sar_auto_models=("homography", "affine"))
+    # with the search at 160 px, as when the rule was set (the optical-SAR search at 80 px
+    # finds a hypothesis that needs no recentring)
+    cfg = STRUCTURAL.replace(modality="opt-sar", sar_auto_models=("homography", "affine"),
+                             sar_side=None)
     res = register_pair(fixed, moving, cfg, model=random_model)
     assert res.ok and res.verification["recentred"], res.reason
     assert res.verification["peak_shift_px"] <= cfg.policy.verify_max_shift
