@@ -1,6 +1,7 @@
 """Compare two evaluation runs pair by pair.
 
-    python -m pipelines.compare_runs BEFORE.csv[,MORE.csv] AFTER.csv [--method ours] [--tol 1e-6]
+    python -m pipelines.compare_runs BEFORE.csv[,MORE.csv] AFTER.csv [--method ours]
+        [--method-after LABEL] [--tol 1e-6]
 
 Reads the ``pairs.csv`` that ``python -m pipelines.evaluate registration`` writes (several
 files on one side are merged, e.g. a run per set) and prints, for the pairs both hold: how
@@ -84,7 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
                                 description=__doc__.split("\n")[0])
     p.add_argument("before", help="pairs.csv of the run before (comma-separated to merge)")
     p.add_argument("after", help="pairs.csv of the run after (comma-separated to merge)")
-    p.add_argument("--method", default="ours")
+    p.add_argument("--method", default="ours", help="method (label) of the rows compared")
+    p.add_argument("--method-after", default=None,
+                   help="the after run's method when it differs (a run with --label)")
     p.add_argument("--tol", type=float, default=1e-6, help="relative tolerance on H")
     return p
 
@@ -97,7 +100,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {', '.join(missing)} not found; pass the pairs.csv files that "
                   "pipelines.evaluate wrote", file=sys.stderr)
             return 2
-    a, b = read_runs(args.before, args.method), read_runs(args.after, args.method)
+    a = read_runs(args.before, args.method)
+    b = read_runs(args.after, args.method_after or args.method)
     lines, summary = compare(a, b, args.tol)
     n = sum(v["pairs"] for v in summary.values())
     same = sum(v["identical"] for v in summary.values())
