@@ -288,7 +288,8 @@ def _execute(jobs: list[dict], on_result: Callable[[dict], None], *, workers: in
     on a Dask cluster (one task per tile); ``on_result`` runs in the driver as each finishes."""
     import importlib
 
-    task = importlib.import_module("pipelines.tiles").tile_task  # pickled by name, not __main__
+    module = importlib.import_module("pipelines.tiles")  # pickled by name, not __main__
+    task = module.tile_task
     if not jobs:
         return
     if scheduler:
@@ -298,6 +299,8 @@ def _execute(jobs: list[dict], on_result: Callable[[dict], None], *, workers: in
                               dashboard_address=None) if scheduler == "local" else None)
         try:
             with Client(local or scheduler, timeout="30s") as client:
+                if local is not None:  # like the local pool: threads set, network loaded once
+                    client.run(module._init_worker, model, threads)
                 keys = [f"register-tile-{j['key']}" for j in jobs]
                 _drain(dict(zip(client.map(task, jobs, key=keys, pure=False), jobs)),
                        as_completed, on_result)

@@ -1,6 +1,6 @@
 """Reproducible throughput and shift-recovery benchmark of the batch tile program.
 
-    python -m pipelines.tiles_bench [--workers 1 2] [--tile-size 200] [--threads 1]
+    python -m pipelines.tiles_bench [--workers 1 2] [--dask 2] [--tile-size 200] [--threads 1]
         [--model auto] [--device auto] [--repeats 1] [--out runs/tiles_bench]
         [--results docs/results.md]
 
@@ -19,7 +19,10 @@ For each ``--workers`` count, ``--repeats`` times, it runs
 run totals pipelines.tiles writes to ``totals.json`` in its output folder (tiles registered /
 wall time of the tile stage, and the same from the first finished tile on: the numbers of its
 final stderr line; :func:`pipelines.tiles_output.read_totals`). It then reads ``summary.csv``
-(tile rows: tiles / ok / failed; pair rows: recovered shift vs the known one).
+(tile rows: tiles / ok / failed; pair rows: recovered shift vs the known one). Each ``--dask``
+count N runs the same with ``--scheduler local --workers N`` (a Dask ``LocalCluster`` of N
+processes; output ``<out>/daskN``), and the efficiency of every run with N > 1 workers is its
+tiles/s after the first tile over N times that of one local worker.
 
 Outputs in ``--out``: ``config.json`` (resolved options, input, commands, machine, results),
 ``runs.csv`` (one row per run), ``shifts.csv`` (one row per worker count and pair), the tiles
@@ -110,11 +113,30 @@ def build_input(in_dir: str | Path, crops: list[Path] | None = None) -> list[dic
 
 
 def tiles_argv(fixed: str, moving: str, out_dir: Path, args: argparse.Namespace,
-               workers: int) -> list[str]:
+               workers: int, scheduler: str | None = None) -> list[str]:
     return ["--fixed", fixed, "--moving", moving, "--out-dir", str(out_dir),
             "--workers", str(workers), "--threads", str(args.threads),
             "--tile-size", str(args.tile_size), "--model", args.model, "--device", args.device,
-            "--overwrite", "--quiet"]
+            "--overwrite", "--quiet"] + (["--scheduler", scheduler] if scheduler else [])
+
+
+def run_modes(args: argparse.Namespace) -> list[tuple[str, int, str | None]]:
+    """(label, workers, scheduler) of each configuration to run: the local worker counts,
+    then a Dask LocalCluster of each ``--dask`` count."""
+    return ([(str(w), w, None) for w in args.workers]
+            + [(f"Dask {n}", n, "local") for n in args.dask])
+
+
+def efficiency(runs: list[dict]) -> dict[str, float]:
+    """Scaling efficiency of each multi-worker configuration: the median tiles/s after the
+    first tile over its worker count times that of one local worker (1.0 = linear)."""
+    def steady(label):
+        vals = [r.get("steady_tiles_per_s", math.nan) for r in runs if r["workers"] == label]
+        return statistics.median(vals) if vals else math.nan
+
+    one = steady("1")
+    return {r["workers"]: steady(r["workers"]) / (r["n_workers"] * one)
+            for r in runs if r["n_workers"] > 1}
 
 
 def run_tiles(argv: list[str], out_dir: Path) -> dict:
@@ -227,7 +249,7 @@ def markdown(res: dict) -> str:
         "| workers | tiles | ok | failed | tiles/s, whole tile stage | tiles/s after the first "
         "tile | tile stage s | load avg (before) | runs |",
         "|---|---|---|---|---|---|---|---|---|"]
-    for w in a["workers"]:
+    for w in dict.fromkeys(r["workers"] for r in runs):
         rs = [r for r in runs if r["workers"] == w]
         last = rs[-1]
 
@@ -237,7 +259,11 @@ def markdown(res: dict) -> str:
         lines.append(f"| {w} | {last['tiles_csv']} | {last['ok']} | {last['failed_tiles']} | "
                      f"{cell('tiles_per_s')} | {cell('steady_tiles_per_s')} | "
                      f"{cell('seconds', '.1f')} | {cell('load_before', '.2f')} | {len(rs)} |")
-    lines += [
+    eff = efficiency(runs)
+    lines += [""] + ([
+        "Scaling efficiency (tiles/s after the first tile, over the worker count times one local "
+        "worker's; 1.0 = linear): " + ", ".join(f"{k} workers {_fmt(v, '.2f')}"
+                                                for k, v in eff.items()) + "."] if eff else []) + [
         "",
         "\"Whole tile stage\" is tiles registered / wall time from the first submission to the "
         "last result, as pipelines.tiles reports it (worker start-up and network load "
@@ -264,6 +290,8 @@ def build_parser() -> argparse.ArgumentParser:
                                 description=__doc__.split("\n")[0])
     p.add_argument("--workers", type=int, nargs="+", default=[1, 2],
                    help="worker counts to run pipelines.tiles with")
+    p.add_argument("--dask", type=int, nargs="*", default=[2],
+                   help="worker counts of a Dask LocalCluster to run too (--scheduler local)")
     p.add_argument("--tile-size", type=int, default=200)
     p.add_argument("--threads", type=int, default=1, help="torch threads per worker")
     p.add_argument("--model", default="auto", help="passed to pipelines.tiles --model")
@@ -278,8 +306,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     command = command_line("pipelines.tiles_bench", argv)
-    if args.repeats < 1 or min(args.workers) < 1:
-        print("error: expected --repeats >= 1 and --workers >= 1", file=sys.stderr)
+    if args.repeats < 1 or min(args.workers + args.dask) < 1 or 1 not in args.workers:
+        print("error: expected --repeats >= 1, --workers and --dask >= 1, and 1 among --workers "
+              "(the efficiency is measured against one worker)", file=sys.stderr)
         return 2
     out = args.out
     try:
@@ -303,13 +332,13 @@ def main(argv: list[str] | None = None) -> int:
     fixed = str(data_root() / CROPS_DIR / "*.tif")
     moving = str((out / "input").resolve())
     runs, shifts, n_pairs, n_tiles, device = [], [], 0, 0, args.device
-    for w in args.workers:
-        wdir = (out / f"w{w}").resolve()
-        targv = tiles_argv(fixed, moving, wdir, args, w)
+    for w, n, scheduler in run_modes(args):
+        wdir = (out / (f"w{n}" if scheduler is None else f"dask{n}")).resolve()
+        targv = tiles_argv(fixed, moving, wdir, args, n, scheduler)
         for rep in range(args.repeats):
             print(f"[tiles_bench] workers {w}, run {rep + 1}/{args.repeats}", file=sys.stderr)
             try:
-                rec = {"workers": w, "repeat": rep, **run_tiles(targv, wdir)}
+                rec = {"workers": w, "n_workers": n, "repeat": rep, **run_tiles(targv, wdir)}
             except InputError as exc:
                 print(f"error: {exc}", file=sys.stderr)
                 return 2
@@ -334,7 +363,7 @@ def main(argv: list[str] | None = None) -> int:
     res.update(device=device, pairs=n_pairs, tiles=n_tiles, runs=runs, shifts=shifts)
     (args.out / "config.json").write_text(json.dumps(res, indent=2, default=str) + "\n")
 
-    for w in args.workers:
+    for w, _, _ in run_modes(args):
         rs = [r for r in runs if r["workers"] == w]
         tps = statistics.median(r.get("tiles_per_s", math.nan) for r in rs)
         st = statistics.median(r.get("steady_tiles_per_s", math.nan) for r in rs)
@@ -344,7 +373,7 @@ def main(argv: list[str] | None = None) -> int:
     for s in shifts:
         rep = (f"({s['shift_x_px']:+.2f}, {s['shift_y_px']:+.2f})" if s["status"] == "ok"
                else "failed")
-        print(f"  w{s['workers']} {s['pair']} [{s['scene']}]: {s['tiles_ok']}/{s['tiles']} tiles "
+        print(f"  workers {s['workers']}: {s['pair']} [{s['scene']}]: {s['tiles_ok']}/{s['tiles']} tiles "
               f"ok, expected ({s['expected_x_px']:+g}, {s['expected_y_px']:+g}), reported {rep}")
     print(f"-> {args.out / 'config.json'}")
     if args.results:

@@ -71,3 +71,18 @@ def test_run_tiles_reads_totals_of_this_run(tmp_path, monkeypatch):
     monkeypatch.setattr(tiles_bench.subprocess, "run",
                         lambda cmd, **kw: subprocess.CompletedProcess(cmd, 2))
     assert "tiles_per_s" not in tiles_bench.run_tiles(["--out-dir", str(out)], out)
+
+
+def test_efficiency_against_one_local_worker():
+    """Local and Dask runs with N > 1 workers are measured against one local worker."""
+    import argparse
+
+    from pipelines.tiles_bench import efficiency, run_modes
+
+    args = argparse.Namespace(workers=[1, 2], dask=[2])
+    assert run_modes(args) == [("1", 1, None), ("2", 2, None), ("Dask 2", 2, "local")]
+    runs = [{"workers": "1", "n_workers": 1, "steady_tiles_per_s": 4.0},
+            {"workers": "2", "n_workers": 2, "steady_tiles_per_s": 7.0},
+            {"workers": "2", "n_workers": 2, "steady_tiles_per_s": 6.0},
+            {"workers": "Dask 2", "n_workers": 2, "steady_tiles_per_s": 6.0}]
+    assert efficiency(runs) == {"2": 6.5 / 8, "Dask 2": 0.75}
