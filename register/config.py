@@ -100,6 +100,8 @@ class MatchConfig:
     # the network scores matching passes whose window radius is at least this (px of the
     # matching frame); narrower refinement passes rank by the structural correlation alone
     network_min_radius: float = 0.0
+    # ... and at most this (None: no limit); wider passes rank by the structural correlation
+    network_max_radius: float | None = None
     ratio: float = 1.0  # the chosen candidate's score must beat ratio x the runner-up's
     refine_iterations: int = 2  # matching passes after the first, each with a halved window
     # a confirmed hypothesis that does not end the loop is refined at once, and ends it when

@@ -217,8 +217,9 @@ class Pipeline:
                           radius=radius, k=k, half=TEMPLATE_HALF)
         timer.add("shortlist", t)
         n = len(cands)
-        prob = (self.scorer.score(frame.image, mi, cands, timer)
-                if radius >= mc.network_min_radius else None)
+        scored = mc.network_min_radius <= radius and (mc.network_max_radius is None
+                                                       or radius <= mc.network_max_radius)
+        prob = self.scorer.score(frame.image, mi, cands, timer) if scored else None
         prob = np.ones((n, k), np.float32) if prob is None else prob
         prob = np.where(np.isfinite(cands.structural), prob, 0.0)
         keep, best = select(prob, cands.structural, min_probability=mc.gate,

@@ -88,6 +88,14 @@ def test_match_scores_with_the_network_only_from_network_min_radius(data_root, s
     assert len(calls) == 1 and calls[0] == wide.keypoints
     assert np.allclose(wide.matches.probability, 0.9)
     assert np.allclose(narrow.matches.probability, 1.0)  # no probabilities: structural ranking
+    # the other way round: the network only up to network_max_radius
+    calls.clear()
+    pipe = Pipeline(fw, mw, cfg.replace(network_min_radius=0.0, network_max_radius=8),
+                    Counting(), Timer(), lambda msg: None)
+    wide, narrow = pipe.match(H, 16), pipe.match(H, 8)
+    assert len(calls) == 1 and calls[0] == narrow.keypoints
+    assert np.allclose(wide.matches.probability, 1.0)
+    assert np.allclose(narrow.matches.probability, 0.9)
 
 
 def test_hypotheses_are_found_once_and_replayed(data_root, srif_opt_ir_pair, monkeypatch):
