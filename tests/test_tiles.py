@@ -314,3 +314,25 @@ def test_scheduler_local_starts_a_local_cluster(data, tmp_path):
     pair, rows = summary(out)
     assert len(rows) == 2 and all(r["status"] == "ok" for r in rows)
     np.testing.assert_allclose(shifts(pair), [[-5, 3]], atol=0.3)
+
+
+def test_local_cluster_workers_start_without_a_malloc_threshold():
+    """Dask's nanny would set MALLOC_TRIM_THRESHOLD_, which turns off glibc's dynamic mmap
+    threshold and made each registration 2x slower; the local cluster's workers start without
+    it, with the torch threads asked for."""
+    import dask
+
+    from pipelines.tiles import _local_cluster
+
+    seen = {}
+
+    def fake_cluster(**kwargs):
+        seen.update(env=dict(dask.config.get("distributed.nanny.pre-spawn-environ")), **kwargs)
+        return "cluster"
+
+    assert "MALLOC_TRIM_THRESHOLD_" in dask.config.get("distributed.nanny.pre-spawn-environ")
+    assert _local_cluster(fake_cluster, 2, 3) == "cluster"
+    assert "MALLOC_TRIM_THRESHOLD_" not in seen["env"] and seen["env"]["OMP_NUM_THREADS"] == 3
+    assert seen["n_workers"] == 2 and seen["threads_per_worker"] == 1
+    # the driver's own config is left as it was
+    assert "MALLOC_TRIM_THRESHOLD_" in dask.config.get("distributed.nanny.pre-spawn-environ")
