@@ -334,10 +334,10 @@ def _local_cluster(cluster_class, workers: int, threads: int):
     """A Dask LocalCluster of ``workers`` single-task processes with ``threads`` torch threads.
 
     Dask's nanny starts its workers with ``MALLOC_TRIM_THRESHOLD_=65536``. Setting any glibc
-    malloc threshold turns off glibc's dynamic mmap threshold, so every buffer over 128 kB is
-    mapped and page-faulted afresh: a registration took 2.1x longer (MIFNet optical-NIR, one
-    thread: 1.79 -> 3.69 s; 3.71 s with the threshold at 256 MB). These workers start without
-    it."""
+    malloc threshold turns off glibc's dynamic mmap threshold (mallopt(3)), so every buffer
+    over 128 kB is mapped and page-faulted afresh: a registration took 2.1x longer (MIFNet
+    optical-NIR, one torch thread: 1.79 -> 3.69 s; 3.71 s with the threshold at 256 MB, run in
+    a thread with MALLOC_ARENA_MAX=1). These workers start without it."""
     import dask
 
     key = "distributed.nanny.pre-spawn-environ"

@@ -373,8 +373,9 @@ def main(argv: list[str] | None = None) -> int:
     for s in shifts:
         rep = (f"({s['shift_x_px']:+.2f}, {s['shift_y_px']:+.2f})" if s["status"] == "ok"
                else "failed")
-        print(f"  workers {s['workers']}: {s['pair']} [{s['scene']}]: {s['tiles_ok']}/{s['tiles']} tiles "
-              f"ok, expected ({s['expected_x_px']:+g}, {s['expected_y_px']:+g}), reported {rep}")
+        print(f"  workers {s['workers']}: {s['pair']} [{s['scene']}]: {s['tiles_ok']}/"
+              f"{s['tiles']} tiles ok, expected ({s['expected_x_px']:+g}, "
+              f"{s['expected_y_px']:+g}), reported {rep}")
     print(f"-> {args.out / 'config.json'}")
     if args.results:
         write_section(args.results, SECTION, markdown(res), command=command, date=res["date"],

@@ -69,13 +69,19 @@ class SearchConfig:
     keypoint_max: int = 2000  # SIFT keypoints per image
     keypoint_min_inliers: int = 15
 
+    @property
+    def fine_px(self) -> int:
+        """Longer side (px) at which coarse peaks are rescored and refined: ``fine_side``, or
+        twice ``side``."""
+        return int(self.fine_side) if self.fine_side is not None else 2 * self.side
+
     def for_modality(self, modality: str) -> "SearchConfig":
         """The search settings for ``modality``: ``sar_side`` replaces ``side`` for
-        "opt-sar" (with ``fine_side`` kept), the settings themselves otherwise."""
+        "opt-sar" (with :attr:`fine_px` kept), the settings themselves otherwise."""
         if modality != "opt-sar" or self.sar_side is None:
             return self
-        fine = self.fine_side if self.fine_side is not None else 2 * self.side
-        return dataclasses.replace(self, side=self.sar_side, fine_side=fine, sar_side=None)
+        return dataclasses.replace(self, side=self.sar_side, fine_side=self.fine_px,
+                                   sar_side=None)
 
 
 @dataclass(frozen=True)

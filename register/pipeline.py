@@ -110,6 +110,9 @@ class Pipeline:
         self.frames: dict[float, tuple[GrayImage, np.ndarray, np.ndarray]] = {}
         self.located: dict[tuple[bytes, int], Located] = {}
         self.checks: dict[bytes, Check] = {}
+        # refinements done, by start transform, inlier count and models: early refinement's
+        # result is reused by the final one instead of fitted again
+        self.refined: dict[tuple[bytes, int, tuple[str, ...]], tuple["Judged", float]] = {}
         self.support: tuple[np.ndarray, np.ndarray] | None = None  # SIFT correspondences
         self.d_verify = min(1.0, cfg.verify.side / max(fixed.image.shape))  # working -> check px
         self.models = cfg.estimate.auto_models  # what transform="auto" compares
@@ -277,9 +280,9 @@ class Pipeline:
         (inlier counts favour large overlaps, so a wrong hypothesis covering the whole image
         can out-count a right one at a small scale). A clearly supported one ends the loop
         (:func:`register.decide.clearly_supported`), and so does a confirmed one whose
-        refinement is clearly supported (``MatchConfig.early_refine``; it then wins, and its
-        refinement's matches are kept for the caller's). ``to_full`` maps a working transform to
-        full-resolution px, for the report's rows."""
+        refinement is clearly supported (``MatchConfig.early_refine``; it then wins, and the
+        caller's :meth:`refine` of it returns that refinement). ``to_full`` maps a working
+        transform to full-resolution px, for the report's rows."""
         radius = int(self.cfg.match.search_radius)
         best, unsupported, rows, sources, tried = None, [], [], [], 0
         for hyp, source in self.hypotheses(georef):
@@ -326,7 +329,14 @@ class Pipeline:
         (:func:`register.decide.keeps_refining`) and the transform still moves
         (:func:`register.decide.refinement_converged`). The refined transform is judged
         afresh: a wrong hypothesis tends to fall apart under refinement. Returns it and the
-        last window (matching-frame px)."""
+        last window (matching-frame px); each start is refined once per pair and models."""
+        key = (np.asarray(judged.est.H, np.float64).tobytes(), judged.est.num_inliers,
+               tuple(self.models))
+        if key not in self.refined:
+            self.refined[key] = self._refine(judged)
+        return self.refined[key]
+
+    def _refine(self, judged: Judged) -> tuple[Judged, float]:
         est, loc, changed = judged.est, judged.located, False
         radius = float(self.cfg.match.search_radius)
         for it in range(self.cfg.match.refine_iterations):
@@ -359,7 +369,6 @@ class Pipeline:
         except RegistrationFailed:
             return judged, False
         return (again, True) if again.rank > judged.rank else (judged, False)
-
 
     def perspective(self, start: Candidate, judged: Judged) -> Judged:
         """When lower-order models were tried first (optical-SAR), fit the general models to

@@ -2,7 +2,8 @@
 
 ``load_model(name_or_path, device)`` returns a network in eval mode; ``score_pairs`` gives the
 match probability of pairs of patches. Work is split into batches of ``batch_size`` (default
-:data:`DEFAULT_BATCH` for the device); on CUDA the network runs under bfloat16 autocast. Per-patch branch features are computed once per patch
+:data:`DEFAULT_BATCH` for the device); on CUDA the network runs under bfloat16 autocast.
+Per-patch branch features are computed once per patch
 (:func:`embed`) and reused for every candidate pair it takes part in (:func:`score_features`).
 
 FLOPs per pair (2 x multiply-adds, :func:`register.nn.ssml_qnet.count_flops`):
@@ -34,8 +35,8 @@ AUTO_PRESET = "lite"
 #: patches or pairs per network batch when none is given. CPU 256: at 512 the lite branch's first
 #: map (512 x 16 x 32 x 32 float32, 34 MB) passes glibc's 32 MB mmap limit and is page-faulted
 #: afresh each batch; 1,200 moving embeddings took 0.33 s at 512, 0.21 s at 128-256, and 1,200
-#: heads 0.16 s against 0.13 s (pipelines.scoring_bench). CUDA 2048: 1024-4096 ran fastest on
-#: an H200 (issue #17).
+#: heads 0.16 s against 0.13 s (best of 7, a throwaway timing; docs/results.md "Speed, session
+#: 13"). CUDA 2048: 1024-4096 ran fastest on an H200 (issue #17).
 DEFAULT_BATCH = {"cpu": 256, "cuda": 2048}
 
 

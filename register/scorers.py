@@ -72,8 +72,8 @@ class NetworkScorer:
     embedded once and each distinct (keypoint, position) pair goes through the head once (rows
     with fewer than K peaks repeat their last: a third of the pairs in the narrow refinement
     windows), and the fixed patches' features are kept for the current fixed frame, so a
-    refinement pass embeds only keypoints it has not seen. The frame is recognised by identity: the arrays passed as ``fixed`` must
-    not be changed in place between calls.
+    refinement pass embeds only keypoints it has not seen. The frame is recognised by
+    identity: the arrays passed as ``fixed`` must not be changed in place between calls.
     """
 
     name = "network"

@@ -229,7 +229,7 @@ def _ranked(results, fixed, fixed_mask, moving, mask_u8, coarse: _Level, cfg: Se
         return None
     results = _calibrated(results) if cfg.calibrate else results
     results.sort(key=lambda r: (-r[0], r[1], r[2]))
-    fine = _fixed_level(fixed, fixed_mask, min(fine_side(cfg), max(fixed.shape)))
+    fine = _fixed_level(fixed, fixed_mask, min(cfg.fine_px, max(fixed.shape)))
     D = np.diag([1 / coarse.d, 1 / coarse.d, 1.0])
     distinct: list[tuple[float, float, np.ndarray]] = []  # (angle, scale, H full-res)
     limit = max(cfg.rescore, cfg.top_k)
@@ -284,11 +284,6 @@ def _refine(level: _Level, src: np.ndarray, mask_u8: np.ndarray, angle: float, s
     return Hypothesis(H=H / H[2, 2], score=float(z), angle_deg=float(a % 360), scale=float(s))
 
 
-def fine_side(cfg: SearchConfig) -> int:
-    """Longer side (px) at which coarse peaks are rescored and refined."""
-    return int(cfg.fine_side) if cfg.fine_side is not None else 2 * cfg.side
-
-
 def _close(H1: np.ndarray, H2: np.ndarray, shape: tuple[int, int], tol_frac: float = 0.08) -> bool:
     """Whether two transforms agree at the fixed corners within ``tol_frac`` of its size."""
     return corner_distance(H1, H2, shape) < tol_frac * max(shape)
@@ -300,14 +295,14 @@ def translation_hypothesis(fixed: np.ndarray, fixed_mask: np.ndarray, moving: np
     """Correct a start transform ``H0`` (e.g. from georeferencing) by a global shift.
 
     The moving image is resampled into the fixed frame with ``H0`` at the search resolution of
-    :func:`fine_side` and the shift with the highest oriented-gradient correlation is
+    ``cfg.fine_px`` and the shift with the highest oriented-gradient correlation is
     composed onto ``H0``. Used when georeferencing gives rotation and scale but may be off by
     more than the matching stage's search window.
 
     Returns:
         Hypothesis with ``H`` = shift @ ``H0`` (moving px -> fixed px) and the peak's z-score.
     """
-    side = min(fine_side(cfg), max(fixed.shape))
+    side = min(cfg.fine_px, max(fixed.shape))
     F, M, _, d = frame_channels(fixed, fixed_mask, moving, moving_mask, H0, side)
     z, t = correlation_peak(spectrum(F), M)
     H = translation(t[0] / d, t[1] / d) @ H0

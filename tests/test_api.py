@@ -276,7 +276,8 @@ def test_register_pair_accept_z_ends_search_early(data_root, random_model):
     first = full.candidates[0]
     assert full.ok and first["confirmed"] and len(full.candidates) > 1
     assert first["num_inliers"] < 3 * STRUCTURAL.estimate.min_inliers  # not ended by the inlier share
-    fast = register_pair(fixed, moving, plain.replace(accept_z=first["z"] - 0.5), model=random_model)
+    fast = register_pair(fixed, moving, plain.replace(accept_z=first["z"] - 0.5),
+                         model=random_model)
     assert fast.ok and len(fast.candidates) == 1
     assert corner_distance(fast.H, full.H, fixed.shape) < 3.0
 

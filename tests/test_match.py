@@ -197,7 +197,8 @@ def test_shortlist_sums_the_per_channel_correlations(image_and_keypoints):
     c = shortlist(feat, moved, xy[:5], radius=radius, k=2, half=half)
     for i, (x, y) in enumerate(xy[:5].astype(int)):
         t = feat[:, y - half:y + half + 1, x - half:x + half + 1]
-        r = moved[:, y - half - radius:y + half + radius + 1, x - half - radius:x + half + radius + 1]
+        r = moved[:, y - half - radius:y + half + radius + 1,
+                  x - half - radius:x + half + radius + 1]
         surf = sum(cv2.matchTemplate(np.ascontiguousarray(r[j]), np.ascontiguousarray(t[j]),
                                      cv2.TM_CCORR) for j in range(len(feat)))
         assert c.structural[i, 0] == pytest.approx(surf.max() / (np.sqrt((t ** 2).sum()) + 1e-6),

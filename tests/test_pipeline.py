@@ -59,6 +59,21 @@ def test_refine_keeps_a_right_transform_right(pipe_and_truth):
     assert corner_distance(refined.est.H, H, pipe.fixed.image.shape) < 2.0
 
 
+def test_refine_runs_once_per_start_and_models(pipe_and_truth, monkeypatch):
+    """Early refinement and the final one refine the same start: the second call fits
+    nothing again; other models refine afresh."""
+    pipe, H = pipe_and_truth
+    start = pipe.judge(*pipe.fit(H, 16))
+    first = pipe.refine(start)
+    fits = []
+    real = pipe.fit
+    monkeypatch.setattr(pipe, "fit", lambda *a: fits.append(a) or real(*a))
+    assert pipe.refine(start) is first and fits == []
+    monkeypatch.setattr(pipe, "models", ("affine",))
+    pipe.refine(start)
+    assert fits
+
+
 def test_try_hypotheses_finds_the_truth_and_reports_rows(pipe_and_truth):
     pipe, H = pipe_and_truth
     trial = pipe.try_hypotheses(None, lambda h: h)

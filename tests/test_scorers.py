@@ -107,7 +107,8 @@ def test_network_scorer_reuses_work_without_changing_a_probability(candidates, r
         score_module.score_features = real
     assert len(scorer._features) == n
     # each distinct (keypoint, position) pair went through the head once
-    assert heads == [len({(i, tuple(p)) for i in range(n) for p in xy_cand[i]})] and heads[0] < n * k
+    distinct = len({(i, tuple(p)) for i in range(n) for p in xy_cand[i]})
+    assert heads == [distinct] and heads[0] < n * k
     # a second pass over part of the same keypoints embeds none of them again
     half = Candidates(dup.xy_fixed[::2], xy_cand[::2], dup.structural[::2])
     np.testing.assert_allclose(scorer.score(fixed, moving, half, Timer()), direct[::2],

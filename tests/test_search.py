@@ -110,11 +110,9 @@ def test_iter_hypotheses_refines_only_what_is_asked_for(data_root, srif_opt_ir_p
 
 
 def test_search_for_modality_sar_runs_coarse_search_at_sar_side():
-    from register.search import fine_side
-
     search = Config().search
     sar = search.for_modality("opt-sar")
-    assert (sar.side, fine_side(sar)) == (search.sar_side, fine_side(search)) == (80, 320)
+    assert (sar.side, sar.fine_px) == (search.sar_side, search.fine_px) == (80, 320)
     assert search.for_modality("vis-nir") is search and search.for_modality("auto") is search
     off = Config().replace(sar_side=None).search  # the general settings for optical-SAR too
     assert off.for_modality("opt-sar") is off
