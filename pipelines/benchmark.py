@@ -26,6 +26,7 @@ from register.api import register_pair
 from register.scorers import make_scorer
 from register.config import Config, config_to_dict, data_root
 from register.io import from_array, read_image
+from register.memory import hold_freed_memory
 
 PAIRS = [("mifnet opt-sar", "mifnet_examples/opt_sar_1.png", "mifnet_examples/opt_sar_2.png"),
          ("mifnet opt-nir", "mifnet_examples/opt_nir_1.png", "mifnet_examples/opt_nir_2.png"),
@@ -53,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    hold_freed_memory()
     torch.set_num_threads(args.threads)
     cfg = Config(model=args.model)
     scorer = make_scorer(cfg, device=args.device)  # the network only for a network scorer

@@ -48,6 +48,7 @@ from pipelines.models import Models, config_modality
 from pipelines.patches import DEFAULT_CACHE, PROTOCOLS
 from pipelines.report import command_line, publish
 from register.config import config_from_dict, config_to_dict, data_root
+from register.memory import hold_freed_memory
 from register.scorers import needs_network
 
 SETS = ("opt-sar", "opt-ir", "vis-nir", "vis-lwir")
@@ -481,6 +482,7 @@ def _registration_tables(args, log, included: list[str]) -> tuple[list, list, st
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    hold_freed_memory()  # buffers reused, not page-faulted afresh (register.memory)
     included, why = _included(args)
     why = usage_error(args) or why
     if why:

@@ -61,6 +61,7 @@ from register.config import DEVICES, MODALITIES, Config, config_from_dict, confi
 from register.geometry import translation
 from register.scorers import needs_network
 from register.io import read_image, write_json
+from register.memory import hold_freed_memory
 
 RASTER_EXTS = (".tif", ".tiff", ".vrt", ".jp2", ".img")
 MIN_TILE = 128  # smallest --tile-size: tiles are then at least 64 px a side
@@ -132,6 +133,7 @@ def _init_worker(model: tuple | None, threads: int) -> None:
     None: the scorer needs none)."""
     import torch
 
+    hold_freed_memory()
     torch.set_num_threads(threads)
     if model is not None:
         _model(*model)
@@ -159,6 +161,7 @@ def tile_task(job: dict) -> dict:
     from register.io import to_gray
 
     t0 = time.perf_counter()
+    hold_freed_memory()  # also on hand-started Dask workers, whose nanny sets a malloc threshold
     rec = _blank(job)
     try:
         if job["moving_window"] is None:

@@ -43,6 +43,12 @@ class Candidates:
     def __len__(self) -> int:
         return int(self.xy_fixed.shape[0])
 
+    def pick(self, rows: np.ndarray, cols: np.ndarray) -> "Candidates":
+        """One candidate per entry: keypoint ``rows[i]``'s candidate ``cols[i]`` (K = 1)."""
+        rows, cols = np.asarray(rows, np.intp), np.asarray(cols, np.intp)
+        return Candidates(self.xy_fixed[rows], self.xy_cand[rows, cols][:, None],
+                          self.structural[rows, cols][:, None])
+
 
 @dataclass(frozen=True)
 class Matches:
@@ -196,6 +202,43 @@ def shortlist(feat_fixed: np.ndarray, feat_moving: np.ndarray, xy_fixed: np.ndar
         cand[inside] = xy[inside, None] + peaks - radius
         struct[inside] = best / norm[:, None]
     return Candidates(xy_fixed, cand, struct)
+
+
+def candidates_to_score(prob_top: np.ndarray, structural: np.ndarray, *, ratio: float,
+                        mode: str) -> np.ndarray:
+    """Which candidates' probabilities can change :func:`select`'s result, once each keypoint's
+    structurally best candidate (the ``argmax`` of its row of ``structural``) is scored.
+
+    Fused, a candidate c scores ``prob_c x rel_c <= rel_c`` and the structural best t scores
+    ``prob_t``; when ``max(ratio, 1) x rel_c <= prob_t``, c can neither outrank t nor be the
+    runner-up that stops t, so :func:`select` gives the same ``keep`` and ``best`` with its
+    probability set to 0 (ties aside). Ranked by the structural correlation, only the best's
+    probability is read; ranked by probability alone, every candidate counts.
+
+    Args:
+        prob_top: (N,) float32 probability of each keypoint's structurally best candidate.
+        structural: (N, K) float32 structural correlations (``-inf`` = no candidate).
+        ratio, mode: as in :func:`select`.
+
+    Returns:
+        (N, K) bool, True at the candidates to score (the structural best excluded, being
+        scored already; never at a missing candidate).
+    """
+    st = np.asarray(structural, np.float32)
+    n, k = st.shape
+    finite = np.isfinite(st)
+    top = np.zeros((n, k), bool)
+    top[np.arange(n), st.argmax(1)] = True
+    if mode == "structural":
+        return np.zeros((n, k), bool)
+    if mode == "network":
+        return finite & ~top
+    if mode != "fused":
+        raise ValueError(f"mode must be 'network', 'structural' or 'fused', got {mode!r}")
+    best = np.max(np.where(finite, st, -np.inf), axis=1, keepdims=True)
+    rel = np.clip(st / np.where(best > 0, best, 1.0), 0.0, 1.0)
+    bound = np.asarray(prob_top, np.float32)[:, None] / max(float(ratio), 1.0)
+    return finite & ~top & (rel > bound)
 
 
 def select(prob: np.ndarray, structural: np.ndarray | None = None, *, min_probability: float,

@@ -28,7 +28,7 @@ from .geometry import corner_distance, transfer
 from .io import GrayImage
 from .match import Matches, select, shortlist
 from .patches import warp_to_frame
-from .scorers import Scorer, Timer
+from .scorers import Scorer, Timer, score_candidates
 from .search import Hypothesis, iter_hypotheses, translation_hypothesis
 from .sift import keypoint_hypothesis, keypoint_support
 from .structural import oriented_gradient_channels
@@ -222,7 +222,8 @@ class Pipeline:
         n = len(cands)
         scored = mc.network_min_radius <= radius and (mc.network_max_radius is None
                                                        or radius <= mc.network_max_radius)
-        prob = self.scorer.score(frame.image, mi, cands, timer) if scored else None
+        prob = (score_candidates(self.scorer, frame.image, mi, cands, timer, ratio=mc.ratio,
+                                 mode=mc.selection) if scored else None)
         prob = np.ones((n, k), np.float32) if prob is None else prob
         prob = np.where(np.isfinite(cands.structural), prob, 0.0)
         keep, best = select(prob, cands.structural, min_probability=mc.gate,

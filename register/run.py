@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from .config import DEVICES, MODALITIES, SELECTIONS, TRANSFORMS, Config, MatchConfig
+from .memory import hold_freed_memory
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -88,6 +89,7 @@ def _config(args: argparse.Namespace) -> Config:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    hold_freed_memory()  # buffers reused, not page-faulted afresh (register.memory)
     # heavy imports after argument parsing so --help is instant
     from .api import check_inputs, register_pair
     from .checks import InputError

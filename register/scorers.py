@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from .config import Config, MatchConfig
-from .match import Candidates
+from .match import Candidates, candidates_to_score
 from .patches import crop_patches
 
 
@@ -132,6 +132,31 @@ class NetworkScorer:
                               else torch.cat([self._features, feats]))
             self._rows.update({key: start + i for i, key in enumerate(new)})
         return np.array([self._rows[key] for key in keys], np.int64)
+
+
+def score_candidates(scorer: Scorer, fixed: np.ndarray, moving: np.ndarray, cands: Candidates,
+                     timer: Timer, *, ratio: float, mode: str) -> np.ndarray | None:
+    """(N, K) float32 probabilities of the candidates that can change
+    :func:`~register.match.select`'s result (``ratio``, ``mode`` as there), 0 at the others;
+    None from a scorer that gives none.
+
+    Each keypoint's structurally best candidate is scored first, then only the candidates
+    that could still outrank it or stop it (:func:`~register.match.candidates_to_score`): the
+    same selection from a third to a half fewer patch pairs on the benchmark pairs.
+    """
+    n, k = cands.structural.shape
+    rows = np.arange(n)
+    top = cands.structural.argmax(1)
+    first = scorer.score(fixed, moving, cands.pick(rows, top), timer)
+    if first is None:
+        return None
+    prob = np.zeros((n, k), np.float32)
+    prob[rows, top] = first[:, 0]
+    more = candidates_to_score(prob[rows, top], cands.structural, ratio=ratio, mode=mode)
+    if more.any():
+        r, c = np.nonzero(more)
+        prob[r, c] = scorer.score(fixed, moving, cands.pick(r, c), timer)[:, 0]
+    return prob
 
 
 def needs_network(match: MatchConfig) -> bool:

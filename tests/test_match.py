@@ -6,8 +6,8 @@ import pytest
 
 from register.detect import detect
 from register.io import read_image, to_gray
-from register.match import (_fft_side, correlation_surfaces, local_maxima, select, shortlist,
-                            top_peaks)
+from register.match import (_fft_side, candidates_to_score, correlation_surfaces, local_maxima,
+                            select, shortlist, top_peaks)
 from register.structural import oriented_gradient_channels
 
 
@@ -203,3 +203,48 @@ def test_shortlist_sums_the_per_channel_correlations(image_and_keypoints):
                                      cv2.TM_CCORR) for j in range(len(feat)))
         assert c.structural[i, 0] == pytest.approx(surf.max() / (np.sqrt((t ** 2).sum()) + 1e-6),
                                                    rel=1e-5)
+
+
+def _random_rows(rng, n=4000, k=4):
+    """Rows as shortlists give them: structural correlations in decreasing order (some
+    negative, some missing), and probabilities that are often exactly 0 or 1."""
+    st = -np.sort(-rng.normal(0.5, 0.4, (n, k)).astype(np.float32), axis=1)
+    st[rng.random((n, k)) < 0.1] = -np.inf
+    st = -np.sort(-st, axis=1)
+    prob = rng.random((n, k)).astype(np.float32)
+    prob[rng.random((n, k)) < 0.1] = 0.0
+    prob[rng.random((n, k)) < 0.05] = 1.0
+    return prob, st
+
+
+@pytest.mark.parametrize("mode", ["fused", "structural", "network"])
+@pytest.mark.parametrize("ratio", [1.0, 1.5, 0.8])
+def test_candidates_to_score_unscored_candidates_change_no_selection(mode, ratio):
+    rng = np.random.default_rng(7)
+    prob, st = _random_rows(rng)
+    rows = np.arange(len(st))
+    top = st.argmax(1)
+    need = candidates_to_score(prob[rows, top], st, ratio=ratio, mode=mode)
+    assert not need[rows, top].any() and not need[~np.isfinite(st)].any()
+    partial = np.where(need, prob, 0.0).astype(np.float32)
+    partial[rows, top] = prob[rows, top]
+    for p in (prob, partial):  # as the pipeline does: missing candidates have probability 0
+        p[~np.isfinite(st)] = 0.0
+    full_keep, full_best = select(prob, st, min_probability=0.3, ratio=ratio, mode=mode)
+    keep, best = select(partial, st, min_probability=0.3, ratio=ratio, mode=mode)
+    np.testing.assert_array_equal(keep, full_keep)
+    np.testing.assert_array_equal(best[keep], full_best[keep])
+    scored, finite = need.sum() + len(st), np.isfinite(st).sum()
+    if mode == "network":
+        assert scored == finite
+    else:  # the point: fewer probabilities to compute
+        assert scored < 0.85 * finite
+
+
+def test_candidates_to_score_keeps_candidates_that_could_win():
+    st = np.array([[1.0, 0.9, 0.5], [1.0, 0.9, 0.5]], np.float32)
+    need = candidates_to_score(np.array([0.95, 0.6], np.float32), st, ratio=1.0, mode="fused")
+    # a confident best leaves no room; an unsure one leaves room to those relatively close
+    np.testing.assert_array_equal(need, [[False, False, False], [False, True, False]])
+    with pytest.raises(ValueError, match="mode"):
+        candidates_to_score(np.ones(2, np.float32), st, ratio=1.0, mode="best")

@@ -122,3 +122,39 @@ def test_network_scorer_reuses_work_without_changing_a_probability(candidates, r
                            crop_patches(moving, xy_cand.reshape(-1, 2))).reshape(n, k)
     np.testing.assert_allclose(again, expected, atol=1e-5)
     assert not np.allclose(again, direct, atol=1e-3)
+
+
+@pytest.mark.parametrize("mode", ["fused", "structural"])
+def test_score_candidates_selects_as_scoring_all_from_fewer_pairs(candidates, random_model,
+                                                                   mode):
+    from register.match import select
+    from register.scorers import score_candidates
+
+    fixed, moving, cands = candidates
+    full = NetworkScorer(random_model).score(fixed, moving, cands, Timer())
+    seen = []
+
+    class Counting(NetworkScorer):
+        def score(self, fixed, moving, cands, timer):
+            seen.append(cands.structural.size)
+            return super().score(fixed, moving, cands, timer)
+
+    part = score_candidates(Counting(random_model), fixed, moving, cands, Timer(), ratio=1.0,
+                            mode=mode)
+    finite = np.isfinite(cands.structural)
+    full, part = np.where(finite, full, 0.0), np.where(finite, part, 0.0)
+    for_full = select(full, cands.structural, min_probability=0.3, ratio=1.0, mode=mode)
+    for_part = select(part, cands.structural, min_probability=0.3, ratio=1.0, mode=mode)
+    np.testing.assert_array_equal(for_part[0], for_full[0])
+    np.testing.assert_array_equal(for_part[1][for_part[0]], for_full[1][for_full[0]])
+    assert sum(seen) < finite.sum() and seen[0] == len(cands)
+    scored = part != 0
+    np.testing.assert_allclose(part[scored], full[scored], atol=1e-5)
+
+
+def test_score_candidates_passes_on_a_scorer_without_probabilities(candidates):
+    from register.scorers import score_candidates
+
+    fixed, moving, cands = candidates
+    assert score_candidates(StructuralScorer(), fixed, moving, cands, Timer(), ratio=1.0,
+                            mode="fused") is None
