@@ -7,7 +7,9 @@ the best candidate is refined with smaller search windows, recentred on the chec
 that helps, and judged once more. With ``--modality opt-sar`` an affine transform or a
 similarity is fitted first, a homography only replaces it when the check clearly prefers it,
 and a pair without a confirmed one is judged again with the general models
-(``EstimateConfig.sar_auto_models``). The parts are in :mod:`register.pipeline`; writing the
+(``EstimateConfig.sar_auto_models``); an accepted optical-SAR transform is then polished by a
+small similarity that maximises the global structural correlation (:mod:`register.polish`),
+kept when the check ranks it higher. The parts are in :mod:`register.pipeline`; writing the
 outputs is :mod:`register.outputs`.
 """
 from __future__ import annotations
@@ -21,12 +23,14 @@ from typing import Callable
 import numpy as np
 
 from .config import Config
-from .decide import Evidence, judge
+from .decide import Evidence, judge, rank
 from .frames import georef_homography, is_sar, working_images
 from .geometry import transfer
 from .io import READ_MAX_SIDE, Raster, read_image, to_gray
 from .match import Matches
+from .estimate import support_of
 from .pipeline import Candidate, Judged, Pipeline
+from .polish import polish_similarity
 from .scorers import Timer, make_scorer
 from .search import Hypothesis
 
@@ -55,8 +59,11 @@ class Result:
             ``"georeferencing"`` when the georeferencing itself was kept: the check confirmed
             it and ranked it above every transform fitted from it), ``recentred`` (whether
             matching once more from the transform moved onto the check's correlation peak gave
-            the final transform), ``keypoint_support`` (SIFT correspondences the transform
-            explains, when a SIFT hypothesis was found) and, when ok, ``confirmed_by``
+            the final transform), ``polish`` (when the modality is polished:
+            ``moved_px``, ``correlation_before``, ``correlation_after`` and ``kept``, whether
+            the check ranked the polished transform higher), ``keypoint_support`` (SIFT
+            correspondences the transform explains, when a SIFT hypothesis was found) and,
+            when ok, ``confirmed_by``
             (``"check"`` or ``"keypoints"``, :func:`register.decide.judge`).
         candidates: every hypothesis RANSAC supported, in the order tried: ``source``,
             ``angle_deg``, ``scale``, ``num_inliers``, ``z``, ``peak_shift_px``,
@@ -201,12 +208,46 @@ def _decide(pipe: Pipeline, georef: Hypothesis | None, cfg: Config,
     confirmed_before = start.judged.verdict.accepted
     if prior is not None and prior.judged.rank > judged.rank:
         start, judged, recentred, confirmed_before = prior, prior.judged, False, True
+    judged, polish = _polish(pipe, judged, cfg, confirmed_before)
     return conclude(start, judged, recentred, confirmed_before, cfg, (Sf, Sm),
-                    candidates=trial.rows, **base)
+                    candidates=trial.rows, polish=polish, **base)
+
+
+def _polish(pipe: Pipeline, judged: Judged, cfg: Config,
+            confirmed_before: bool) -> tuple[Judged, dict | None]:
+    """The transform polished (:func:`register.polish.polish_similarity`) when ``cfg.polish``
+    covers the modality and the final verdict (:func:`conclude`'s: ``confirmed_before`` as
+    there) accepts it, and kept when that verdict ranks the polished one higher, so a polish
+    never changes whether a pair is accepted; with what was done, for
+    ``Result.verification["polish"]`` (None when nothing ran)."""
+    pc = cfg.polish
+
+    def final(j: Judged) -> tuple[bool, float]:
+        ev = dataclasses.replace(j.evidence, confirmed_before=confirmed_before)
+        return rank(ev, judge(ev, cfg.policy))
+
+    if cfg.modality not in pc.modalities or not final(judged)[0]:
+        return judged, None
+    pipe.say("polishing the transform")
+    t = time.perf_counter()
+    fw, mw = pipe.fixed, pipe.moving
+    p = polish_similarity(fw.image, fw.mask, mw.image, mw.mask, judged.est.H, side=pc.side,
+                          steps=tuple(pc.steps), rounds=pc.rounds)
+    m = judged.located.matches
+    est = support_of(p.H, m.xy_moving, m.xy_fixed, threshold=cfg.estimate.ransac_threshold,
+                     model=judged.est.model)
+    again = pipe.judge(est, judged.located)
+    pipe.timer.add("polish", t)
+    kept = final(again) > final(judged)
+    info = {"moved_px": round(float(p.moved_px), 3),
+            "correlation_before": round(float(p.score_before), 4),
+            "correlation_after": round(float(p.score_after), 4), "kept": bool(kept)}
+    return (again if kept else judged), info
 
 
 def conclude(start: Candidate, judged: Judged, recentred: bool, confirmed_before: bool,
-             cfg: Config, maps: tuple[np.ndarray, np.ndarray], **base) -> Result:
+             cfg: Config, maps: tuple[np.ndarray, np.ndarray], *, polish: dict | None = None,
+             **base) -> Result:
     """The final verdict on the refined transform, as a :class:`Result`: ``start`` is the
     candidate it came from, ``maps`` the (Sf, Sm) full-size -> working px maps."""
     ev = dataclasses.replace(judged.evidence, confirmed_before=confirmed_before)
@@ -216,6 +257,8 @@ def conclude(start: Candidate, judged: Judged, recentred: bool, confirmed_before
                     "peak_shift_px": round(judged.check.shift, 3),
                     "affine_deviation_px": round(ev.bend, 3), "transform": est.model,
                     "recentred": recentred}
+    if polish is not None:
+        verification["polish"] = polish
     if ev.keypoint_support is not None:
         verification["keypoint_support"] = ev.keypoint_support
     common = dict(counts=loc.counts(est.num_inliers), hypothesis=start.source,

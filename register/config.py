@@ -149,6 +149,18 @@ class VerifyConfig:
 
 
 @dataclass(frozen=True)
+class PolishConfig:
+    """The final similarity polish of an accepted transform (:mod:`register.polish`)."""
+
+    # modalities it runs for: on validation it helped optical-SAR only (docs/results.md, "Polish")
+    modalities: tuple[str, ...] = ("opt-sar",)
+    side: int = 320  # longer side in px of the frame the correlation is computed in
+    # first steps of shift x, shift y (working fixed px), rotation (deg) and log-scale
+    steps: tuple[float, ...] = (2.0, 2.0, 1.0, 0.02)
+    rounds: int = 4  # step sizes, each half the one before
+
+
+@dataclass(frozen=True)
 class Config:
     """Options of :func:`register.register_pair`.
 
@@ -173,6 +185,7 @@ class Config:
     match: MatchConfig = field(default_factory=MatchConfig)
     estimate: EstimateConfig = field(default_factory=EstimateConfig)
     verify: VerifyConfig = field(default_factory=VerifyConfig)
+    polish: PolishConfig = field(default_factory=PolishConfig)
     policy: Policy = field(default_factory=Policy)
 
     def replace(self, **changes: Any) -> "Config":
@@ -184,7 +197,8 @@ class Config:
 
 #: group name -> its dataclass
 GROUPS = {"frames": FramesConfig, "search": SearchConfig, "match": MatchConfig,
-          "estimate": EstimateConfig, "verify": VerifyConfig, "policy": Policy}
+          "estimate": EstimateConfig, "verify": VerifyConfig, "polish": PolishConfig,
+          "policy": Policy}
 #: flat names of the configs before the grouping whose field name changed: old -> (group, field)
 RENAMED = {"search_side": ("search", "side"), "search_angle_step_deg": ("search", "angle_step_deg"),
            "search_scales": ("search", "scales"), "search_top_k": ("search", "top_k"),

@@ -383,7 +383,8 @@ def test_register_pair_refined_transform_needs_clear_check_when_nothing_was_conf
     one over the gate at z ~11.2, and that transform is ~12 px off. A transform confirmed only
     after refinement needs rescued_min_z. The rule is shown on homographies; the default
     ``transform="auto"``, which tries an affine transform or a similarity first on optical-SAR,
-    registers the pair within 2 px (with homographies in the comparison it failed)."""
+    registers the pair within 2 px (with homographies in the comparison it failed). The
+    optical-SAR polish would lift the refused transform to z 13.5: it must not run on one."""
     from pipelines.datasets import load_pair, validation_pairs
     from pipelines.metrics import checkpoints, pair_error
 
