@@ -373,8 +373,11 @@ class Pipeline:
 
     def perspective(self, start: Candidate, judged: Judged) -> Judged:
         """When lower-order models were tried first (optical-SAR), fit the general models to
-        the start hypothesis's own matches; if GRIC keeps a homography there, refine it and let
-        it replace ``judged`` when :func:`register.decide.prefers_perspective` says so."""
+        the start hypothesis's own matches and refine; if the refinement ends in a homography,
+        let it replace ``judged`` when :func:`register.decide.prefers_perspective` says so.
+        (Refined even when GRIC prefers an affine transform on the first, widest matching:
+        on the oblique MIFNet demo pair the homography appears only in the narrower passes,
+        and without it ``--modality opt-sar`` accepted an affine transform 49 px from it.)"""
         general = self.cfg.estimate.auto_models
         if self.cfg.transform != "auto" or self.models == general:
             return judged
@@ -382,10 +385,10 @@ class Pipeline:
         self.models = general
         try:
             est, loc = self.fit(start.hyp.H, int(self.cfg.match.search_radius))
-            if est.model != "homography":
-                return judged
             self.say("trying a homography")
             h, _ = self.refine(self.judge(est, loc))
+            if h.est.model != "homography":
+                return judged
         except RegistrationFailed:
             return judged
         finally:
