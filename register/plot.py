@@ -84,9 +84,14 @@ def _new_figure(width_px: float, height_px: float, title: str, *,
     return fig, area
 
 
+#: zlib level of the PNGs: 1 instead of the default 6 took the demo pair's two figures from 0.53
+#: to 0.25-0.29 s (warm; the encoding was 0.28 s of it) for files 1-2 % larger (830 -> 840 kB)
+PNG_COMPRESS_LEVEL = 1
+
+
 def _save(fig: Figure, dest: str | os.PathLike) -> None:
     with atomic_path(dest) as tmp:
-        fig.savefig(tmp, format="png", dpi=_DPI)
+        fig.savefig(tmp, format="png", dpi=_DPI, pil_kwargs={"compress_level": PNG_COMPRESS_LEVEL})
     fig.clear()
 
 
