@@ -32,7 +32,7 @@ from .scorers import Scorer, Timer, score_candidates
 from .search import Hypothesis, iter_hypotheses, translation_hypothesis
 from .sift import keypoint_hypothesis, keypoint_support
 from .structural import oriented_gradient_channels
-from .verify import Check, verify_alignment
+from .verify import Check, CheckFrame, check_frame, verify_alignment
 
 #: half-size of the structural template the shortlist correlates (px of the matching frame)
 TEMPLATE_HALF = 20
@@ -110,6 +110,7 @@ class Pipeline:
         self.frames: dict[float, tuple[GrayImage, np.ndarray, np.ndarray]] = {}
         self.located: dict[tuple[bytes, int], Located] = {}
         self.checks: dict[bytes, Check] = {}
+        self._check_frame: CheckFrame | None = None
         # refinements done, by start transform, inlier count and models: early refinement's
         # result is reused by the final one instead of fitted again
         self.refined: dict[tuple[bytes, int, tuple[str, ...]], tuple["Judged", float]] = {}
@@ -258,8 +259,10 @@ class Pipeline:
         if key not in self.checks:
             fw, mw = self.fixed, self.moving
             t = time.perf_counter()
+            if self._check_frame is None:  # the fixed side, once per pair
+                self._check_frame = check_frame(fw.image, fw.mask, self.cfg.verify.side)
             self.checks[key] = verify_alignment(fw.image, fw.mask, mw.image, mw.mask, H,
-                                                self.cfg.verify.side)
+                                                self.cfg.verify.side, frame=self._check_frame)
             self.timer.add("verify", t)
         return self.checks[key]
 

@@ -171,11 +171,19 @@ def frame_channels(fixed: np.ndarray, fixed_mask: np.ndarray, moving: np.ndarray
         :func:`register.geometry.resize_map`).
     """
     fs, fm, d = downsized(fixed, fixed_mask, side)
-    hf, wf = fs.shape
-    A = resize_map(fixed.shape, fs.shape) @ np.asarray(H, np.float64)
-    warped = warp_image(moving, A, (hf, wf))  # anti-aliased when shrinking
+    to_frame = resize_map(fixed.shape, fs.shape)
+    M, wm = moving_channels(moving, moving_mask, to_frame @ np.asarray(H, np.float64), fs.shape)
+    return oriented_gradient_channels(fs, fm.astype(bool)), M, wm, d
+
+
+def moving_channels(moving: np.ndarray, moving_mask: np.ndarray, A: np.ndarray,
+                    shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """The moving half of :func:`frame_channels`: the moving image resampled with ``A``
+    (3x3, moving px -> px of a frame of ``shape`` (h, w)) and its (C, h, w) channels, with the
+    (h, w) bool footprint they are valid on."""
+    h, w = shape
+    warped = warp_image(moving, A, (h, w))  # anti-aliased when shrinking
     # the footprint: nearest, then eroded so that the edge's gradients do not count
-    wm = cv2.warpPerspective(moving_mask.astype(np.uint8), A, (wf, hf), flags=cv2.INTER_NEAREST)
+    wm = cv2.warpPerspective(moving_mask.astype(np.uint8), A, (w, h), flags=cv2.INTER_NEAREST)
     wm = cv2.erode(wm, np.ones((5, 5), np.uint8)).astype(bool)
-    F = oriented_gradient_channels(fs, fm.astype(bool))
-    return F, oriented_gradient_channels(warped, wm), wm, d
+    return oriented_gradient_channels(warped, wm), wm

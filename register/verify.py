@@ -8,8 +8,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .geometry import translation
-from .structural import correlation_surface, frame_channels, spectrum, surface_peak
+from .geometry import resize_map, translation
+from .structural import (Spectrum, correlation_surface, downsized, moving_channels,
+                         oriented_gradient_channels, spectrum, surface_peak)
 
 
 @dataclass(frozen=True)
@@ -32,8 +33,29 @@ class Check:
         return translation(*self.offset) @ np.asarray(H, np.float64)
 
 
+@dataclass(frozen=True)
+class CheckFrame:
+    """The fixed side of the check, the same for every transform of a pair: the check frame's
+    (h, w), the (3, 3) map from fixed px to it, the factor d from fixed px to its resolution
+    and the spectrum of the fixed channels there."""
+
+    shape: tuple[int, int]
+    to_frame: np.ndarray
+    d: float
+    ref: Spectrum
+
+
+def check_frame(fixed: np.ndarray, fixed_mask: np.ndarray, side: int) -> CheckFrame:
+    """:class:`CheckFrame` of an (h, w) float32 fixed image and bool mask at ``side`` px on the
+    longer side, for :func:`verify_alignment` to reuse across transforms."""
+    fs, fm, d = downsized(fixed, fixed_mask, side)
+    return CheckFrame(fs.shape, resize_map(fixed.shape, fs.shape), d,
+                      spectrum(oriented_gradient_channels(fs, fm.astype(bool))))
+
+
 def verify_alignment(fixed: np.ndarray, fixed_mask: np.ndarray, moving: np.ndarray,
-                     moving_mask: np.ndarray, H: np.ndarray, side: int) -> Check:
+                     moving_mask: np.ndarray, H: np.ndarray, side: int, *,
+                     frame: CheckFrame | None = None) -> Check:
     """Global check of a final transform, independent of the matches that produced it.
 
     The moving image is resampled into the fixed frame with ``H`` (moving px -> fixed px) at a
@@ -42,13 +64,18 @@ def verify_alignment(fixed: np.ndarray, fixed_mask: np.ndarray, moving: np.ndarr
     that RANSAC fitted to chance inliers does not.
 
     Args: (h, w) float32 images and bool masks; ``H`` (3, 3) moving px -> fixed px (x = column,
-    y = row, 0-based); ``side`` the longer side in px of the frame the check runs in.
+    y = row, 0-based); ``side`` the longer side in px of the frame the check runs in;
+    ``frame``: :func:`check_frame` of ``fixed`` at ``side``, computed once for many checks
+    (the same numbers; computed here when None).
     Returns a :class:`Check`.
     """
-    F, M, wm, d = frame_channels(fixed, fixed_mask, moving, moving_mask, H, side)
+    frame = frame or check_frame(fixed, fixed_mask, side)
+    M, wm = moving_channels(moving, moving_mask, frame.to_frame @ np.asarray(H, np.float64),
+                            frame.shape)
+    d = frame.d
     if wm.sum() < 0.02 * wm.size:
         return Check(0.0, (math.inf, math.inf))
-    corr = correlation_surface(spectrum(F), M)
+    corr = correlation_surface(frame.ref, M)
     z0 = (float(corr[0, 0]) - float(corr.mean())) / (float(corr.std()) + 1e-9)
     _, t = surface_peak(corr)
     return Check(z0, (t[0] / d, t[1] / d))

@@ -38,3 +38,19 @@ def test_verify_alignment_offset_undoes_a_shift(data_root, srif_opt_ir_pair):
     np.testing.assert_allclose(off.offset, (-4.0, 3.0), atol=0.6)
     back = verify_alignment(f.image, f.mask, m.image, m.mask, off.recentred(moved), 320)
     assert back.shift < 0.6 and back.z > off.z + 5
+
+
+def test_verify_alignment_reuses_a_check_frame_with_the_same_numbers(data_root,
+                                                                     srif_opt_ir_pair):
+    from register.verify import check_frame
+
+    pair = srif_opt_ir_pair
+    f = to_gray(read_image(data_root / pair.fixed))
+    m = to_gray(read_image(data_root / pair.moving))
+    frame = check_frame(f.image, f.mask, 320)
+    h, w = f.image.shape
+    for H in (pair.H_array, similarity(3.0, 1.05, ((w - 1) / 2, (h - 1) / 2), (w / 2, h / 2))
+              @ pair.H_array):
+        alone = verify_alignment(f.image, f.mask, m.image, m.mask, H, 320)
+        shared = verify_alignment(f.image, f.mask, m.image, m.mask, H, 320, frame=frame)
+        assert shared == alone  # bit for bit
