@@ -8,11 +8,11 @@ the moving image resampled under the transform (:func:`register.structural.frame
 correlate best near the right transform (not at it: polishing the truth itself of three
 validation pairs moved it 2-6 px, the criterion's own bias). :func:`polish_similarity` moves
 the transform by a similarity about the fixed frame's centre (shift, rotation, log-scale), by
-coordinate ascent of that correlation with halving steps. On the 52 validation optical-SAR pairs this took @5 px from
-42 to 44 and the mean error of the registered pairs from 2.83 to 2.65 px; on the other
-modalities it changed nothing at 5 px but one VIS-LWIR pair, the wrong way, so it runs only with
-``modality="opt-sar"`` (``PolishConfig.modalities``; ``docs/results.md``, "Optical-SAR
-polish").
+coordinate ascent of that correlation with halving steps. On the 52 validation optical-SAR
+pairs this took @5 px from 42 to 44 and the mean error of the registered pairs from 2.83 to
+2.65 px; on the other modalities it changed nothing at 5 px but one VIS-LWIR pair, the wrong
+way, so it runs only with ``modality="opt-sar"`` (``PolishConfig.modalities``;
+``docs/results.md``, "Optical-SAR polish").
 """
 from __future__ import annotations
 
