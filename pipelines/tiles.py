@@ -133,7 +133,6 @@ def _init_worker(model: tuple | None, threads: int) -> None:
     None: the scorer needs none)."""
     import torch
 
-    hold_freed_memory()
     torch.set_num_threads(threads)
     if model is not None:
         _model(*model)
@@ -161,7 +160,7 @@ def tile_task(job: dict) -> dict:
     from register.io import to_gray
 
     t0 = time.perf_counter()
-    hold_freed_memory()  # also on hand-started Dask workers, whose nanny sets a malloc threshold
+    hold_freed_memory()  # in every worker, hand-started Dask ones too (idempotent, cheap)
     rec = _blank(job)
     try:
         if job["moving_window"] is None:

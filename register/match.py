@@ -235,10 +235,17 @@ def candidates_to_score(prob_top: np.ndarray, structural: np.ndarray, *, ratio: 
         return finite & ~top
     if mode != "fused":
         raise ValueError(f"mode must be 'network', 'structural' or 'fused', got {mode!r}")
-    best = np.max(np.where(finite, st, -np.inf), axis=1, keepdims=True)
-    rel = np.clip(st / np.where(best > 0, best, 1.0), 0.0, 1.0)
     bound = np.asarray(prob_top, np.float32)[:, None] / max(float(ratio), 1.0)
-    return finite & ~top & (rel > bound)
+    return finite & ~top & (_relative(st) > bound)
+
+
+def _relative(structural: np.ndarray) -> np.ndarray:
+    """(N, K) float32 structural correlations relative to each row's best, clipped to [0, 1];
+    0 at missing (``-inf``) candidates: the structural factor of the fused selection."""
+    st = np.where(np.isfinite(structural), structural, -np.inf).astype(np.float32)
+    top = np.max(st, axis=1, keepdims=True)
+    rel = np.clip(st / np.where(top > 0, top, 1.0), 0.0, 1.0)
+    return np.where(np.isfinite(st), rel, 0.0)
 
 
 def select(prob: np.ndarray, structural: np.ndarray | None = None, *, min_probability: float,
@@ -266,9 +273,7 @@ def select(prob: np.ndarray, structural: np.ndarray | None = None, *, min_probab
         if mode == "structural":
             score = st
         elif mode == "fused":
-            top = np.max(st, axis=1, keepdims=True)
-            rel = np.clip(st / np.where(top > 0, top, 1.0), 0.0, 1.0)
-            score = prob * np.where(np.isfinite(st), rel, 0.0)
+            score = prob * _relative(st)
         else:
             raise ValueError(f"mode must be 'network', 'structural' or 'fused', got {mode!r}")
     rows = np.arange(len(score))

@@ -115,7 +115,6 @@ class Pipeline:
         # result is reused by the final one instead of fitted again
         self.refined: dict[tuple[bytes, int, tuple[str, ...]], tuple["Judged", float]] = {}
         self.support: tuple[np.ndarray, np.ndarray] | None = None  # SIFT correspondences
-        self.d_verify = min(1.0, cfg.verify.side / max(fixed.image.shape))  # working -> check px
         self.models = cfg.estimate.auto_models  # what transform="auto" compares
         self._hypotheses: tuple[list, Iterator] | None = None  # found so far, and the source
 
@@ -259,12 +258,19 @@ class Pipeline:
         if key not in self.checks:
             fw, mw = self.fixed, self.moving
             t = time.perf_counter()
-            if self._check_frame is None:  # the fixed side, once per pair
-                self._check_frame = check_frame(fw.image, fw.mask, self.cfg.verify.side)
             self.checks[key] = verify_alignment(fw.image, fw.mask, mw.image, mw.mask, H,
-                                                self.cfg.verify.side, frame=self._check_frame)
+                                                self.cfg.verify.side, frame=self.verify_frame)
             self.timer.add("verify", t)
         return self.checks[key]
+
+    @property
+    def verify_frame(self) -> CheckFrame:
+        """The check's fixed side (:func:`register.verify.check_frame`), made once per pair;
+        its ``d`` turns working px into check px."""
+        if self._check_frame is None:
+            fw = self.fixed
+            self._check_frame = check_frame(fw.image, fw.mask, self.cfg.verify.side)
+        return self._check_frame
 
     def judge(self, est: Estimate, loc: Located, *, confirmed_before: bool = True) -> Judged:
         """The global check of ``est``, the evidence and :func:`register.decide.judge`'s verdict."""
@@ -272,8 +278,8 @@ class Pipeline:
         check = self.check(est.H)
         n_kp = (None if self.support is None else
                 keypoint_support(est.H, *self.support, self.cfg.estimate.ransac_threshold))
-        ev = Evidence(z=check.z, shift=check.shift * self.d_verify, inliers=est.num_inliers,
-                      keypoints=loc.keypoints, keypoint_support=n_kp,
+        ev = Evidence(z=check.z, shift=check.shift * self.verify_frame.d,  # check px
+                      inliers=est.num_inliers, keypoints=loc.keypoints, keypoint_support=n_kp,
                       bend=affine_deviation(est.H, fw.image.shape, mw.image.shape),
                       confirmed_before=confirmed_before)
         return Judged(est, loc, check, ev, judge(ev, self.cfg.policy))

@@ -18,12 +18,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 
-from .geometry import corner_distance, resize_map, similarity
-from .patches import warp_image
-from .structural import downsized, oriented_gradient_channels
+from .geometry import corner_distance, similarity
+from .structural import fixed_channels, moving_channels
 
 
 @dataclass(frozen=True)
@@ -44,10 +42,8 @@ class _Correlation:
     transform, over the moving footprint; the fixed side is computed once."""
 
     def __init__(self, fixed, fixed_mask, moving, moving_mask, side: int):
-        fs, fm, _ = downsized(fixed, fixed_mask, side)
-        self.shape, self.moving, self.mask = fs.shape, moving, moving_mask.astype(np.uint8)
-        self.to_frame = resize_map(fixed.shape, fs.shape)
-        self.F = oriented_gradient_channels(fs, fm.astype(bool))
+        self.F, self.to_frame, _ = fixed_channels(fixed, fixed_mask, side)
+        self.shape, self.moving, self.mask = self.F.shape[1:], moving, moving_mask
         # F is 0 off the fixed footprint and M off the moving one, so sums over the overlap
         # are sums over the frame: no masked copies (a third of an evaluation's time)
         self.fixed_valid = self.F.any(0)
@@ -56,14 +52,10 @@ class _Correlation:
 
     def __call__(self, H: np.ndarray) -> float:
         self.count += 1
-        h, w = self.shape
-        A = self.to_frame @ H
-        wm = cv2.warpPerspective(self.mask, A, (w, h), flags=cv2.INTER_NEAREST)
-        wm = cv2.erode(wm, np.ones((5, 5), np.uint8)).astype(bool)
+        M, wm = moving_channels(self.moving, self.mask, self.to_frame @ H, self.shape)
         v = wm & self.fixed_valid
         if v.sum() < 0.1 * v.size:
             return -1.0
-        M = oriented_gradient_channels(warp_image(self.moving, A, (h, w)), wm)
         fm = float(np.dot(self.F.ravel(), M.ravel()))
         ff = float(self.F2[wm].sum())
         mm = float(np.einsum("chw,chw->hw", M, M)[self.fixed_valid].sum())

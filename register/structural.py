@@ -170,10 +170,20 @@ def frame_channels(fixed: np.ndarray, fixed_mask: np.ndarray, moving: np.ndarray
         moving image is resampled with the exact pixel-centre map of the resize,
         :func:`register.geometry.resize_map`).
     """
+    F, to_frame, d = fixed_channels(fixed, fixed_mask, side)
+    M, wm = moving_channels(moving, moving_mask, to_frame @ np.asarray(H, np.float64),
+                            F.shape[1:])
+    return F, M, wm, d
+
+
+def fixed_channels(fixed: np.ndarray, fixed_mask: np.ndarray, side: int
+                   ) -> tuple[np.ndarray, np.ndarray, float]:
+    """The fixed half of :func:`frame_channels`, the same for every transform of a pair:
+    (C, h, w) channels of ``fixed`` at ``side`` px on the longer side, the (3, 3) map from
+    ``fixed`` px to that frame (:func:`register.geometry.resize_map`) and the factor d."""
     fs, fm, d = downsized(fixed, fixed_mask, side)
-    to_frame = resize_map(fixed.shape, fs.shape)
-    M, wm = moving_channels(moving, moving_mask, to_frame @ np.asarray(H, np.float64), fs.shape)
-    return oriented_gradient_channels(fs, fm.astype(bool)), M, wm, d
+    return (oriented_gradient_channels(fs, fm.astype(bool)), resize_map(fixed.shape, fs.shape),
+            d)
 
 
 def moving_channels(moving: np.ndarray, moving_mask: np.ndarray, A: np.ndarray,

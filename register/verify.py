@@ -8,9 +8,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .geometry import resize_map, translation
-from .structural import (Spectrum, correlation_surface, downsized, moving_channels,
-                         oriented_gradient_channels, spectrum, surface_peak)
+from .geometry import translation
+from .structural import (Spectrum, correlation_surface, fixed_channels, moving_channels,
+                         spectrum, surface_peak)
 
 
 @dataclass(frozen=True)
@@ -48,9 +48,8 @@ class CheckFrame:
 def check_frame(fixed: np.ndarray, fixed_mask: np.ndarray, side: int) -> CheckFrame:
     """:class:`CheckFrame` of an (h, w) float32 fixed image and bool mask at ``side`` px on the
     longer side, for :func:`verify_alignment` to reuse across transforms."""
-    fs, fm, d = downsized(fixed, fixed_mask, side)
-    return CheckFrame(fs.shape, resize_map(fixed.shape, fs.shape), d,
-                      spectrum(oriented_gradient_channels(fs, fm.astype(bool))))
+    F, to_frame, d = fixed_channels(fixed, fixed_mask, side)
+    return CheckFrame(F.shape[1:], to_frame, d, spectrum(F))
 
 
 def verify_alignment(fixed: np.ndarray, fixed_mask: np.ndarray, moving: np.ndarray,
