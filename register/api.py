@@ -9,8 +9,10 @@ similarity is fitted first, a homography only replaces it when the check clearly
 and a pair without a confirmed one is judged again with the general models
 (``EstimateConfig.sar_auto_models``); an accepted optical-SAR transform is then polished by a
 small similarity that maximises the global structural correlation (:mod:`register.polish`),
-kept when the check ranks it higher. The parts are in :mod:`register.pipeline`; writing the
-outputs is :mod:`register.outputs`.
+kept when the check ranks it higher. A final transform the check and SIFT refuse is put to the
+network's vote (:func:`register.verify.network_check`, the ``network`` rule of
+:mod:`register.decide`). The parts are in :mod:`register.pipeline`; writing the outputs is
+:mod:`register.outputs`.
 """
 from __future__ import annotations
 
@@ -33,6 +35,7 @@ from .pipeline import Candidate, Judged, Pipeline
 from .polish import polish_similarity
 from .scorers import Timer, make_scorer
 from .search import Hypothesis
+from .verify import NetworkVote
 
 
 @dataclass(frozen=True)
@@ -48,7 +51,8 @@ class Result:
         inliers: (M,) bool over ``matches`` or None.
         rmse_px: inlier RMSE in fixed pixels (NaN when failed).
         counts: num_keypoints / num_candidates / num_matches / num_inliers.
-        timings: seconds per stage (``patches`` and ``score`` only when a network scored).
+        timings: seconds per stage (``patches`` and ``score`` only when a network scored,
+            ``network_check`` when it voted).
         hypothesis: how the start transform was found.
         verification: the evidence on the final transform: ``z_at_zero_shift`` and
             ``peak_shift_px`` of the global check (:func:`register.verify.verify_alignment`;
@@ -62,9 +66,11 @@ class Result:
             the final transform), ``polish`` (when the modality is polished:
             ``moved_px``, ``correlation_before``, ``correlation_after`` and ``kept``, whether
             the check ranked the polished transform higher), ``keypoint_support`` (SIFT
-            correspondences the transform explains, when a SIFT hypothesis was found) and,
-            when ok, ``confirmed_by``
-            (``"check"`` or ``"keypoints"``, :func:`register.decide.judge`).
+            correspondences the transform explains, when a SIFT hypothesis was found),
+            ``network_vote`` (``keypoints``, ``share`` and ``z`` of
+            :func:`register.verify.network_check`, when the other rules refused the final
+            transform and a network was loaded) and, when ok, ``confirmed_by``
+            (``"check"``, ``"keypoints"`` or ``"network"``, :func:`register.decide.judge`).
         candidates: every hypothesis RANSAC supported, in the order tried: ``source``,
             ``angle_deg``, ``scale``, ``num_inliers``, ``z``, ``peak_shift_px``,
             ``affine_deviation_px``, ``transform``, ``confirmed`` and ``H`` (3x3 list, moving
@@ -209,8 +215,26 @@ def _decide(pipe: Pipeline, georef: Hypothesis | None, cfg: Config,
     if prior is not None and prior.judged.rank > judged.rank:
         start, judged, recentred, confirmed_before = prior, prior.judged, False, True
     judged, polish = _polish(pipe, judged, cfg, confirmed_before)
+    judged, vote = _network_vote(pipe, judged, cfg, confirmed_before)
     return conclude(start, judged, recentred, confirmed_before, cfg, (Sf, Sm),
-                    candidates=trial.rows, polish=polish, **base)
+                    candidates=trial.rows, polish=polish, vote=vote, **base)
+
+
+def _network_vote(pipe: Pipeline, judged: Judged, cfg: Config,
+                  confirmed_before: bool) -> tuple[Judged, NetworkVote | None]:
+    """The final transform with the network's vote (:meth:`Pipeline.network_vote`) in its
+    evidence, asked only when the policy hears it and the final verdict (``confirmed_before``
+    as in :func:`conclude`) refuses the transform without it; and the vote (None when not
+    asked or there is no network)."""
+    ev = dataclasses.replace(judged.evidence, confirmed_before=confirmed_before)
+    if cfg.policy.network_confirm_z <= 0 or judge(ev, cfg.policy).accepted:
+        return judged, None
+    pipe.say("asking the network about the refused transform")
+    vote = pipe.network_vote(judged.est.H)
+    if vote is None:
+        return judged, None
+    ev = dataclasses.replace(judged.evidence, network_z=vote.z)
+    return dataclasses.replace(judged, evidence=ev, verdict=judge(ev, cfg.policy)), vote
 
 
 def _polish(pipe: Pipeline, judged: Judged, cfg: Config,
@@ -247,7 +271,7 @@ def _polish(pipe: Pipeline, judged: Judged, cfg: Config,
 
 def conclude(start: Candidate, judged: Judged, recentred: bool, confirmed_before: bool,
              cfg: Config, maps: tuple[np.ndarray, np.ndarray], *, polish: dict | None = None,
-             **base) -> Result:
+             vote: NetworkVote | None = None, **base) -> Result:
     """The final verdict on the refined transform, as a :class:`Result`: ``start`` is the
     candidate it came from, ``maps`` the (Sf, Sm) full-size -> working px maps."""
     ev = dataclasses.replace(judged.evidence, confirmed_before=confirmed_before)
@@ -261,6 +285,9 @@ def conclude(start: Candidate, judged: Judged, recentred: bool, confirmed_before
         verification["polish"] = polish
     if ev.keypoint_support is not None:
         verification["keypoint_support"] = ev.keypoint_support
+    if vote is not None:
+        verification["network_vote"] = {"keypoints": vote.keypoints,
+                                        "share": round(vote.share, 3), "z": round(vote.z, 3)}
     common = dict(counts=loc.counts(est.num_inliers), hypothesis=start.source,
                   verification=verification, **base)
     Sf, Sm = maps
@@ -288,6 +315,13 @@ def failure_reason(ev: Evidence, veto: str, shift_working_px: float, cfg: Config
     p = cfg.policy
     kp = ("" if ev.keypoint_support is None else f"; it explains {ev.keypoint_support} SIFT "
           f"correspondences, need {p.keypoint_confirm_inliers}")
+    if ev.network_z is not None and ev.network_z >= p.network_confirm_z:
+        kp += (f"; the network's vote at zero shift has z {ev.network_z:.1f}, but it cannot "
+               f"vouch for a transform that bends {ev.bend:.0f} px (more than "
+               f"{p.max_affine_deviation:g})")
+    elif ev.network_z is not None:
+        kp += (f"; the network's vote at zero shift has z {ev.network_z:.1f}, need "
+               f"{p.network_confirm_z:g}")
     if veto == "bent":
         return (f"the transform that RANSAC found bends {ev.bend:.0f} px away from an affine "
                 f"transform over the overlap (more than {p.max_affine_deviation:g} px at the "

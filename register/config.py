@@ -146,6 +146,11 @@ class VerifyConfig:
     """The global structural check (:mod:`register.verify`)."""
 
     side: int = 320  # longer side in px of the frame the check runs in ("check px")
+    # the network's vote (register.verify.network_check): keypoints, and shifts out to
+    # network_radius matching-frame px every network_step px (5 x 5 = 25 patch pairs a keypoint)
+    network_keypoints: int = 64
+    network_radius: int = 8
+    network_step: int = 4
 
 
 @dataclass(frozen=True)

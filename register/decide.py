@@ -15,6 +15,11 @@ check      is confirmed when the global structural check peaks at zero shift: z 
            ``verify_min_z`` and the peak within ``verify_max_shift`` check px.
 keypoints  is confirmed when it explains at least ``keypoint_confirm_inliers`` SIFT
            correspondences, whatever the check says (low-structure scenes).
+network    is confirmed when SSML-QNet finds its patch pairs matching at zero shift rather
+           than around it (:func:`register.verify.network_vote`: z at least
+           ``network_confirm_z``), whatever the check says, unless it bends more than
+           ``max_affine_deviation`` (the vote looks at keypoints one by one: it cannot vouch
+           for a transform's shape); asked only of a final transform the other rules refuse.
 bent       confirmed by the check only, that bends more than ``max_affine_deviation`` working
            px away from an affine transform, needs z at least ``bent_min_z``.
 weak       confirmed by the check only with z under ``low_z`` needs ``low_z_min_inliers``
@@ -69,6 +74,9 @@ class Policy:
     recentre_min_shift: float = 1.0
     # the georeferencing's shift-corrected copy is tried only when it moves a corner this far (px)
     georef_min_shift: float = 2.0
+    # the network's vote confirms at this z (0 = off): wrong transforms reached 6.6 on validation,
+    # right VIS-NIR ones 15 and up
+    network_confirm_z: float = 9.0
     # a homography replaces an optical-SAR affine/similarity fit when its check z is this much
     # higher: real perspective (MIFNet demo) gains > 2; SAR bends gained at most 0.8 on validation
     perspective_min_gain: float = 2.0
@@ -88,6 +96,8 @@ class Evidence:
             hypothesis.
         bend: how far the transform bends away from an affine one over the overlap (working
             px; 0 for an affine transform).
+        network_z: z of the network's vote at zero shift (:func:`register.verify.network_vote`);
+            None when not measured.
         confirmed_before: whether any hypothesis was confirmed before refinement. Only the
             final judgement of a refined transform sets it False; the hypothesis loop and the
             ranking of candidates leave it True, so the ``rescued`` rule never reorders them.
@@ -99,12 +109,14 @@ class Evidence:
     keypoints: int = 0
     keypoint_support: int | None = None
     bend: float = 0.0
+    network_z: float | None = None
     confirmed_before: bool = True
 
 
 @dataclass(frozen=True)
 class Verdict:
-    """:func:`judge`'s answer: ``by`` is "check" or "keypoints" when accepted, None otherwise;
+    """:func:`judge`'s answer: ``by`` is "check", "keypoints" or "network" when accepted, None
+    otherwise;
     ``veto`` names the rule of :data:`VETOES` that refused a confirmed transform ("" if none)."""
 
     by: str | None
@@ -121,6 +133,15 @@ def keypoint_backed(ev: Evidence, policy: Policy) -> bool:
     return n is not None and 0 < policy.keypoint_confirm_inliers <= n
 
 
+def network_backed(ev: Evidence, policy: Policy) -> bool:
+    """Whether the network's vote confirms the transform on its own: a clear vote, and a
+    transform that does not bend (a homography right where most keypoints are and 50 px off
+    at one side wins the vote)."""
+    z = ev.network_z
+    return (z is not None and 0 < policy.network_confirm_z <= z
+            and not 0 < policy.max_affine_deviation < ev.bend)
+
+
 def check_passes(ev: Evidence, policy: Policy) -> bool:
     """Whether the global check confirms the transform: z high enough, peak near zero shift."""
     return ev.z >= policy.verify_min_z and ev.shift <= policy.verify_max_shift
@@ -130,10 +151,19 @@ def judge(ev: Evidence, policy: Policy = Policy()) -> Verdict:
     """Accept or refuse one transform (the rules of this module's table, in order).
 
     SIFT correspondences, when enough, confirm a transform and lift every veto; the vetoes
-    apply to transforms confirmed by the check alone.
+    apply to transforms confirmed by the check alone. The network's vote is heard last: it
+    confirms (and lifts a veto) only where the other rules refuse.
     """
     if keypoint_backed(ev, policy):
         return Verdict("check" if check_passes(ev, policy) else "keypoints")
+    verdict = _by_check(ev, policy)
+    if not verdict.accepted and network_backed(ev, policy):
+        return Verdict("network")
+    return verdict
+
+
+def _by_check(ev: Evidence, policy: Policy) -> Verdict:
+    """The check's verdict and its vetoes (:func:`judge` without SIFT or the network)."""
     if not check_passes(ev, policy):
         return Verdict(None)
     if 0 < policy.max_affine_deviation < ev.bend and ev.z < policy.bent_min_z:

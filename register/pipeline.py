@@ -32,7 +32,8 @@ from .scorers import Scorer, Timer, score_candidates
 from .search import Hypothesis, iter_hypotheses, translation_hypothesis
 from .sift import keypoint_hypothesis, keypoint_support
 from .structural import oriented_gradient_channels
-from .verify import Check, CheckFrame, check_frame, verify_alignment
+from .verify import (Check, CheckFrame, NetworkVote, check_frame, network_check,
+                     verify_alignment)
 
 #: half-size of the structural template the shortlist correlates (px of the matching frame)
 TEMPLATE_HALF = 20
@@ -283,6 +284,12 @@ class Pipeline:
                       bend=affine_deviation(est.H, fw.image.shape, mw.image.shape),
                       confirmed_before=confirmed_before)
         return Judged(est, loc, check, ev, judge(ev, self.cfg.policy))
+
+    def network_vote(self, H: np.ndarray) -> NetworkVote | None:
+        """The network's vote on ``H`` (working px) in its matching frame
+        (:func:`register.verify.network_check`); None without a network."""
+        frame, _, Z = self.fixed_frame(self.zoom_for(H))
+        return network_check(self.scorer, frame, self.moving, Z @ H, self.cfg.verify, self.timer)
 
     def try_hypotheses(self, georef: Hypothesis | None,
                        to_full: Callable[[np.ndarray], np.ndarray]) -> Trial:

@@ -52,6 +52,14 @@ class Scorer(Protocol):
             cands: N keypoints with K candidate positions each (x = column, y = row, 0-based).
         """
 
+    def score_shifts(self, fixed: np.ndarray, moving: np.ndarray, xy: np.ndarray,
+                     offsets: np.ndarray, timer: Timer) -> np.ndarray | None:
+        """(N, S) float32 match probabilities of the fixed patch at each keypoint ``xy``
+        (N, 2) float32 against the moving patch at ``xy + offsets[s]`` ((S, 2) float32 px;
+        x = column, y = row, 0-based), or None (the network's vote,
+        :func:`register.verify.network_check`). ``fixed``, ``moving`` as in :meth:`score`.
+        """
+
 
 class StructuralScorer:
     """No probabilities: the structural correlation alone ranks the candidates."""
@@ -62,6 +70,9 @@ class StructuralScorer:
         return {"name": self.name, "device": "cpu"}
 
     def score(self, fixed, moving, cands, timer) -> None:
+        return None
+
+    def score_shifts(self, fixed, moving, xy, offsets, timer) -> None:
         return None
 
 
@@ -110,6 +121,24 @@ class NetworkScorer:
                               batch_size=self.batch_size)
         timer.add("score", t)
         return prob[index_p.reshape(-1)].reshape(n, k)
+
+    def score_shifts(self, fixed, moving, xy, offsets, timer) -> np.ndarray:
+        from .score import embed, score_features
+
+        n, s = len(xy), len(offsets)
+        if n == 0:
+            return np.zeros((0, s), np.float32)
+        rows = self._fixed_rows(fixed, xy, timer)
+        t = time.perf_counter()
+        pm = crop_patches(moving, (np.asarray(xy, np.float32)[:, None] + offsets[None]
+                                   ).reshape(-1, 2))
+        timer.add("patches", t)
+        t = time.perf_counter()
+        em = embed(self.model, pm, "moving", batch_size=self.batch_size)
+        prob = score_features(self.model, self._features, em, np.repeat(rows, s),
+                              np.arange(n * s), batch_size=self.batch_size)
+        timer.add("network_check", t)
+        return prob.reshape(n, s)
 
     def _fixed_rows(self, fixed: np.ndarray, xy: np.ndarray, timer: Timer) -> np.ndarray:
         """(N,) rows of :attr:`_features` holding the fixed patches at keypoints ``xy``

@@ -1,5 +1,7 @@
-"""The global check of a transform, independent of the matches that produced it: the moving
-image resampled with the transform must correlate with the fixed image at zero shift.
+"""The global checks of a transform, independent of the matches that produced it: the moving
+image resampled with the transform must correlate with the fixed image at zero shift
+(:func:`verify_alignment`), and, asked only where that is not enough, SSML-QNet must find the
+patch pairs matching at zero shift rather than around it (:func:`network_check`).
 """
 from __future__ import annotations
 
@@ -8,7 +10,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .config import PATCH_SIZE, VerifyConfig
+from .detect import detect
 from .geometry import translation
+from .io import GrayImage
+from .patches import warp_to_frame
 from .structural import (Spectrum, correlation_surface, fixed_channels, moving_channels,
                          spectrum, surface_peak)
 
@@ -78,3 +84,50 @@ def verify_alignment(fixed: np.ndarray, fixed_mask: np.ndarray, moving: np.ndarr
     z0 = (float(corr[0, 0]) - float(corr.mean())) / (float(corr.std()) + 1e-9)
     _, t = surface_peak(corr)
     return Check(z0, (t[0] / d, t[1] / d))
+
+
+@dataclass(frozen=True)
+class NetworkVote:
+    """Result of :func:`network_check`: ``keypoints`` voted, the ``share`` whose best-scored
+    shift is zero shift, and ``z``, that share's binomial z-score against chance."""
+
+    keypoints: int
+    share: float
+    z: float
+
+
+def shift_grid(radius: int, step: int) -> tuple[np.ndarray, int]:
+    """The shifts a network vote scores, (S, 2) float32 (dx, dy) px on a square grid of
+    ``step`` px out to ``radius`` px, and the index of zero shift among them."""
+    r = np.arange(-int(radius), int(radius) + 1, int(step), dtype=np.float32)
+    grid = np.stack(np.meshgrid(r, r), -1).reshape(-1, 2)
+    zero = np.flatnonzero((grid == 0).all(1))
+    if len(zero) != 1:
+        raise ValueError(f"shift_grid: expected radius to be a multiple of step, got {radius}, "
+                         f"{step}")
+    return grid, int(zero[0])
+
+
+def network_vote(prob: np.ndarray, zero: int) -> NetworkVote:
+    """The vote of (N, S) match probabilities, keypoint by shift: each keypoint votes for its
+    best-scored shift; under a wrong transform zero shift wins 1 / S of the votes by chance."""
+    n, s = prob.shape
+    if n == 0 or s < 2:
+        return NetworkVote(n, 0.0, 0.0)
+    share = float((prob.argmax(1) == zero).mean())
+    q = 1.0 / s
+    return NetworkVote(n, share, (share - q) * math.sqrt(n / (q * (1.0 - q))))
+
+
+def network_check(scorer, frame: GrayImage, moving: GrayImage, H: np.ndarray,
+                  cfg: VerifyConfig, timer) -> NetworkVote | None:
+    """The network's vote on ``H`` (3, 3; working moving px -> ``frame`` px): at up to
+    ``cfg.network_keypoints`` keypoints of ``frame`` where the resampled moving image is valid,
+    the fixed patch against moving patches at every shift of :func:`shift_grid`; None when the
+    scorer has no network (:meth:`register.scorers.NetworkScorer.score_shifts`)."""
+    offsets, zero = shift_grid(cfg.network_radius, cfg.network_step)
+    mi, mm = warp_to_frame(moving.image, moving.mask, H, frame.image.shape)
+    kp = detect(frame.image, frame.mask & mm, max_keypoints=cfg.network_keypoints,
+                border=PATCH_SIZE // 2 + cfg.network_radius + 1)
+    prob = scorer.score_shifts(frame.image, mi, np.round(kp.xy), offsets, timer)
+    return None if prob is None else network_vote(prob, zero)

@@ -500,3 +500,24 @@ def test_register_pair_opt_sar_finds_the_oblique_demo_pairs_homography(data_root
                         device="cpu")
     assert res.ok and res.verification["transform"] == "homography"
     assert res.verification["affine_deviation_px"] > 20 and res.verification["z_at_zero_shift"] > 14
+
+
+def test_register_pair_network_vote_confirms_what_the_check_misses():
+    """Test optical-SAR pair 169: the check's z (8.97) is just under its gate; the shipped
+    network's vote confirms the transform, 0.5 px from the truth. With the network rule off
+    (``network_confirm_z`` 0) the same pair is refused and no vote is asked."""
+    from pipelines.datasets import load_pair, split
+    from pipelines.metrics import checkpoints, pair_error
+
+    pair = next(p for p in split("test/opt-sar") if p.name == "169")
+    fixed, moving = load_pair(pair)
+    cfg = Config(modality="opt-sar", make_figures=False)
+    res = register_pair(fixed, moving, cfg, device="cpu")
+    assert res.ok and res.verification["confirmed_by"] == "network"
+    assert res.verification["z_at_zero_shift"] < cfg.policy.verify_min_z
+    assert res.verification["network_vote"]["z"] >= cfg.policy.network_confirm_z
+    assert res.timings["network_check"] > 0
+    assert pair_error(res.H, *checkpoints(pair, fixed.shape, moving.shape)) < 2.0
+    off = register_pair(fixed, moving, cfg.replace(network_confirm_z=0.0), device="cpu")
+    assert not off.ok and "network_vote" not in off.verification
+    assert "network_check" not in off.timings

@@ -55,12 +55,30 @@ JUDGE_TABLE = [
     ("SIFT backing lifts the rescued rule too",
      Evidence(z=11.2, shift=0.5, inliers=40, keypoint_support=60, confirmed_before=False),
      ("check", "")),
+    ("test opt-SAR 169: check z 8.97 under the gate, the network's vote z 24: right (0.5 px)",
+     Evidence(z=8.97, shift=0.1, inliers=68, network_z=24.3), ("network", "")),
+    ("a wrong SAR chip transform (stress 81, 196 px off) had the highest wrong vote, z 6.6",
+     Evidence(z=8.3, shift=0.5, inliers=40, network_z=6.6), (None, "")),
+    ("a vote at the gate (9) confirms",
+     Evidence(z=5.0, shift=9.0, inliers=20, network_z=9.0), ("network", "")),
+    ("test VIS-NIR mountain/0012: a homography bending 26 px wins the vote (z 9.8), 53 px off "
+     "at one side: the vote cannot vouch for its shape",
+     Evidence(z=8.4, shift=0.6, inliers=84, bend=25.8, network_z=9.8), (None, "")),
+    ("stress opt-SAR 114: rescued veto at z 10.2, the vote z 14.6 lifts it (5.3 px)",
+     Evidence(z=10.2, shift=0.5, inliers=40, confirmed_before=False, network_z=14.6),
+     ("network", "")),
+    ("a transform the check accepts stays confirmed by the check, whatever the vote",
+     Evidence(z=18.0, shift=0.5, inliers=60, network_z=-1.0), ("check", "")),
+    ("the network's rule off (0): a clear vote confirms nothing",
+     Evidence(z=7.0, shift=0.5, inliers=30, network_z=30.0), (None, "")),
 ]
 
 
 @pytest.mark.parametrize("incident, ev, expected", JUDGE_TABLE, ids=[r[0] for r in JUDGE_TABLE])
 def test_judge_table(incident, ev, expected):
-    policy = Policy(keypoint_confirm_inliers=0) if "off (0)" in incident else P
+    policy = P
+    if "off (0)" in incident:
+        policy = Policy(keypoint_confirm_inliers=0, network_confirm_z=0.0)
     v = judge(ev, policy)
     assert (v.by, v.veto) == expected
     assert v.accepted is (expected[0] is not None)

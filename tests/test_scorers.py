@@ -124,6 +124,29 @@ def test_network_scorer_reuses_work_without_changing_a_probability(candidates, r
     assert not np.allclose(again, direct, atol=1e-3)
 
 
+def test_network_scorer_score_shifts_equals_scoring_each_shifted_pair(candidates, random_model):
+    """The vote's (N, S) probabilities are those of the fixed patch against the moving patch
+    moved by each offset, scored pair by pair."""
+    from register.score import score_pairs
+    from register.verify import shift_grid
+
+    fixed, moving, cands = candidates
+    xy = cands.xy_fixed[:6]
+    offsets, _ = shift_grid(8, 4)
+    timer = Timer()
+    prob = NetworkScorer(random_model, batch_size=9).score_shifts(fixed, moving, xy, offsets,
+                                                                  timer)
+    s = len(offsets)
+    direct = score_pairs(random_model, crop_patches(fixed, np.repeat(xy, s, 0)),
+                         crop_patches(moving, (xy[:, None] + offsets[None]).reshape(-1, 2)))
+    assert prob.shape == (6, s)
+    np.testing.assert_allclose(prob, direct.reshape(6, s), atol=1e-5)
+    assert timer.t["network_check"] > 0
+    empty = NetworkScorer(random_model).score_shifts(fixed, moving, xy[:0], offsets, Timer())
+    assert empty.shape == (0, s)
+    assert StructuralScorer().score_shifts(fixed, moving, xy, offsets, Timer()) is None
+
+
 @pytest.mark.parametrize("mode", ["fused", "structural"])
 def test_score_candidates_selects_as_scoring_all_from_fewer_pairs(candidates, random_model,
                                                                    mode):
