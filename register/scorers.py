@@ -35,9 +35,11 @@ class Timer:
 
 
 class Scorer(Protocol):
-    """Scores shortlisted candidates; see the module docstring."""
+    """Scores shortlisted candidates; see the module docstring. ``votes``: whether
+    :meth:`score_shifts` gives probabilities (the network's vote needs them)."""
 
     name: str
+    votes: bool
 
     def info(self) -> dict:
         """What ran, for reports: ``name`` and, for a network, weights, preset and device."""
@@ -65,6 +67,7 @@ class StructuralScorer:
     """No probabilities: the structural correlation alone ranks the candidates."""
 
     name = "structural"
+    votes = False
 
     def info(self) -> dict:
         return {"name": self.name, "device": "cpu"}
@@ -88,6 +91,7 @@ class NetworkScorer:
     """
 
     name = "network"
+    votes = True
 
     def __init__(self, model, *, batch_size: int | None = None) -> None:
         self.model = model

@@ -103,8 +103,8 @@ def shift_grid(radius: int, step: int) -> tuple[np.ndarray, int]:
     grid = np.stack(np.meshgrid(r, r), -1).reshape(-1, 2)
     zero = np.flatnonzero((grid == 0).all(1))
     if len(zero) != 1:
-        raise ValueError(f"shift_grid: expected radius to be a multiple of step, got {radius}, "
-                         f"{step}")
+        raise ValueError(f"shift_grid: expected a radius that is a multiple of the step (e.g. 8 "
+                         f"and 4), got radius {radius} and step {step}")
     return grid, int(zero[0])
 
 
@@ -124,10 +124,12 @@ def network_check(scorer, frame: GrayImage, moving: GrayImage, H: np.ndarray,
     """The network's vote on ``H`` (3, 3; working moving px -> ``frame`` px): at up to
     ``cfg.network_keypoints`` keypoints of ``frame`` where the resampled moving image is valid,
     the fixed patch against moving patches at every shift of :func:`shift_grid`; None when the
-    scorer has no network (:meth:`register.scorers.NetworkScorer.score_shifts`)."""
+    scorer has no network (``scorer.votes`` False; :mod:`register.scorers`)."""
+    if not scorer.votes:
+        return None
     offsets, zero = shift_grid(cfg.network_radius, cfg.network_step)
     mi, mm = warp_to_frame(moving.image, moving.mask, H, frame.image.shape)
     kp = detect(frame.image, frame.mask & mm, max_keypoints=cfg.network_keypoints,
                 border=PATCH_SIZE // 2 + cfg.network_radius + 1)
-    prob = scorer.score_shifts(frame.image, mi, np.round(kp.xy), offsets, timer)
-    return None if prob is None else network_vote(prob, zero)
+    return network_vote(scorer.score_shifts(frame.image, mi, np.round(kp.xy), offsets, timer),
+                        zero)

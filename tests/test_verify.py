@@ -70,7 +70,7 @@ def test_shift_grid_refuses_a_radius_off_the_steps():
 
     from register.verify import shift_grid
 
-    with pytest.raises(ValueError, match="multiple of step"):
+    with pytest.raises(ValueError, match="multiple of the step"):
         shift_grid(6, 4)
 
 
