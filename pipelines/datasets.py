@@ -284,7 +284,7 @@ def load_pair(pair: Pair):
 #: Georeferenced pairs as they are (no synthetic warp), the georeferencing being the truth: the
 #: BigEarthNet Sentinel-2 B04 / Sentinel-1 VV tiles (120 x 120 px, same grid) of the optical-SAR
 #: training split. They check what ``register_pair`` does with georeferenced input, not the
-#: network (which trained on their patches; the default selection does not consult it).
+#: network (which trained on their patches).
 GEOREF_SPLITS = {"georef/opt-sar": "train/opt-sar"}
 
 
