@@ -28,12 +28,12 @@ import cv2
 import numpy as np
 
 from pipelines.compare_runs import error, read_runs
-from pipelines.datasets import all_pairs
+from pipelines.datasets import all_pairs, load_pair
 from pipelines.metrics import homography_checkpoints, pair_error
 from pipelines.report import command_line, write_section
 from register.config import data_root
 from register.geometry import transfer
-from register.io import read_image, to_gray
+from register.io import to_gray
 from register.sift import sift_correspondences, to_u8
 
 FIELDS = ["set", "pair", "error_px", "witness_inliers", "truth_residual_px", "truth_shift_x",
@@ -73,8 +73,8 @@ def witness(fixed_u8: np.ndarray, moving_u8: np.ndarray, *, seed: int = 0
 def audit_pair(pair, H_run: np.ndarray, *, min_inliers: int) -> dict:
     """The audit's numbers for one pair (see the module docstring); NaN where the witness has
     too few inliers."""
-    root = data_root()
-    f, m = to_gray(read_image(root / pair.fixed)), to_gray(read_image(root / pair.moving))
+    fixed, moving = load_pair(pair)
+    f, m = to_gray(fixed), to_gray(moving)
     H_true = pair.H_array
     Hw, in_m, in_f = witness(to_u8(f.image), to_u8(m.image))
     q_m, q_f = homography_checkpoints(H_true, f.image.shape, m.image.shape)

@@ -66,15 +66,20 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def vote_on(pair, fixed, moving, H: np.ndarray, cfg: Config, scorer) -> dict:
-    """Checkpoint error and the network's vote on ``H`` (3, 3; full-resolution moving px ->
-    fixed px) for one loaded pair."""
+def voter(pair, fixed, moving, cfg: Config, scorer):
+    """For one loaded pair: a function from ``H`` (3, 3; full-resolution moving px -> fixed px)
+    to its checkpoint error and the network's vote on it. The working images, the pipeline and
+    the fixed patches' features are made once for all the transforms voted on."""
     q_m, q_f = checkpoints(pair, fixed.shape, moving.shape)
     fw, mw, Sf, Sm = working_images(fixed, moving, cfg)
     pipe = Pipeline(fw, mw, cfg, scorer, Timer(), lambda msg: None)
-    vote = pipe.network_vote(Sf @ H @ np.linalg.inv(Sm))
-    return {"error_px": round(pair_error(H, q_m, q_f), 3), "keypoints": vote.keypoints,
-            "share": round(vote.share, 4), "vote_z": round(vote.z, 3)}
+
+    def vote_on(H: np.ndarray) -> dict:
+        vote = pipe.network_vote(Sf @ H @ np.linalg.inv(Sm))
+        return {"error_px": round(pair_error(H, q_m, q_f), 3), "keypoints": vote.keypoints,
+                "share": round(vote.share, 4), "vote_z": round(vote.z, 3)}
+
+    return vote_on, Sf
 
 
 def pipeline_rows(spec: str, scorer, limit: int | None) -> list[dict]:
@@ -92,7 +97,7 @@ def pipeline_rows(spec: str, scorer, limit: int | None) -> list[dict]:
         row = {"kind": "pipeline", "label": label, "set": set_name, "pair": pair.name,
                "status": res.status, "check_z": res.verification.get("z_at_zero_shift", "")}
         if H is not None:
-            row.update(vote_on(pair, fixed, moving, H, cfg, scorer))
+            row.update(voter(pair, fixed, moving, cfg, scorer)[0](H))
         rows.append(row)
         print(f"{label} {set_name} {pair.name}: {res.status} {row.get('error_px')} px, vote z "
               f"{row.get('vote_z')}", file=sys.stderr)
@@ -106,7 +111,7 @@ def moved_rows(set_name: str, scorer, rng: np.random.Generator, limit: int | Non
     rows = []
     for pair in datasets.select_evenly(datasets.split(f"val/{set_name}", val_every=3), limit):
         fixed, moving = datasets.load_pair(pair)
-        _, _, Sf, _ = working_images(fixed, moving, cfg)
+        vote_on, Sf = voter(pair, fixed, moving, cfg, scorer)
         h, w = fixed.shape[-2:]
         c = np.array([(w - 1) / 2, (h - 1) / 2])
         for label, span in [("truth", None), *MOVES.items()]:
@@ -117,7 +122,7 @@ def moved_rows(set_name: str, scorer, rng: np.random.Generator, limit: int | Non
                 P = similarity(rng.uniform(-3, 3), float(np.exp(rng.uniform(-0.05, 0.05))),
                                tuple(c), tuple(c + d))
             rows.append({"kind": "moved", "label": label, "set": set_name, "pair": pair.name,
-                         **vote_on(pair, fixed, moving, P @ pair.H_array, cfg, scorer)})
+                         **vote_on(P @ pair.H_array)})
     return rows
 
 

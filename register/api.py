@@ -25,7 +25,7 @@ from typing import Callable
 import numpy as np
 
 from .config import Config
-from .decide import Evidence, judge, rank
+from .decide import Evidence, Policy, Verdict, judge, rank
 from .frames import georef_homography, is_sar, working_images
 from .geometry import transfer
 from .io import READ_MAX_SIDE, Raster, read_image, to_gray
@@ -226,8 +226,8 @@ def _network_vote(pipe: Pipeline, judged: Judged, cfg: Config,
     evidence, asked only when the policy hears it and the final verdict (``confirmed_before``
     as in :func:`conclude`) refuses the transform without it; and the vote (None when not
     asked or there is no network)."""
-    ev = dataclasses.replace(judged.evidence, confirmed_before=confirmed_before)
-    if cfg.policy.network_confirm_z <= 0 or judge(ev, cfg.policy).accepted:
+    if cfg.policy.network_confirm_z <= 0 or final_verdict(judged, confirmed_before,
+                                                          cfg.policy)[1].accepted:
         return judged, None
     pipe.say("asking the network about the refused transform")
     vote = pipe.network_vote(judged.est.H)
@@ -247,8 +247,7 @@ def _polish(pipe: Pipeline, judged: Judged, cfg: Config,
     pc = cfg.polish
 
     def final(j: Judged) -> tuple[bool, float]:
-        ev = dataclasses.replace(j.evidence, confirmed_before=confirmed_before)
-        return rank(ev, judge(ev, cfg.policy))
+        return rank(*final_verdict(j, confirmed_before, cfg.policy))
 
     if cfg.modality not in pc.modalities or not final(judged)[0]:
         return judged, None
@@ -269,13 +268,21 @@ def _polish(pipe: Pipeline, judged: Judged, cfg: Config,
     return (again if kept else judged), info
 
 
+def final_verdict(judged: Judged, confirmed_before: bool,
+                  policy: Policy) -> tuple[Evidence, Verdict]:
+    """The evidence and verdict of the final judgement of ``judged``: its own evidence with
+    ``confirmed_before`` (whether any hypothesis was confirmed before refinement) set, so the
+    ``rescued`` rule applies; :func:`conclude` gives it, the polish and the vote ask it first."""
+    ev = dataclasses.replace(judged.evidence, confirmed_before=confirmed_before)
+    return ev, judge(ev, policy)
+
+
 def conclude(start: Candidate, judged: Judged, recentred: bool, confirmed_before: bool,
              cfg: Config, maps: tuple[np.ndarray, np.ndarray], *, polish: dict | None = None,
              vote: NetworkVote | None = None, **base) -> Result:
     """The final verdict on the refined transform, as a :class:`Result`: ``start`` is the
     candidate it came from, ``maps`` the (Sf, Sm) full-size -> working px maps."""
-    ev = dataclasses.replace(judged.evidence, confirmed_before=confirmed_before)
-    verdict = judge(ev, cfg.policy)
+    ev, verdict = final_verdict(judged, confirmed_before, cfg.policy)
     est, loc = judged.est, judged.located
     verification = {"z_at_zero_shift": round(ev.z, 3),
                     "peak_shift_px": round(judged.check.shift, 3),

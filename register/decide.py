@@ -75,7 +75,7 @@ class Policy:
     # the georeferencing's shift-corrected copy is tried only when it moves a corner this far (px)
     georef_min_shift: float = 2.0
     # the network's vote confirms at this z (0 = off): wrong transforms reached 6.6 on validation,
-    # right VIS-NIR ones 15 and up
+    # the pipeline's right VIS-NIR ones 15 and up
     network_confirm_z: float = 9.0
     # a homography replaces an optical-SAR affine/similarity fit when its check z is this much
     # higher: real perspective (MIFNet demo) gains > 2; SAR bends gained at most 0.8 on validation

@@ -132,7 +132,7 @@ class NetworkScorer:
         n, s = len(xy), len(offsets)
         if n == 0:
             return np.zeros((0, s), np.float32)
-        rows = self._fixed_rows(fixed, xy, timer)
+        rows = self._fixed_rows(fixed, xy, timer, stage="network_check")
         t = time.perf_counter()
         pm = crop_patches(moving, (np.asarray(xy, np.float32)[:, None] + offsets[None]
                                    ).reshape(-1, 2))
@@ -144,9 +144,11 @@ class NetworkScorer:
         timer.add("network_check", t)
         return prob.reshape(n, s)
 
-    def _fixed_rows(self, fixed: np.ndarray, xy: np.ndarray, timer: Timer) -> np.ndarray:
+    def _fixed_rows(self, fixed: np.ndarray, xy: np.ndarray, timer: Timer, *,
+                    stage: str = "score") -> np.ndarray:
         """(N,) rows of :attr:`_features` holding the fixed patches at keypoints ``xy``
-        (N, 2) float32 (x = column, y = row, 0-based), embedding those not seen before."""
+        (N, 2) float32 (x = column, y = row, 0-based), embedding those not seen before (timed
+        as ``stage``)."""
         from .score import embed
 
         if fixed is not self._frame:
@@ -159,7 +161,7 @@ class NetworkScorer:
             timer.add("patches", t)
             t = time.perf_counter()
             feats = embed(self.model, patches, "fixed", batch_size=self.batch_size)
-            timer.add("score", t)
+            timer.add(stage, t)
             start = 0 if self._features is None else len(self._features)
             self._features = (feats if self._features is None
                               else torch.cat([self._features, feats]))
