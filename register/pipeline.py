@@ -29,8 +29,9 @@ from .io import GrayImage
 from .match import Matches, select, shortlist
 from .patches import warp_to_frame
 from .scorers import Scorer, Timer, score_candidates
-from .search import Hypothesis, iter_hypotheses, translation_hypothesis
-from .sift import keypoint_hypothesis, keypoint_support
+from .hypotheses import find_hypotheses
+from .search import Hypothesis
+from .sift import keypoint_support
 from .structural import oriented_gradient_channels
 from .verify import (Check, CheckFrame, NetworkVote, check_frame, network_check,
                      verify_alignment)
@@ -123,9 +124,11 @@ class Pipeline:
     def hypotheses(self, georef: Hypothesis | None) -> Iterator[tuple[Hypothesis, str]]:
         """(hypothesis, where it came from), lazily: each cheaper source first, the search only
         when the hypotheses before it did not end the loop. Found once per pair: a second loop
-        (other transform models) replays them, then goes on where the first stopped."""
+        (other transform models) replays them, then goes on where the first stopped
+        (:func:`register.hypotheses.find_hypotheses`)."""
         if self._hypotheses is None:
-            self._hypotheses = ([], self._find_hypotheses(georef))
+            self._hypotheses = ([], find_hypotheses(self.fixed, self.moving, self.cfg, georef,
+                                                      timer=self.timer, say=self.say))
         found, source = self._hypotheses
         i = 0
         while True:
@@ -136,34 +139,6 @@ class Pipeline:
                 found.append(nxt)
             yield found[i]
             i += 1
-
-    def _find_hypotheses(self, georef: Hypothesis | None) -> Iterator[tuple[Hypothesis, str]]:
-        fw, mw, cfg = self.fixed, self.moving, self.cfg
-        if georef is not None:
-            yield georef, "georeferencing"
-            t = time.perf_counter()  # only when the georeferencing itself did not end the loop
-            shifted = translation_hypothesis(fw.image, fw.mask, mw.image, mw.mask, georef.H,
-                                             cfg.search)
-            self.timer.add("hypotheses", t)
-            if corner_distance(shifted.H, georef.H, fw.image.shape) > cfg.policy.georef_min_shift:
-                yield shifted, "georeferencing"
-            return
-        t = time.perf_counter()
-        if cfg.search.keypoint_hypothesis:
-            kh = keypoint_hypothesis(fw.image, fw.mask, mw.image, mw.mask, cfg.search)
-            self.timer.add("hypotheses", t)
-            if kh is not None:
-                yield kh, "keypoint similarity"
-        self.say("searching rotation and scale hypotheses")
-        found = iter_hypotheses(fw.image, fw.mask, mw.image, mw.mask,
-                                cfg.search.for_modality(cfg.modality))
-        while True:  # each refined only when the loop asks for it
-            t = time.perf_counter()
-            h = next(found, None)
-            self.timer.add("hypotheses", t)
-            if h is None:
-                return
-            yield h, "rotation/scale search"
 
     # -- matching and fitting --------------------------------------------------------------------
     def zoom_for(self, H: np.ndarray) -> float:

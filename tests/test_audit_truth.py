@@ -37,3 +37,19 @@ def test_audit_pair_right_truth_leaves_a_small_residual(textured_pair):
 def test_main_refuses_a_missing_run(tmp_path, capsys):
     assert main([str(tmp_path / "none.csv"), "--out", str(tmp_path / "out")]) == 2
     assert "pipelines.evaluate registration" in capsys.readouterr().err
+
+
+def test_errors_both_frames_scale_with_the_images_resolution():
+    # SRIF optical-SAR 154: a 474 px optical image, its truth made in the 256 px SAR frame;
+    # a transform 6 fixed px off is 6 * 256 / 474 = 3.2 SAR px off
+    import json
+
+    from pipelines.audit_truth import errors_both_frames
+
+    pair = next(p for p in split("test/opt-sar") if p.name == "154")
+    H = translation(6.0, 0.0) @ pair.H_array
+    row = {"status": "ok", "H": json.dumps(H.ravel().tolist())}
+    e_fixed, e_moving = errors_both_frames(pair, row)
+    assert e_fixed == pytest.approx(6.0, abs=1e-6)
+    assert e_moving == pytest.approx(6.0 * 256 / 474, abs=0.05)
+    assert errors_both_frames(pair, {"status": "failed", "H": ""}) == (float("inf"),) * 2

@@ -120,15 +120,15 @@ def test_match_scores_with_the_network_only_from_network_min_radius(data_root, s
 def test_hypotheses_are_found_once_and_replayed(data_root, srif_opt_ir_pair, monkeypatch):
     """A second loop over the hypotheses (the general models after optical-SAR's first ones)
     replays those found, in order, and continues the search where the first loop stopped."""
-    import register.pipeline as pipeline
+    import register.hypotheses as hypotheses
 
     p = srif_opt_ir_pair
     cfg = Config(max_keypoints=32).replace(keypoint_hypothesis=False)
     fw, mw, _, _ = working_images(read_image(data_root / p.fixed),
                                   read_image(data_root / p.moving), cfg)
     searches = []
-    real = pipeline.iter_hypotheses
-    monkeypatch.setattr(pipeline, "iter_hypotheses",
+    real = hypotheses.iter_hypotheses
+    monkeypatch.setattr(hypotheses, "iter_hypotheses",
                         lambda *a: searches.append(1) or real(*a))
     pipe = Pipeline(fw, mw, cfg, StructuralScorer(), Timer(), lambda msg: None)
     first = next(pipe.hypotheses(None))

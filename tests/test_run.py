@@ -205,6 +205,27 @@ def test_module_subprocess_unreadable_file(data_root, rgbn, tmp_path):
     assert not out.exists()
 
 
+def test_console_subprocess_writes_everything_before_exiting(data_root, tmp_path):
+    # python -m register.run ends with os._exit (console): every output, the progress lines
+    # and the last line must be out by then, and the exit status must be main's
+    d = data_root / "mifnet_examples"
+    out = tmp_path / "out"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")])
+    proc = subprocess.run([sys.executable, "-m", "register.run", str(d / "opt_sar_1.png"),
+                           str(d / "opt_sar_2.png"), "--model", "random", "--max-keypoints",
+                           "96", "--transform", "homography", "--device", "cpu",
+                           "--out-dir", str(out)],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    lines = _err_lines(proc.stderr)
+    assert "writing outputs" in lines[-2] and " ok: " in lines[-1], proc.stderr
+    assert sorted(os.listdir(out)) == sorted(OUTPUTS)
+    assert json.loads((out / "report.json").read_text())["status"] == "ok"
+    assert cv2.imread(str(out / "matches.png")) is not None
+    assert cv2.imread(str(out / "overlay.png")) is not None
+
+
 def test_main_out_dir_is_a_file(rgbn, tmp_path, capsys):
     fixed, moving = rgbn
     out = tmp_path / "out"
