@@ -100,6 +100,54 @@ def _augment(p: np.ndarray, rng: np.random.Generator, sar: bool) -> np.ndarray:
     return np.clip(x * 255 + 0.5, 0, 255).astype(np.uint8)
 
 
+def _rot_scale(rng: np.random.Generator, max_deg: float, max_scale: float) -> np.ndarray:
+    """(2, 2) a random rotation within ``max_deg`` and scale within exp(+-``max_scale``)."""
+    a = np.radians(rng.uniform(-max_deg, max_deg))
+    s = np.exp(rng.uniform(-max_scale, max_scale))
+    return s * np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+
+
+def _moving_crop(mi: np.ndarray, centre, rng: np.random.Generator) -> np.ndarray:
+    """A moving patch near ``centre`` (x, y px), with sub-pixel jitter and a small rotation
+    and scale (the residuals the pipeline's hypotheses leave). Positives, look-alike and
+    random negatives all come from here, so that sharpness cannot tell them apart."""
+    j = rng.uniform(-1.0, 1.0, 2)
+    c = np.array([[centre[0] + j[0], centre[1] + j[1]]], np.float32)
+    return crop_patches(mi, c, affine=_rot_scale(rng, 6, 0.06))[0]
+
+
+def _look_alike(Ff: np.ndarray, Fm: np.ndarray, x: float, y: float, *, half: int = 20,
+                rad: int = 32) -> tuple[int, int] | None:
+    """A look-alike of keypoint (x, y) (px): the strongest structural-correlation peak of its
+    template (``Ff``, the fixed channels) in the moving channels ``Fm`` within ``rad`` px that
+    is at least 6 px from the truth; None near the border or without one."""
+    xi, yi = int(round(x)), int(round(y))
+    tpl = Ff[:, yi - half:yi + half + 1, xi - half:xi + half + 1]
+    reg = Fm[:, yi - half - rad:yi + half + rad + 1, xi - half - rad:xi + half + rad + 1]
+    if tpl.shape[1] != 2 * half + 1 or reg.shape[1] != 2 * (half + rad) + 1:
+        return None
+    surf = sum(cv2.matchTemplate(np.ascontiguousarray(reg[c]), np.ascontiguousarray(tpl[c]),
+                                 cv2.TM_CCORR) for c in range(tpl.shape[0]))
+    for py, px in local_maxima(surf, 4):
+        if np.hypot(px - rad, py - rad) >= 6:
+            return xi + px - rad, yi + py - rad
+    return None
+
+
+def _paper_pairs(fi: np.ndarray, mi: np.ndarray, xy: np.ndarray, rng: np.random.Generator):
+    """The paper protocol's pairs at keypoints ``xy`` (N, 2): per keypoint one positive and one
+    random negative, the moving patch of another keypoint whose patch does not overlap (the
+    farthest if none)."""
+    n = len(xy)
+    dist = np.linalg.norm(xy[:, None, :] - xy[None, :, :], axis=2)
+    other = np.array([rng.choice(far) if len(far := np.flatnonzero(row >= PATCH_SIZE))
+                      else int(np.argmax(row)) for row in dist])
+    fix, mov = crop_patches(fi, xy), crop_patches(mi, xy)
+    return (np.concatenate([fix, fix]), np.concatenate([mov, mov[other]]),
+            np.repeat(np.array([1, 0], np.uint8), n),
+            np.repeat(np.array([KINDS.index("positive"), KINDS.index("random")], np.uint8), n))
+
+
 def pairs_from_image(fi: np.ndarray, mi: np.ndarray, valid: np.ndarray, modality: str,
                      rng: np.random.Generator, cfg: Config, per_image: int, *,
                      protocol: str = "pipeline"):
@@ -121,31 +169,14 @@ def pairs_from_image(fi: np.ndarray, mi: np.ndarray, valid: np.ndarray, modality
         return None
     xy = kp.xy
     if protocol == "paper":
-        # the negative: another keypoint whose patch does not overlap (the farthest if none)
-        dist = np.linalg.norm(xy[:, None, :] - xy[None, :, :], axis=2)
-        other = np.array([rng.choice(far) if len(far := np.flatnonzero(row >= PATCH_SIZE))
-                          else int(np.argmax(row)) for row in dist])
-        fix, mov = crop_patches(fi, xy), crop_patches(mi, xy)
-        return (np.concatenate([fix, fix]), np.concatenate([mov, mov[other]]),
-                np.repeat(np.array([1, 0], np.uint8), n),
-                np.repeat(np.array([KINDS.index("positive"), KINDS.index("random")], np.uint8), n))
+        return _paper_pairs(fi, mi, xy, rng)
     sar = modality == "opt-sar"
     Ff = oriented_gradient_channels(fi, valid)
     Fm = oriented_gradient_channels(mi, valid)
     fixed_p, moving_p, labels, kinds = [], [], [], []
 
-    def rot_scale(max_deg: float, max_scale: float) -> np.ndarray:
-        a = np.radians(rng.uniform(-max_deg, max_deg))
-        s = np.exp(rng.uniform(-max_scale, max_scale))
-        return s * np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
-
     def moving_crop(centre) -> np.ndarray:
-        """A moving patch near ``centre``, with sub-pixel jitter and a small rotation and scale
-        (the residuals the pipeline's hypotheses leave). Positives, look-alike and random
-        negatives all come from here, so that sharpness cannot tell them apart."""
-        j = rng.uniform(-1.0, 1.0, 2)
-        c = np.array([[centre[0] + j[0], centre[1] + j[1]]], np.float32)
-        return crop_patches(mi, c, affine=rot_scale(6, 0.06))[0]
+        return _moving_crop(mi, centre, rng)
 
     fix_crops = crop_patches(fi, xy)
     for i in range(n):
@@ -159,23 +190,11 @@ def pairs_from_image(fi: np.ndarray, mi: np.ndarray, valid: np.ndarray, modality
         # nearby hard negative
         r, t = rng.uniform(6, 32), rng.uniform(0, 2 * np.pi)
         moving_p.append(crop_patches(mi, np.array([[x + r * np.cos(t), y + r * np.sin(t)]]),
-                                     affine=rot_scale(6, 0.06))[0])
+                                     affine=_rot_scale(rng, 6, 0.06))[0])
         fixed_p.append(fix_crops[i])
         labels.append(0)
         kinds.append(1)
-        # look-alike: a structural-correlation peak within 32 px that is not the truth
-        half, rad = 20, 32
-        xi, yi = int(round(x)), int(round(y))
-        tpl = Ff[:, yi - half:yi + half + 1, xi - half:xi + half + 1]
-        reg = Fm[:, yi - half - rad:yi + half + rad + 1, xi - half - rad:xi + half + rad + 1]
-        look, kind = None, 2
-        if tpl.shape[1] == 2 * half + 1 and reg.shape[1] == 2 * (half + rad) + 1:
-            surf = sum(cv2.matchTemplate(np.ascontiguousarray(reg[c]), np.ascontiguousarray(tpl[c]),
-                                         cv2.TM_CCORR) for c in range(tpl.shape[0]))
-            for py, px in local_maxima(surf, 4):
-                if np.hypot(px - rad, py - rad) >= 6:
-                    look = (xi + px - rad, yi + py - rad)
-                    break
+        look, kind = _look_alike(Ff, Fm, x, y), 2
         if look is None:
             other = xy[rng.integers(n)]
             look, kind = (float(other[0]), float(other[1])), 3
@@ -183,16 +202,19 @@ def pairs_from_image(fi: np.ndarray, mi: np.ndarray, valid: np.ndarray, modality
         fixed_p.append(fix_crops[i])
         labels.append(0)
         kinds.append(kind)
-    fixed_p = np.stack(fixed_p)
-    moving_p = np.stack(moving_p)
-    # random negatives replace a quarter of the nearby ones: pair with another keypoint's patch
-    labels = np.array(labels, np.uint8)
-    kinds = np.array(kinds, np.uint8)
+    return _random_and_augmented(np.stack(fixed_p), np.stack(moving_p),
+                                 np.array(labels, np.uint8), np.array(kinds, np.uint8), mi, xy,
+                                 rng, sar=sar)
+
+
+def _random_and_augmented(fixed_p, moving_p, labels, kinds, mi, xy, rng, *, sar: bool):
+    """Random negatives replace a quarter of the nearby ones (the moving patch of another
+    keypoint ``xy``), then every patch is augmented (:func:`_augment`)."""
     near = np.nonzero(kinds == 1)[0]
     swap = near[rng.random(len(near)) < 0.25]
     for s in swap:
-        other = xy[rng.integers(n)]
-        moving_p[s] = moving_crop(other)
+        other = xy[rng.integers(len(xy))]
+        moving_p[s] = _moving_crop(mi, other, rng)
         kinds[s] = 3
     fixed_p = np.stack([_augment(p, rng, False) for p in fixed_p])
     moving_p = np.stack([_augment(p, rng, sar) for p in moving_p])

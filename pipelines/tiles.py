@@ -44,24 +44,21 @@ import math
 import os
 import shlex
 import sys
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 from rasterio.windows import Window
 
+from pipelines.tiles_exec import Progress, execute
 from pipelines.tiles_output import (MIN_SIDE, Meta, bbox_window, boundary, digest, finish_pair,
                                     grow, polygon, px_map, read_meta, shift_at, summary_row,
                                     window_centre, window_list, write_summary, write_totals)
 from register.checks import InputError, check_output_dir
 from register.config import DEVICES, MODALITIES, Config, config_from_dict, config_to_dict
-from register.geometry import translation
 from register.scorers import needs_network
-from register.io import read_image, write_json
-from register.memory import hold_freed_memory
+from register.io import write_json
 
 RASTER_EXTS = (".tif", ".tiff", ".vrt", ".jp2", ".img")
 MIN_TILE = 128  # smallest --tile-size: tiles are then at least 64 px a side
@@ -111,89 +108,6 @@ def moving_window(tile: Window, fixed: Meta, moving: Meta, margin: int) -> Windo
                        pad=margin)
     win = None if win is None else grow(win, moving.width, moving.height)
     return None if win is None or min(win.width, win.height) < MIN_SIDE else win
-
-
-_MODELS: dict = {}
-_MODELS_LOCK = threading.Lock()
-
-
-def _model(name: str, device: str, seed: int):
-    """The network for these settings, loaded once per process and shared by its threads."""
-    from register.score import load_model
-
-    with _MODELS_LOCK:
-        key = (name, device, seed)
-        if key not in _MODELS:
-            _MODELS[key] = load_model(name, device, seed=seed)
-        return _MODELS[key]
-
-
-def _init_worker(model: tuple | None, threads: int) -> None:
-    """Process-pool initializer: set torch's thread count and load the network once (``model``
-    None: the scorer needs none)."""
-    import torch
-
-    torch.set_num_threads(threads)
-    if model is not None:
-        _model(*model)
-
-
-def _blank(job: dict, reason: str = "") -> dict:
-    """A failed record of ``job``: its identity fields, no transform."""
-    rec = {k: job[k] for k in ("key", "pair", "tile", "fixed", "moving", "fixed_window",
-                               "moving_window")}
-    rec.update(status="failed", reason=reason, H=None, num_inliers=0, num_matches=0,
-               rmse_px=None, hypothesis="", seconds=0.0)
-    return rec
-
-
-def tile_task(job: dict) -> dict:
-    """Register one tile (in the driver, a worker process or a Dask worker).
-
-    ``job`` is a plain dict from :func:`plan_jobs`. Returns the tile record: the job's identity
-    plus status, reason, H (3x3 nested list or None), num_inliers, num_matches, rmse_px (fixed
-    px), hypothesis and seconds. Errors become ``status="failed"`` with the reason; only
-    KeyboardInterrupt escapes.
-    """
-    from register.api import register_pair
-    from register.frames import is_sar
-    from register.io import to_gray
-
-    t0 = time.perf_counter()
-    hold_freed_memory()  # in every worker, hand-started Dask ones too (idempotent, cheap)
-    rec = _blank(job)
-    try:
-        if job["moving_window"] is None:
-            raise InputError("the moving raster covers under 64 px a side of this tile; "
-                             "nothing to register")
-        cfg = config_from_dict(job["config"])
-        fw, mw = Window(*job["fixed_window"]), Window(*job["moving_window"])
-        fr, mr = read_image(job["fixed"], window=fw), read_image(job["moving"], window=mw)
-        net = (_model(cfg.model, job["device"], cfg.seed)
-               if needs_network(cfg.match) else None)
-        res = register_pair(fr, mr, cfg, model=net, device=job["device"])
-        rec.update(status=res.status, reason=res.reason, hypothesis=res.hypothesis,
-                   num_inliers=int(res.counts.get("num_inliers", 0)),
-                   num_matches=int(res.counts.get("num_matches", 0)))
-        if res.ok:
-            H = (translation(fw.col_off, fw.row_off) @ res.H
-                 @ translation(-mw.col_off, -mw.row_off))
-            rec.update(H=(H / H[2, 2]).tolist(), rmse_px=float(res.rmse_px))
-            if job["figure"]:
-                from register.plot import plot_matches
-
-                fg = to_gray(fr, band=cfg.band_fixed).image
-                mg = to_gray(mr, band=cfg.band_moving, sar=is_sar(mr, cfg.modality),
-                             sar_db=cfg.sar_db).image
-                m = res.matches
-                plot_matches(job["figure"], fg, mg, m.xy_fixed, m.xy_moving, res.inliers,
-                             title=job["tile"])
-    except InputError as exc:
-        rec["reason"] = str(exc)
-    except Exception as exc:  # noqa: BLE001 - a failed tile must not stop the batch
-        rec["reason"] = f"error: {type(exc).__name__}: {exc}"
-    rec["seconds"] = round(time.perf_counter() - t0, 3)
-    return rec
 
 
 @dataclass
@@ -265,102 +179,6 @@ def load_done(job: dict, *, retry_failed: bool) -> dict | None:
     return rec if ok else None
 
 
-class Progress:
-    """One updating stderr line: ``tiles: done N / failed N / skipped N of T``."""
-
-    def __init__(self, total: int, *, enabled: bool = True):
-        self.total, self.enabled, self.t0 = total, enabled, time.perf_counter()
-        self.n = {"done": 0, "failed": 0, "skipped": 0}
-
-    def add(self, what: str) -> None:
-        self.n[what] += 1
-        self.draw()
-
-    def draw(self, end: str = "") -> None:
-        n = self.n
-        if self.enabled:
-            print(f"\rtiles: done {n['done']} / failed {n['failed']} / skipped {n['skipped']} "
-                  f"of {self.total} [{time.perf_counter() - self.t0:.1f}s]", end=end,
-                  file=sys.stderr, flush=True)
-
-
-def _execute(jobs: list[dict], on_result: Callable[[dict], None], *, workers: int,
-             scheduler: str | None, model: tuple | None, threads: int) -> None:
-    """Run :func:`tile_task` on every job in-process (``workers`` 1), in a local process pool or
-    on a Dask cluster (one task per tile); ``on_result`` runs in the driver as each finishes."""
-    import importlib
-
-    module = importlib.import_module("pipelines.tiles")  # pickled by name, not __main__
-    task = module.tile_task
-    if not jobs:
-        return
-    if scheduler:
-        from distributed import Client, LocalCluster, as_completed
-
-        local = _local_cluster(LocalCluster, workers, threads) if scheduler == "local" else None
-        try:
-            with Client(local or scheduler, timeout="30s") as client:
-                if local is not None:  # like the local pool: threads set, network loaded once
-                    client.run(module._init_worker, model, threads)
-                keys = [f"register-tile-{j['key']}" for j in jobs]
-                _drain(dict(zip(client.map(task, jobs, key=keys, pure=False), jobs)),
-                       as_completed, on_result)
-        finally:
-            if local is not None:
-                local.close()
-    elif workers <= 1:
-        import torch
-
-        before = torch.get_num_threads()
-        torch.set_num_threads(threads)
-        try:
-            if model is not None:
-                _model(*model)
-            for job in jobs:
-                on_result(task(job))
-        finally:
-            torch.set_num_threads(before)
-    else:
-        import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor, as_completed
-
-        with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"),
-                                 initializer=_init_worker, initargs=(model, threads)) as ex:
-            try:
-                _drain({ex.submit(task, j): j for j in jobs}, as_completed, on_result)
-            finally:
-                ex.shutdown(wait=True, cancel_futures=True)
-
-
-def _local_cluster(cluster_class, workers: int, threads: int):
-    """A Dask LocalCluster of ``workers`` single-task processes with ``threads`` torch threads.
-
-    Dask's nanny starts its workers with ``MALLOC_TRIM_THRESHOLD_=65536``. Setting any glibc
-    malloc threshold turns off glibc's dynamic mmap threshold (mallopt(3)), so every buffer
-    over 128 kB is mapped and page-faulted afresh: a registration took 2.1x longer (MIFNet
-    optical-NIR, one torch thread: 1.79 -> 3.69 s; 3.71 s with the threshold at 256 MB, run in
-    a thread with MALLOC_ARENA_MAX=1). These workers start without it."""
-    import dask
-
-    key = "distributed.nanny.pre-spawn-environ"
-    env = {k: v for k, v in dask.config.get(key, {}).items() if k != "MALLOC_TRIM_THRESHOLD_"}
-    env.update(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
-    with dask.config.set({key: env}):
-        return cluster_class(n_workers=workers, threads_per_worker=1, processes=True,
-                             dashboard_address=None)
-
-
-def _drain(futs: dict, as_completed: Callable, on_result: Callable[[dict], None]) -> None:
-    """``on_result`` of each future of ``futs`` (future -> job) as it finishes; a future that
-    raised (e.g. its worker died) gives a failed record."""
-    for fut in as_completed(futs):
-        try:
-            rec = fut.result()
-        except Exception as exc:  # noqa: BLE001
-            rec = _blank(futs[fut], f"error: {type(exc).__name__}: {exc}")
-        on_result(rec)
-
-
 def run_batch(fixed: str, moving: str, out_dir: str | Path, cfg: Config, *, tile_size: int = 512,
               margin: int = 32, workers: int = 1, threads: int | None = None,
               scheduler: str | None = None, device: str = "auto", figures: bool = False,
@@ -407,7 +225,7 @@ def run_batch(fixed: str, moving: str, out_dir: str | Path, cfg: Config, *, tile
         "config": config_to_dict(cfg)})
     records, bar, seconds, stamps, todo = _register_tiles(
         pairs, jobs, out, overwrite=overwrite, retry_failed=retry_failed, progress=progress,
-        execute=dict(workers=workers, scheduler=scheduler, threads=threads,
+        how=dict(workers=workers, scheduler=scheduler, threads=threads,
                      model=(cfg.model, device, cfg.seed) if net else None))
     return _finish(pairs, jobs, records, out, bar, seconds, stamps, disjoint,
                    fresh={j["pair"] for j in todo}, overwrite=overwrite)
@@ -428,7 +246,7 @@ def _overlapping_pairs(fixed: str, moving: str, out: Path) -> tuple[list, int]:
 
 
 def _register_tiles(pairs: list, jobs: list[dict], out: Path, *, overwrite: bool,
-                    retry_failed: bool, progress: bool, execute: dict):
+                    retry_failed: bool, progress: bool, how: dict):
     """Register the tiles not complete from an earlier run, writing each tile's record as it
     finishes. Returns (records by key, the progress bar, seconds, finish stamps, jobs run)."""
     bar = Progress(len(jobs), enabled=progress)
@@ -453,7 +271,7 @@ def _register_tiles(pairs: list, jobs: list[dict], out: Path, *, overwrite: bool
 
     t0 = time.perf_counter()
     try:
-        _execute(todo, on_result, **execute)
+        execute(todo, on_result, **how)
     finally:
         bar.draw(end="\n")
     return records, bar, time.perf_counter() - t0, stamps, todo

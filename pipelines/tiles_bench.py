@@ -303,6 +303,30 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _write_rows(path: Path, rows: list[dict]) -> None:
+    with open(path, "w", newline="") as fh:
+        wr = csv.DictWriter(fh, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))
+        wr.writeheader()
+        wr.writerows(rows)
+
+
+def _print_summary(args, runs: list[dict], shifts: list[dict]) -> None:
+    """Per worker count: tiles, status counts and tiles/s; per pair: the shift found."""
+    for w, _, _ in run_modes(args):
+        rs = [r for r in runs if r["workers"] == w]
+        tps = statistics.median(r.get("tiles_per_s", math.nan) for r in rs)
+        st = statistics.median(r.get("steady_tiles_per_s", math.nan) for r in rs)
+        print(f"workers {w}: {rs[-1]['tiles_csv']} tiles, ok {rs[-1]['ok']}, failed "
+              f"{rs[-1]['failed_tiles']}, {_fmt(tps)} tiles/s ({_fmt(st)} after the first "
+              f"tile), median of {len(rs)} run(s)")
+    for s in shifts:
+        rep = (f"({s['shift_x_px']:+.2f}, {s['shift_y_px']:+.2f})" if s["status"] == "ok"
+               else "failed")
+        print(f"  workers {s['workers']}: {s['pair']} [{s['scene']}]: {s['tiles_ok']}/"
+              f"{s['tiles']} tiles ok, expected ({s['expected_x_px']:+g}, "
+              f"{s['expected_y_px']:+g}), reported {rep}")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     command = command_line("pipelines.tiles_bench", argv)
@@ -356,26 +380,11 @@ def main(argv: list[str] | None = None) -> int:
 
     args.out.mkdir(parents=True, exist_ok=True)
     for name, rows in (("runs.csv", runs), ("shifts.csv", shifts)):
-        with open(args.out / name, "w", newline="") as fh:
-            wr = csv.DictWriter(fh, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))
-            wr.writeheader()
-            wr.writerows(rows)
+        _write_rows(args.out / name, rows)
     res.update(device=device, pairs=n_pairs, tiles=n_tiles, runs=runs, shifts=shifts)
     (args.out / "config.json").write_text(json.dumps(res, indent=2, default=str) + "\n")
 
-    for w, _, _ in run_modes(args):
-        rs = [r for r in runs if r["workers"] == w]
-        tps = statistics.median(r.get("tiles_per_s", math.nan) for r in rs)
-        st = statistics.median(r.get("steady_tiles_per_s", math.nan) for r in rs)
-        print(f"workers {w}: {rs[-1]['tiles_csv']} tiles, ok {rs[-1]['ok']}, failed "
-              f"{rs[-1]['failed_tiles']}, {_fmt(tps)} tiles/s ({_fmt(st)} after the first "
-              f"tile), median of {len(rs)} run(s)")
-    for s in shifts:
-        rep = (f"({s['shift_x_px']:+.2f}, {s['shift_y_px']:+.2f})" if s["status"] == "ok"
-               else "failed")
-        print(f"  workers {s['workers']}: {s['pair']} [{s['scene']}]: {s['tiles_ok']}/"
-              f"{s['tiles']} tiles ok, expected ({s['expected_x_px']:+g}, "
-              f"{s['expected_y_px']:+g}), reported {rep}")
+    _print_summary(args, runs, shifts)
     print(f"-> {args.out / 'config.json'}")
     if args.results:
         write_section(args.results, SECTION, markdown(res), command=command, date=res["date"],

@@ -322,7 +322,7 @@ def test_local_cluster_workers_start_without_a_malloc_threshold():
     it, with the torch threads asked for."""
     import dask
 
-    from pipelines.tiles import _local_cluster
+    from pipelines.tiles_exec import _local_cluster
 
     seen = {}
 
