@@ -191,7 +191,9 @@ def run_batch(fixed: str, moving: str, out_dir: str | Path, cfg: Config, *, tile
     earlier run); ``failed_total`` (failed tiles in the final results); ``pairs``; ``disjoint``;
     ``seconds`` (wall time of the tile stage, worker start-up included); ``tiles_per_s`` (tiles
     registered per second of it); ``steady_tiles_per_s`` (from the first finished tile to the
-    last, i.e. without start-up). The same dict is written to ``<out_dir>/totals.json``
+    last, i.e. without start-up); ``peak_worker_rss_mb`` (the largest peak resident memory of
+    a process that registered a tile in this run: with one local worker, the driver's). The
+    same dict is written to ``<out_dir>/totals.json``
     (:func:`pipelines.tiles_output.read_totals` reads it back).
 
     Raises:
@@ -227,8 +229,10 @@ def run_batch(fixed: str, moving: str, out_dir: str | Path, cfg: Config, *, tile
         pairs, jobs, out, overwrite=overwrite, retry_failed=retry_failed, progress=progress,
         how=dict(workers=workers, scheduler=scheduler, threads=threads,
                      model=(cfg.model, device, cfg.seed) if net else None))
+    peak = max((records[j["key"]].get("peak_rss_mb") or 0.0 for j in todo
+                if j["key"] in records), default=0.0)
     return _finish(pairs, jobs, records, out, bar, seconds, stamps, disjoint,
-                   fresh={j["pair"] for j in todo}, overwrite=overwrite)
+                   fresh={j["pair"] for j in todo}, overwrite=overwrite, peak_rss_mb=peak)
 
 
 def _overlapping_pairs(fixed: str, moving: str, out: Path) -> tuple[list, int]:
@@ -278,7 +282,8 @@ def _register_tiles(pairs: list, jobs: list[dict], out: Path, *, overwrite: bool
 
 
 def _finish(pairs: list, jobs: list[dict], records: dict, out: Path, bar, seconds: float,
-            stamps: list[float], disjoint: int, *, fresh: set, overwrite: bool) -> dict:
+            stamps: list[float], disjoint: int, *, fresh: set, overwrite: bool,
+            peak_rss_mb: float) -> dict:
     """Combine each pair's tiles, write the summaries and ``totals.json``; return the totals."""
     rows = []
     for p in pairs:
@@ -294,7 +299,8 @@ def _finish(pairs: list, jobs: list[dict], records: dict, out: Path, bar, second
               "seconds": round(seconds, 3),
               "tiles_per_s": round(ran / seconds, 4) if ran else 0.0,
               "steady_tiles_per_s": round((ran - 1) / (stamps[-1] - stamps[0]), 4)
-              if ran > 1 and stamps[-1] > stamps[0] else 0.0}
+              if ran > 1 and stamps[-1] > stamps[0] else 0.0,
+              "peak_worker_rss_mb": peak_rss_mb}
     write_totals(out, totals)
     return totals
 
@@ -367,7 +373,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{stats['pairs']} pair(s), {stats['tiles']} tile(s): done {stats['done']} / "
           f"failed {stats['failed']} / skipped {stats['skipped']} in {stats['seconds']:.1f}s "
           f"({stats['tiles_per_s']:.3f} tiles/s, {stats['steady_tiles_per_s']:.3f} after the "
-          f"first tile); {stats['disjoint']} non-overlapping "
+          f"first tile; peak {stats['peak_worker_rss_mb']:.0f} MB per worker); "
+          f"{stats['disjoint']} non-overlapping "
           f"combination(s) left out -> {args.out_dir / 'summary.csv'}", file=sys.stderr)
     return 1 if stats["failed_total"] else 0
 

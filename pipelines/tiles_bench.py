@@ -247,8 +247,8 @@ def markdown(res: dict) -> str:
         f"{a['tile_size']} px. Each run is one fresh process:", "",
         "    " + res["tiles_command"], "",
         "| workers | tiles | ok | failed | tiles/s, whole tile stage | tiles/s after the first "
-        "tile | tile stage s | load avg (before) | runs |",
-        "|---|---|---|---|---|---|---|---|---|"]
+        "tile | tile stage s | peak MB per worker process | load avg (before) | runs |",
+        "|---|---|---|---|---|---|---|---|---|---|"]
     for w in dict.fromkeys(r["workers"] for r in runs):
         rs = [r for r in runs if r["workers"] == w]
         last = rs[-1]
@@ -258,7 +258,8 @@ def markdown(res: dict) -> str:
             return ", ".join(_fmt(v, spec) for v in vals)
         lines.append(f"| {w} | {last['tiles_csv']} | {last['ok']} | {last['failed_tiles']} | "
                      f"{cell('tiles_per_s')} | {cell('steady_tiles_per_s')} | "
-                     f"{cell('seconds', '.1f')} | {cell('load_before', '.2f')} | {len(rs)} |")
+                     f"{cell('seconds', '.1f')} | {cell('peak_worker_rss_mb', '.0f')} | "
+                     f"{cell('load_before', '.2f')} | {len(rs)} |")
     eff = efficiency(runs)
     lines += [""] + ([
         "Scaling efficiency (tiles/s after the first tile, over the worker count times one local "
@@ -268,7 +269,10 @@ def markdown(res: dict) -> str:
         "\"Whole tile stage\" is tiles registered / wall time from the first submission to the "
         "last result, as pipelines.tiles reports it (worker start-up and network load "
         "included); \"after the first tile\" counts from the first finished tile to the last. "
-        "ok / failed are the tile rows of `summary.csv` (last run of each worker count).", "",
+        "ok / failed are the tile rows of `summary.csv` (last run of each worker count). "
+        "\"Peak MB per worker process\": the largest peak resident memory (`getrusage`) of a "
+        "process that registered a tile; with one worker that is the driver, which also holds "
+        "the run's bookkeeping.", "",
         "Recovered shift per pair (pair rows of `summary.csv`, last run of each worker count): "
         "the correction to the moving georeferencing in fixed px (x, y); the known answer is the "
         "opposite of the copy's offset. \"cross\" pairs register a copy on the other crop (their "

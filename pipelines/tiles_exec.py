@@ -4,6 +4,7 @@ executors: in-process, a local process pool, a Dask cluster (:func:`execute`).
 """
 from __future__ import annotations
 
+import resource
 import sys
 import threading
 import time
@@ -52,12 +53,20 @@ def blank_record(job: dict, reason: str = "") -> dict:
     return rec
 
 
+def peak_rss_mb() -> float:
+    """The peak resident memory of this process so far, in MB (``getrusage``: KB on Linux,
+    bytes on macOS)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(peak / (1 << 20 if sys.platform == "darwin" else 1 << 10), 1)
+
+
 def tile_task(job: dict) -> dict:
     """Register one tile (in the driver, a worker process or a Dask worker).
 
     ``job`` is a plain dict from :func:`plan_jobs`. Returns the tile record: the job's identity
     plus status, reason, H (3x3 nested list or None), num_inliers, num_matches, rmse_px (fixed
-    px), hypothesis and seconds. Errors become ``status="failed"`` with the reason; only
+    px), hypothesis, seconds and peak_rss_mb (the peak resident memory of the process that ran
+    it, so far: a worker's, or the driver's with one local worker). Errors become ``status="failed"`` with the reason; only
     KeyboardInterrupt escapes.
     """
     from register.api import register_pair
@@ -98,6 +107,7 @@ def tile_task(job: dict) -> dict:
     except Exception as exc:  # noqa: BLE001 - a failed tile must not stop the batch
         rec["reason"] = f"error: {type(exc).__name__}: {exc}"
     rec["seconds"] = round(time.perf_counter() - t0, 3)
+    rec["peak_rss_mb"] = peak_rss_mb()
     return rec
 
 

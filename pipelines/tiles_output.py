@@ -42,7 +42,7 @@ COLUMNS = (["level", "pair", "tile", "status", "reason", "fixed", "moving", "col
 TOTALS_FILE = "totals.json"
 #: Keys of ``totals.json``: the counts and timing :func:`pipelines.tiles.run_batch` returns.
 TOTALS_KEYS = ("tiles", "done", "failed", "skipped", "pairs", "disjoint", "failed_total",
-               "seconds", "tiles_per_s", "steady_tiles_per_s")
+               "seconds", "tiles_per_s", "steady_tiles_per_s", "peak_worker_rss_mb")
 
 
 #: Georeferencing of a raster on disk (none of its pixels is read).
@@ -227,8 +227,9 @@ def write_totals(out: Path, totals: dict) -> None:
 def read_totals(out: str | Path) -> dict:
     """The totals of the last finished run of ``pipelines.tiles`` into ``out`` (``totals.json``:
     ``tiles`` / ``done`` / ``failed`` / ``skipped`` / ``pairs`` / ``disjoint`` /
-    ``failed_total`` counts, ``seconds`` of the tile stage, ``tiles_per_s`` and
-    ``steady_tiles_per_s``); InputError when it is missing or incomplete."""
+    ``failed_total`` counts, ``seconds`` of the tile stage, ``tiles_per_s``,
+    ``steady_tiles_per_s`` and ``peak_worker_rss_mb``, the largest peak resident memory of a
+    process that registered a tile in that run); InputError when it is missing or incomplete."""
     path = Path(out) / TOTALS_FILE
     try:
         doc = json.loads(path.read_text())

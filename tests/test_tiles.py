@@ -120,7 +120,12 @@ def test_georef_shift_recovered_then_rerun_skips(data, tmp_path, capsys, monkeyp
             tot["pairs"], tot["disjoint"]) == (len(rows), 4, 0, 0, 0, len(pair), 1)
     assert tot["tiles_per_s"] == pytest.approx(tot["done"] / tot["seconds"], rel=1e-2)
     assert (f"in {tot['seconds']:.1f}s ({tot['tiles_per_s']:.3f} tiles/s, "
-            f"{tot['steady_tiles_per_s']:.3f} after the first tile)") in err
+            f"{tot['steady_tiles_per_s']:.3f} after the first tile; peak "
+            f"{tot['peak_worker_rss_mb']:.0f} MB per worker)") in err
+    # in-process: the driver's peak, at least what torch and a registration take, and its own
+    assert 150 < tot["peak_worker_rss_mb"] < 8000
+    assert all(json.loads(p.read_text())["peak_rss_mb"] <= tot["peak_worker_rss_mb"]
+               for p in (out / "tiles").rglob("*.json"))
     np.testing.assert_allclose(shifts(rows + pair), [[-5, 3]] * 5, atol=0.3)
     with rasterio.open(pair[0]["aligned"]) as a:  # rgbn.tif declares no nodata: a mask band
         assert a.nodata is None and 0 < a.dataset_mask().mean() < 255
