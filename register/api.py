@@ -156,14 +156,15 @@ def register_pair(fixed: str | Path | Raster, moving: str | Path | Raster,
                             score=float("nan"), angle_deg=0.0, scale=1.0)
         timer.add("hypotheses", t)
     first = _first_models(cfg)
-    if first is not None:
-        pipe.models = first
-    result = _decide(pipe, georef, cfg, (Sf, Sm), base)
-    if first is not None and not result.ok:
-        pipe.models = cfg.estimate.auto_models  # judged again; the matches are reused
-        pipe.say(f"no {' or '.join(first)} transform was confirmed; trying "
-                 f"{' or '.join(pipe.models)}")
+    if first is None:
         result = _decide(pipe, georef, cfg, (Sf, Sm), base)
+    else:
+        with pipe.comparing(first):
+            result = _decide(pipe, georef, cfg, (Sf, Sm), base)
+        if not result.ok:  # judged again with the general models; the matches are reused
+            pipe.say(f"no {' or '.join(first)} transform was confirmed; trying "
+                     f"{' or '.join(pipe.models)}")
+            result = _decide(pipe, georef, cfg, (Sf, Sm), base)
     if georef is not None and not result.ok:
         result = _left_as_georeferenced(result, pipe, georef.H)
     return result
@@ -195,7 +196,7 @@ def _decide(pipe: Pipeline, georef: Hypothesis | None, cfg: Config,
             maps: tuple[np.ndarray, np.ndarray], base: dict) -> Result:
     """Hypotheses, refinement, recentring and the final verdict (see the module docstring)."""
     Sf, Sm = maps
-    trial = pipe.try_hypotheses(georef, lambda H: np.linalg.inv(Sf) @ H @ Sm)
+    trial = pipe.try_hypotheses(georef)
     how = ", ".join(trial.sources) or "rotation/scale search"
     if trial.tried == 0:
         return Result("failed", "no rotation/scale hypothesis overlaps the fixed image",
@@ -217,7 +218,19 @@ def _decide(pipe: Pipeline, georef: Hypothesis | None, cfg: Config,
     judged, polish = _polish(pipe, judged, cfg, confirmed_before)
     judged, vote = _network_vote(pipe, judged, cfg, confirmed_before)
     return conclude(start, judged, recentred, confirmed_before, cfg, (Sf, Sm),
-                    candidates=trial.rows, polish=polish, vote=vote, **base)
+                    candidates=[candidate_row(c, Sf, Sm) for c in trial.supported],
+                    polish=polish, vote=vote, **base)
+
+
+def candidate_row(c: Candidate, Sf: np.ndarray, Sm: np.ndarray) -> dict:
+    """One row of ``Result.candidates``: a supported hypothesis and the judgement of its
+    transform, ``H`` in full-resolution px (``Sf``, ``Sm``: full -> working px maps)."""
+    ev, H = c.judged.evidence, np.linalg.inv(Sf) @ c.judged.est.H @ Sm
+    return {"source": c.source, "angle_deg": round(c.hyp.angle_deg, 2),
+            "scale": round(c.hyp.scale, 4), "num_inliers": ev.inliers, "z": round(ev.z, 3),
+            "peak_shift_px": round(c.judged.check.shift, 3),
+            "affine_deviation_px": round(ev.bend, 3), "transform": c.judged.est.model,
+            "confirmed": c.judged.verdict.accepted, "H": (H / H[2, 2]).tolist()}
 
 
 def _network_vote(pipe: Pipeline, judged: Judged, cfg: Config,

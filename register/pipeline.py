@@ -12,6 +12,7 @@ All transforms are (3, 3) float64 homographies mapping working moving px to work
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
@@ -83,13 +84,13 @@ class Candidate:
 @dataclass(frozen=True)
 class Trial:
     """What the hypothesis loop found: the best candidate (None when RANSAC supported none),
-    the (counts, reason, located matches) of each hypothesis RANSAC did not support, a row per
-    supported one for the report (``Result.candidates``), the hypotheses' sources in order,
-    and how many were tried."""
+    the (counts, reason, located matches) of each hypothesis RANSAC did not support, every
+    supported one in order (the report's ``Result.candidates``), the hypotheses' sources in
+    order, and how many were tried."""
 
     best: Candidate | None
     unsupported: list
-    rows: list
+    supported: list
     sources: list
     tried: int
 
@@ -119,6 +120,15 @@ class Pipeline:
         self.support: tuple[np.ndarray, np.ndarray] | None = None  # SIFT correspondences
         self.models = cfg.estimate.auto_models  # what transform="auto" compares
         self._hypotheses: tuple[list, Iterator] | None = None  # found so far, and the source
+
+    @contextmanager
+    def comparing(self, models: tuple[str, ...]) -> Iterator[None]:
+        """Within the block, ``transform="auto"`` compares ``models``; restored after."""
+        before, self.models = self.models, tuple(models)
+        try:
+            yield
+        finally:
+            self.models = before
 
     # -- hypotheses ------------------------------------------------------------------------------
     def hypotheses(self, georef: Hypothesis | None) -> Iterator[tuple[Hypothesis, str]]:
@@ -266,17 +276,15 @@ class Pipeline:
         frame, _, Z = self.fixed_frame(self.zoom_for(H))
         return network_check(self.scorer, frame, self.moving, Z @ H, self.cfg.verify, self.timer)
 
-    def try_hypotheses(self, georef: Hypothesis | None,
-                       to_full: Callable[[np.ndarray], np.ndarray]) -> Trial:
+    def try_hypotheses(self, georef: Hypothesis | None) -> Trial:
         """Match, fit and judge each hypothesis in turn; the best by :attr:`Judged.rank` wins
         (inlier counts favour large overlaps, so a wrong hypothesis covering the whole image
         can out-count a right one at a small scale). A clearly supported one ends the loop
         (:func:`register.decide.clearly_supported`), and so does a confirmed one whose
         refinement is clearly supported (``MatchConfig.early_refine``; it then wins, and the
-        caller's :meth:`refine` of it returns that refinement). ``to_full`` maps a working
-        transform to full-resolution px, for the report's rows."""
+        caller's :meth:`refine` of it returns that refinement)."""
         radius = int(self.cfg.match.search_radius)
-        best, unsupported, rows, sources, tried = None, [], [], [], 0
+        best, unsupported, supported, sources, tried = None, [], [], [], 0
         for hyp, source in self.hypotheses(georef):
             tried += 1
             sources += [source] if source not in sources else []
@@ -289,7 +297,7 @@ class Pipeline:
                 loc = self.match(hyp.H, radius)
                 unsupported.append((loc.counts(0), exc.reason, loc))
                 continue
-            rows.append(candidate_row(judged, hyp, source, to_full(judged.est.H)))
+            supported.append(Candidate(judged, hyp, source))
             if best is None or judged.rank > best.judged.rank:
                 best = Candidate(judged, hyp, source)
             if clearly_supported(judged.evidence, judged.verdict, self.cfg.policy):
@@ -299,7 +307,7 @@ class Pipeline:
                 if clearly_supported(refined.evidence, refined.verdict, self.cfg.policy):
                     best = Candidate(judged, hyp, source)
                     break
-        return Trial(best, unsupported, rows, sources, tried)
+        return Trial(best, unsupported, supported, sources, tried)
 
     def georeferencing_prior(self, georef: Hypothesis | None) -> Candidate | None:
         """The georeferencing itself as a candidate transform, when its own matches support it
@@ -372,28 +380,16 @@ class Pipeline:
         general = self.cfg.estimate.auto_models
         if self.cfg.transform != "auto" or self.models == general:
             return judged
-        first = self.models
-        self.models = general
         try:
-            est, loc = self.fit(start.hyp.H, int(self.cfg.match.search_radius))
-            self.say("trying a homography")
-            h, _ = self.refine(self.judge(est, loc))
+            with self.comparing(general):
+                est, loc = self.fit(start.hyp.H, int(self.cfg.match.search_radius))
+                self.say("trying a homography")
+                h, _ = self.refine(self.judge(est, loc))
             if h.est.model != "homography":
                 return judged
         except RegistrationFailed:
             return judged
-        finally:
-            self.models = first
         ev, hv = h.evidence, h.verdict
         return h if prefers_perspective(judged.evidence, judged.verdict, ev, hv,
                                         self.cfg.policy) else judged
 
-
-def candidate_row(judged: Judged, hyp: Hypothesis, source: str, H_full: np.ndarray) -> dict:
-    """One row of ``Result.candidates`` (``H_full``: moving px -> fixed px, full resolution)."""
-    ev = judged.evidence
-    return {"source": source, "angle_deg": round(hyp.angle_deg, 2),
-            "scale": round(hyp.scale, 4), "num_inliers": ev.inliers, "z": round(ev.z, 3),
-            "peak_shift_px": round(judged.check.shift, 3),
-            "affine_deviation_px": round(ev.bend, 3), "transform": judged.est.model,
-            "confirmed": judged.verdict.accepted, "H": (H_full / H_full[2, 2]).tolist()}

@@ -74,13 +74,19 @@ def test_refine_runs_once_per_start_and_models(pipe_and_truth, monkeypatch):
     assert fits
 
 
-def test_try_hypotheses_finds_the_truth_and_reports_rows(pipe_and_truth):
+def test_try_hypotheses_finds_the_truth_and_keeps_every_supported_one(pipe_and_truth):
+    from register.api import candidate_row
+
     pipe, H = pipe_and_truth
-    trial = pipe.try_hypotheses(None, lambda h: h)
+    trial = pipe.try_hypotheses(None)
     assert trial.tried >= 1 and trial.best is not None and trial.best.judged.verdict.accepted
     assert corner_distance(trial.best.judged.est.H, H, pipe.fixed.image.shape) < 5.0
-    assert len(trial.rows) == trial.tried - len(trial.unsupported)
-    assert {"source", "z", "confirmed", "H"} <= set(trial.rows[0])
+    assert len(trial.supported) == trial.tried - len(trial.unsupported)
+    assert any(c.judged is trial.best.judged for c in trial.supported)
+    row = candidate_row(trial.supported[0], np.eye(3), np.eye(3))
+    assert {"source", "z", "confirmed", "H"} <= set(row)
+    assert np.allclose(np.asarray(row["H"]), trial.supported[0].judged.est.H /
+                       trial.supported[0].judged.est.H[2, 2])
 
 
 def test_match_scores_with_the_network_only_from_network_min_radius(data_root, srif_opt_ir_pair):
@@ -136,3 +142,13 @@ def test_hypotheses_are_found_once_and_replayed(data_root, srif_opt_ir_pair, mon
     assert every[0] is first and len(every) == cfg.search.top_k
     assert [h for h, _ in pipe.hypotheses(None)] == [h for h, _ in every]
     assert len(searches) == 1
+
+
+def test_comparing_restores_the_models_even_on_error(pipe_and_truth):
+    pipe, _ = pipe_and_truth
+    before = pipe.models
+    with pytest.raises(RuntimeError):
+        with pipe.comparing(("similarity",)):
+            assert pipe.models == ("similarity",)
+            raise RuntimeError("inside")
+    assert pipe.models == before
