@@ -45,8 +45,8 @@ from register.geometry import transfer
 from register.io import to_gray
 from register.sift import sift_correspondences, to_u8
 
-FIELDS = ["set", "pair", "error_px", "error_moving_px", "witness_inliers", "truth_residual_px", "truth_shift_x",
-          "truth_shift_y", "witness_error_px", "run_vs_witness_px"]
+FIELDS = ["set", "pair", "error_px", "error_moving_px", "witness_inliers", "truth_residual_px",
+          "truth_shift_x", "truth_shift_y", "witness_error_px", "run_vs_witness_px"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -171,8 +171,9 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "config.json").write_text(json.dumps(
         {k: str(v) for k, v in vars(args).items()}, indent=2) + "\n")
     _write(args.out / "audit.csv", rows, FIELDS)
-    lines = ["| set | pair | run error (px) | in moving px | witness inliers | truth residual at witness "
-             "inliers (px) | its mean vector (px) | witness error (px) | run vs witness (px) |",
+    lines = ["| set | pair | run error (px) | in moving px | witness inliers | truth residual at "
+             "witness inliers (px) | its mean vector (px) | witness error (px) | run vs "
+             "witness (px) |",
              "|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
         lines.append(f"| {row['set']} | `{row['pair']}` | {row['error_px']:.2f} | "

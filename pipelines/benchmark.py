@@ -1,6 +1,7 @@
 """End-to-end speed of ``register_pair`` on 512x512 pairs.
 
-    python -m pipelines.benchmark [--repeats 3] [--cold 3] [--device cpu] [--threads 2] [--results docs/results.md]
+    python -m pipelines.benchmark [--repeats 3] [--cold 3] [--device cpu] [--threads 2]
+        [--results docs/results.md]
 
 Times the whole registration (reading, hypotheses, scoring, estimation; not the figure and
 GeoTIFF writing, which the CLI adds) on the two 512x512 MIFNet pairs and on 512x512 crops
