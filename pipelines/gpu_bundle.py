@@ -1,21 +1,25 @@
 """Assemble the folder that ``pipelines/gpu_recipe.sh`` trains from on a GPU machine.
 
     python -m pipelines.gpu_bundle --out gpu_bundle [--test-sets opt-sar,opt-ir]
-        [--init PATH] [--wheels DIR] [--max-mb 60]
+        [--init PATH] [--wheels DIR] [--no-training] [--max-mb 60]
 
 The GPU machine this is for has CUDA torch, numpy, OpenCV, Pillow and scikit-image but no
 rasterio, kornia or internet, so the bundle carries everything else the recipe reads:
 
 * ``code/``: the ``register`` and ``pipelines`` packages (without the shipped weights) and
   ``data/splits.json``;
-* ``data/``: ``MANIFEST.md``, the ground-truth files, every image of the training split, and
-  the images of the ``--test-sets`` whose test FPR95 the recipe should report (VIS-LWIR: the
-  aligned MSRS originals the patch evaluation cuts); folders the dataset lists scan are made
-  even when empty. Images are copied byte for byte; without rasterio they are decoded by
+* ``data/``: ``MANIFEST.md``, the ground-truth files, every image of the training split (not
+  with ``--no-training``), the images of the ``--test-sets`` whose test FPR95 the recipe should
+  report (VIS-LWIR: the aligned MSRS originals the patch evaluation cuts) and the three pairs
+  of ``pipelines.benchmark``; folders the dataset lists scan are made even when empty. Images are copied byte for byte; without rasterio they are decoded by
   Pillow / OpenCV (:func:`register.io.read_image`);
 * ``init/``: optional starting weights (``--init``), stored float16;
 * ``wheels/``: optional wheels for packages missing there (none are needed by the recipe);
 * ``recipe.sh``: a copy of ``pipelines/gpu_recipe.sh``; ``bundle.json``: what is in it.
+
+``pipelines/gpu_e2e.sh`` registers pairs end to end on the GPU from such a bundle (its data and
+wheels, the repository's own code and shipped weights): ``--no-training --test-sets opt-ir
+--wheels DIR`` with kornia's wheels for the machine's Python makes a small one.
 
 The bundle is refused (nothing written) when it would exceed ``--max-mb``.
 """
@@ -51,16 +55,22 @@ def build_parser() -> argparse.ArgumentParser:
                         "'' for none)")
     p.add_argument("--init", type=Path, default=None, help="weights to start training from")
     p.add_argument("--wheels", type=Path, default=None, help="folder of .whl files to carry")
+    p.add_argument("--no-training", action="store_true",
+                   help="carry no training images (for pipelines/gpu_e2e.sh)")
     p.add_argument("--max-mb", type=float, default=60.0)
     return p
 
 
-def data_files(test_sets: list[str]) -> list[str]:
-    """Relative paths under the data root: metadata, training images, chosen test images."""
+def data_files(test_sets: list[str], *, training: bool = True) -> list[str]:
+    """Relative paths under the data root: metadata, training images (when ``training``),
+    chosen test images and the benchmark's pairs."""
+    from pipelines.benchmark import PAIRS
+
     root = data_root()
     files = {str(f.relative_to(root)) for g in META_GLOBS for f in root.glob(g)}
+    files.update(f for _, fixed, moving in PAIRS for f in (fixed, moving))
     splits = all_pairs(str(root))
-    keys = [k for k in splits if k.startswith("train/")]
+    keys = [k for k in splits if k.startswith("train/")] if training else []
     keys += [f"test/{s}" for s in test_sets if s != "vis-lwir"]
     for k in keys:
         for pair in splits[k]:
@@ -74,7 +84,8 @@ def data_files(test_sets: list[str]) -> list[str]:
 def _plan(args: argparse.Namespace, tests: list[str]) -> list[tuple[Path, Path]]:
     """(source, destination relative to the bundle) of every file to copy."""
     root = data_root()
-    plan = [(root / f, Path("data") / f) for f in data_files(tests)]
+    plan = [(root / f, Path("data") / f) for f in data_files(tests,
+                                                            training=not args.no_training)]
     for pkg in ("register", "pipelines"):
         plan += [(f, Path("code") / f.relative_to(REPO)) for f in sorted((REPO / pkg).rglob("*"))
                  if f.is_file() and "__pycache__" not in f.parts and f.suffix != ".pyc"
@@ -118,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         save_weights(init["model"], init["config"], tmp / "init" / "init.pt",
                      meta={"from": args.init.name, "val_fpr95": init.get("val_fpr95")})
     size = sum(f.stat().st_size for f in tmp.rglob("*") if f.is_file()) / 1e6
-    doc = {"test_sets": tests, "init": str(args.init) if args.init else None, "files": len(plan),
+    doc = {"test_sets": tests, "training": not args.no_training, "init": str(args.init) if args.init else None, "files": len(plan),
            "mb": round(size, 2), "by": "pipelines.gpu_bundle", "argv": argv or sys.argv[1:]}
     (tmp / "bundle.json").write_text(json.dumps(doc, indent=2) + "\n")
     tmp.rename(args.out)

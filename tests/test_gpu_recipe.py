@@ -53,3 +53,48 @@ def test_gpu_recipe_runs_end_to_end_without_rasterio(data_root, tmp_path):
     assert "opt-ir" in (out / "lite" / "eval" / "summary.csv").read_text()
     bench = json.loads((out / "bench" / "scoring_bench.json").read_text())
     assert {r["variant"] for r in bench["runs"]} == {"library", "eager_bf16"}
+
+
+def test_gpu_e2e_registers_from_a_bundle_without_rasterio(data_root, tmp_path):
+    # pipelines/gpu_e2e.sh at tiny scale on the CPU: a bundle without training images, the
+    # benchmark warm with the lite preset and a one-pair evaluation, rasterio hidden as on
+    # the GPU machine (kornia present, as its carried wheels make it there)
+    from pipelines.gpu_bundle import main
+
+    bundle = tmp_path / "bundle"
+    assert main(["--out", str(bundle), "--test-sets", "opt-ir", "--no-training"]) == 0
+    doc = json.loads((bundle / "bundle.json").read_text())
+    assert doc["training"] is False and doc["mb"] < 15
+    assert (bundle / "data" / "mifnet_examples" / "opt_sar_1.png").exists()
+    hide = tmp_path / "hide" / "rasterio"
+    hide.mkdir(parents=True)
+    (hide / "__init__.py").write_text("raise ImportError('not on this machine')\n")
+    env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": str(tmp_path),
+           "PYTHONPATH": str(hide.parent), "DEVICE": "cpu", "MODELS": "auto", "REPEATS": "1",
+           "THREADS": "2", "LIMIT": "1", "EVAL_MODEL": "auto", "WORK": str(tmp_path / "work")}
+    out = tmp_path / "out"
+    r = subprocess.run(["bash", str(REPO / "pipelines" / "gpu_e2e.sh"), str(bundle), str(out)],
+                       env=env, capture_output=True, text=True, timeout=600)
+    log = (out / "e2e.log").read_text()
+    assert r.returncode == 0, log[-3000:]
+    assert "failed" not in log, log[-3000:]
+    bench = json.loads((out / "bench_auto" / "config.json").read_text())
+    assert bench["median_s"] > 0 and bench["device"] == "cpu"
+    rows = (out / "eval" / "pairs.csv").read_text().splitlines()
+    assert len(rows) == 2 and ",ok," in rows[1]
+
+
+def test_gpu_e2e_without_kornia_says_to_carry_its_wheels(tmp_path):
+    from pipelines.gpu_bundle import main
+
+    bundle = tmp_path / "bundle"
+    assert main(["--out", str(bundle), "--test-sets", "", "--no-training"]) == 0
+    hide = tmp_path / "hide" / "kornia"
+    hide.mkdir(parents=True)
+    (hide / "__init__.py").write_text("raise ImportError('not on this machine')\n")
+    env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": str(tmp_path),
+           "PYTHONPATH": str(hide.parent), "WORK": str(tmp_path / "work")}
+    r = subprocess.run(["bash", str(REPO / "pipelines" / "gpu_e2e.sh"), str(bundle),
+                        str(tmp_path / "out")], env=env, capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 3 and "carry its wheels" in r.stdout
