@@ -9,9 +9,10 @@ rasterio, kornia or internet, so the bundle carries everything else the recipe r
 * ``code/``: the ``register`` and ``pipelines`` packages (without the shipped weights) and
   ``data/splits.json``;
 * ``data/``: ``MANIFEST.md``, the ground-truth files, every image of the training split (not
-  with ``--no-training``), the images of the ``--test-sets`` whose test FPR95 the recipe should
-  report (VIS-LWIR: the aligned MSRS originals the patch evaluation cuts) and the three pairs
-  of ``pipelines.benchmark``; folders the dataset lists scan are made even when empty. Images are copied byte for byte; without rasterio they are decoded by
+  with ``--no-training``, which carries the three pairs of ``pipelines.benchmark`` instead), the
+  images of the ``--test-sets`` whose test FPR95 the recipe should report (VIS-LWIR: the
+  aligned MSRS originals the patch evaluation cuts); folders the dataset lists scan are made
+  even when empty. Images are copied byte for byte; without rasterio they are decoded by
   Pillow / OpenCV (:func:`register.io.read_image`);
 * ``init/``: optional starting weights (``--init``), stored float16;
 * ``wheels/``: optional wheels for packages missing there (none are needed by the recipe);
@@ -62,13 +63,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def data_files(test_sets: list[str], *, training: bool = True) -> list[str]:
-    """Relative paths under the data root: metadata, training images (when ``training``),
-    chosen test images and the benchmark's pairs."""
+    """Relative paths under the data root: metadata, the chosen test images, and the training
+    images (``training``) or else the benchmark's pairs."""
     from pipelines.benchmark import PAIRS
 
     root = data_root()
     files = {str(f.relative_to(root)) for g in META_GLOBS for f in root.glob(g)}
-    files.update(f for _, fixed, moving in PAIRS for f in (fixed, moving))
+    if not training:  # for pipelines/gpu_e2e.sh (1.5 MB; a training bundle stays under 60 MB)
+        files.update(f for _, fixed, moving in PAIRS for f in (fixed, moving))
     splits = all_pairs(str(root))
     keys = [k for k in splits if k.startswith("train/")] if training else []
     keys += [f"test/{s}" for s in test_sets if s != "vis-lwir"]
