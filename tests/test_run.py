@@ -224,6 +224,7 @@ def test_console_subprocess_writes_everything_before_exiting(data_root, tmp_path
     assert json.loads((out / "report.json").read_text())["status"] == "ok"
     assert cv2.imread(str(out / "matches.png")) is not None
     assert cv2.imread(str(out / "overlay.png")) is not None
+    assert read_image(out / "aligned.tif").shape == (512, 512)  # closed and complete
 
 
 def test_main_out_dir_is_a_file(rgbn, tmp_path, capsys):
