@@ -28,7 +28,6 @@ in both frames).
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 from pathlib import Path
@@ -39,7 +38,7 @@ import numpy as np
 from pipelines.compare_runs import error, read_runs
 from pipelines.datasets import all_pairs, load_pair, raster_shape
 from pipelines.metrics import homography_checkpoints, pair_error
-from pipelines.report import command_line, write_section
+from pipelines.report import command_line, write_csv, write_section
 from register.config import data_root
 from register.geometry import transfer
 from register.io import to_gray
@@ -88,9 +87,8 @@ def audit_pair(pair, H_run: np.ndarray, *, min_inliers: int) -> dict:
     H_true = pair.H_array
     Hw, in_m, in_f = witness(to_u8(f.image), to_u8(m.image))
     q_m, q_f = homography_checkpoints(H_true, f.image.shape, m.image.shape)
-    out = {"error_px": pair_error(H_run, q_m, q_f),
-           "error_moving_px": pair_error(np.linalg.inv(H_run), q_f, q_m),
-           "witness_inliers": len(in_m)}
+    e_fixed, e_moving = _in_both_frames(H_run, q_m, q_f)
+    out = {"error_px": e_fixed, "error_moving_px": e_moving, "witness_inliers": len(in_m)}
     if Hw is None or len(in_m) < min_inliers:
         return {**out, **{k: float("nan") for k in FIELDS if k not in out and k not in
                           ("set", "pair")}}
@@ -101,16 +99,22 @@ def audit_pair(pair, H_run: np.ndarray, *, min_inliers: int) -> dict:
             "run_vs_witness_px": pair_error(H_run, q_m, transfer(Hw, q_m))}
 
 
-def errors_both_frames(pair, row: dict) -> tuple[float, float]:
+def _in_both_frames(H: np.ndarray, q_m: np.ndarray, q_f: np.ndarray) -> tuple[float, float]:
+    """Mean error of ``H`` (moving px -> fixed px) at the checkpoints (``q_m`` moving, ``q_f``
+    their true fixed positions): in fixed px, and in moving px through ``inv(H)``."""
+    return pair_error(H, q_m, q_f), pair_error(np.linalg.inv(H), q_f, q_m)
+
+
+def errors_both_frames(pair, row: dict, shapes: tuple | None = None) -> tuple[float, float]:
     """(error in fixed px, error in moving px) of a run's row on a homography-truth ``pair``;
-    both inf when the row failed."""
+    both inf when the row failed. ``shapes``: the (fixed, moving) image shapes, when known
+    (else read from the files' headers)."""
     H = np.asarray(json.loads(row["H"]), np.float64).reshape(3, 3) \
         if row["status"] == "ok" and row["H"] else None
     if H is None:
         return float("inf"), float("inf")
-    q_m, q_f = homography_checkpoints(pair.H_array, raster_shape(pair.fixed),
-                                      raster_shape(pair.moving))
-    return pair_error(H, q_m, q_f), pair_error(np.linalg.inv(H), q_f, q_m)
+    fs, ms = shapes or (raster_shape(pair.fixed), raster_shape(pair.moving))
+    return _in_both_frames(H, *homography_checkpoints(pair.H_array, fs, ms))
 
 
 def frames_table(run: Path, method: str, sets: set[str], pairs: dict, threshold: float
@@ -122,8 +126,8 @@ def frames_table(run: Path, method: str, sets: set[str], pairs: dict, threshold:
         pair = pairs.get(r["pair"])
         if (sets and r["set"] not in sets) or pair is None or pair.H is None:
             continue
-        e_f, e_m = errors_both_frames(pair, r)
         fs, ms = raster_shape(pair.fixed), raster_shape(pair.moving)
+        e_f, e_m = errors_both_frames(pair, r, (fs, ms))
         rows.append({"set": r["set"], "pair": r["pair"], "error_px": e_f, "error_moving_px": e_m,
                      "fixed_per_moving_px": max(fs) / max(ms)})
     t = f"{threshold:g}"
@@ -193,12 +197,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _write(path: Path, rows: list[dict], fields: list[str] | None = None) -> None:
-    fields = fields or (list(rows[0]) if rows else ["set", "pair"])
-    with open(path, "w", newline="") as fh:
-        wr = csv.DictWriter(fh, fieldnames=fields)
-        wr.writeheader()
-        wr.writerows([{k: (round(v, 2) if isinstance(v, float) else v) for k, v in row.items()}
-                      for row in rows])
+    """``rows`` as CSV, floats to two decimals."""
+    write_csv(path, [{k: (round(v, 2) if isinstance(v, float) else v) for k, v in row.items()}
+                     for row in rows], fields or (None if rows else ["set", "pair"]))
 
 
 if __name__ == "__main__":

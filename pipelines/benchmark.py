@@ -14,7 +14,6 @@ The resolved config and per-run CSV are saved in ``--out``.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import platform
 import statistics
@@ -26,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from pipelines.report import command_line, write_section
+from pipelines.report import command_line, write_csv, write_section
 from register.api import register_pair
 from register.scorers import make_scorer
 from register.config import Config, config_to_dict, data_root
@@ -108,10 +107,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name} #{rep}: {dt:.2f} s ({res.status})", file=sys.stderr)
     med = statistics.median(r["seconds"] for r in rows if r["pair"] != COLD)
     args.out.mkdir(parents=True, exist_ok=True)
-    with open(args.out / "runs.csv", "w", newline="") as fh:
-        wr = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        wr.writeheader()
-        wr.writerows(rows)
+    write_csv(args.out / "runs.csv", rows)
     resolved = {**{k: str(v) for k, v in vars(args).items()}, "config": config_to_dict(cfg),
                 "cpu": platform.processor() or platform.machine(), "torch": torch.__version__,
                 "median_s": med, "cold_cli_median_s": statistics.median(

@@ -42,8 +42,8 @@ from pipelines.datasets import VAL_EVERY, VAL_MAX_PERSPECTIVE, VAL_SCALES
 from pipelines.metrics import DENSE_MARGIN, GRID, THRESHOLDS
 from pipelines.patches import DEFAULT_CACHE, PROTOCOLS
 from pipelines.registration_eval import (METHODS, SETS, include_mismatch, included_summary,
-                                         registration_table, run_registration, write_csv)
-from pipelines.report import command_line, publish
+                                         registration_table, run_registration)
+from pipelines.report import command_line, publish, write_csv
 from register.config import config_from_dict, config_to_dict, data_root
 from register.memory import hold_freed_memory
 

@@ -21,7 +21,6 @@ Outputs in ``--out`` (default ``runs/network_vote``): ``config.json``, ``votes.c
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import math
 import sys
@@ -32,7 +31,7 @@ import numpy as np
 from pipelines import datasets
 from pipelines.metrics import checkpoints, pair_error
 from pipelines.models import config_modality
-from pipelines.report import command_line, publish
+from pipelines.report import command_line, publish, write_csv
 from register.api import register_pair
 from register.config import Config, config_to_dict
 from register.frames import working_images
@@ -176,10 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     if not rows:
         print("no validation pairs found; check REGISTER_DATA", file=sys.stderr)
         return 1
-    with open(args.out / "votes.csv", "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=FIELDS, extrasaction="ignore")
-        w.writeheader()
-        w.writerows(rows)
+    write_csv(args.out / "votes.csv", rows, FIELDS)
     publish(summary_table(rows, base.policy.network_confirm_z), out_dir=args.out,
             title="network vote", command=command_line("pipelines.network_vote", argv),
             results=args.results, section="network_vote")

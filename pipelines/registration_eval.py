@@ -97,13 +97,6 @@ def registration_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def write_csv(path: Path, rows: list[dict], fields: Sequence[str]) -> None:
-    with open(path, "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(fields), extrasaction="ignore")
-        w.writeheader()
-        w.writerows(rows)
-
-
 # ---------------------------------------------------------------------------------------------
 # registration mode
 # ---------------------------------------------------------------------------------------------

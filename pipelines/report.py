@@ -14,6 +14,7 @@ section with :func:`write_section`, which puts the command line that made it and
 """
 from __future__ import annotations
 
+import csv
 import datetime as _dt
 import shlex
 import sys
@@ -92,3 +93,14 @@ def publish(body: str, *, out_dir: str | Path, title: str, command: str,
             raise ValueError("expected the section name to write in --results; got none")
         write_section(results, section, body, command=command)
 
+
+def write_csv(path: str | Path, rows: Sequence[dict], fields: Sequence[str] | None = None
+              ) -> None:
+    """``rows`` as a CSV file with a header: the columns ``fields`` (keys missing from a row
+    are left empty, others ignored), or every key of the rows in first-seen order."""
+    fields = list(fields) if fields is not None else list(
+        dict.fromkeys(k for r in rows for k in r))
+    with open(path, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(rows)

@@ -53,7 +53,7 @@ from pathlib import Path
 import rasterio
 from affine import Affine
 
-from pipelines.report import DATE_FORMAT, command_line, write_section
+from pipelines.report import DATE_FORMAT, command_line, write_csv, write_section
 from pipelines.tiles_output import TOTALS_FILE, read_totals
 from register.checks import InputError
 from register.config import data_root
@@ -307,13 +307,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _write_rows(path: Path, rows: list[dict]) -> None:
-    with open(path, "w", newline="") as fh:
-        wr = csv.DictWriter(fh, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))
-        wr.writeheader()
-        wr.writerows(rows)
-
-
 def _print_summary(args, runs: list[dict], shifts: list[dict]) -> None:
     """Per worker count: tiles, status counts and tiles/s; per pair: the shift found."""
     for w, _, _ in run_modes(args):
@@ -384,7 +377,7 @@ def main(argv: list[str] | None = None) -> int:
 
     args.out.mkdir(parents=True, exist_ok=True)
     for name, rows in (("runs.csv", runs), ("shifts.csv", shifts)):
-        _write_rows(args.out / name, rows)
+        write_csv(args.out / name, rows)
     res.update(device=device, pairs=n_pairs, tiles=n_tiles, runs=runs, shifts=shifts)
     (args.out / "config.json").write_text(json.dumps(res, indent=2, default=str) + "\n")
 

@@ -25,7 +25,7 @@ from typing import Callable
 import numpy as np
 
 from .config import Config
-from .decide import Evidence, Policy, Verdict, judge, rank
+from .decide import Evidence, Policy, Verdict, judge, network_vote_clear, rank
 from .frames import georef_homography, is_sar, working_images
 from .geometry import transfer
 from .io import READ_MAX_SIDE, Raster, read_image, to_gray
@@ -335,7 +335,7 @@ def failure_reason(ev: Evidence, veto: str, shift_working_px: float, cfg: Config
     p = cfg.policy
     kp = ("" if ev.keypoint_support is None else f"; it explains {ev.keypoint_support} SIFT "
           f"correspondences, need {p.keypoint_confirm_inliers}")
-    if ev.network_z is not None and ev.network_z >= p.network_confirm_z:
+    if network_vote_clear(ev, p):  # a clear vote refused: the transform bends
         kp += (f"; the network's vote at zero shift has z {ev.network_z:.1f}, but it cannot "
                f"vouch for a transform that bends {ev.bend:.0f} px (more than "
                f"{p.max_affine_deviation:g})")

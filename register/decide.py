@@ -133,13 +133,17 @@ def keypoint_backed(ev: Evidence, policy: Policy) -> bool:
     return n is not None and 0 < policy.keypoint_confirm_inliers <= n
 
 
+def network_vote_clear(ev: Evidence, policy: Policy) -> bool:
+    """Whether the network's vote reaches ``network_confirm_z`` (the rule on)."""
+    z = ev.network_z
+    return z is not None and 0 < policy.network_confirm_z <= z
+
+
 def network_backed(ev: Evidence, policy: Policy) -> bool:
     """Whether the network's vote confirms the transform on its own: a clear vote, and a
     transform that does not bend (a homography right where most keypoints are and 50 px off
     at one side wins the vote)."""
-    z = ev.network_z
-    return (z is not None and 0 < policy.network_confirm_z <= z
-            and not 0 < policy.max_affine_deviation < ev.bend)
+    return network_vote_clear(ev, policy) and not 0 < policy.max_affine_deviation < ev.bend
 
 
 def check_passes(ev: Evidence, policy: Policy) -> bool:

@@ -299,13 +299,13 @@ class Pipeline:
                 continue
             supported.append(Candidate(judged, hyp, source))
             if best is None or judged.rank > best.judged.rank:
-                best = Candidate(judged, hyp, source)
+                best = supported[-1]
             if clearly_supported(judged.evidence, judged.verdict, self.cfg.policy):
                 break
             if self.cfg.match.early_refine and judged.verdict.accepted:
                 refined = self.refine(judged)[0]
                 if clearly_supported(refined.evidence, refined.verdict, self.cfg.policy):
-                    best = Candidate(judged, hyp, source)
+                    best = supported[-1]
                     break
         return Trial(best, unsupported, supported, sources, tried)
 

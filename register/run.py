@@ -166,7 +166,8 @@ def _preload(module: str) -> None:
 def console() -> None:
     """The ``register`` console script and ``python -m register.run``: :func:`main`, then exit
     without the interpreter's teardown. Every output is written and closed by then; tearing
-    down torch, OpenCV and matplotlib took 0.4-0.5 s of a 4.8 s demo run (docs/results.md)."""
+    down torch, OpenCV and matplotlib took 0.4-0.5 s after importing them (docs/results.md,
+    "Speed, session 16")."""
     status = main()
     sys.stdout.flush()
     sys.stderr.flush()

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from register.decide import (VETOES, Evidence, Policy, Verdict, clearly_supported, judge,
-                             keeps_refining, policy_fields, prefers_perspective,
-                             refinement_converged, wants_recentring)
+                             keeps_refining, network_vote_clear, policy_fields,
+                             prefers_perspective, refinement_converged, wants_recentring)
 
 P = Policy()
 
@@ -177,3 +177,12 @@ def test_policy_fields_each_have_a_reason_in_the_docs():
     text = (Path(__file__).resolve().parents[1] / "docs" / "policy.md").read_text()
     missing = [f for f in policy_fields() if f"`{f}`" not in text]
     assert not missing, f"thresholds without a section in docs/policy.md: {missing}"
+
+
+@pytest.mark.parametrize("network_z, gate, clear", [
+    (None, 9.0, False), (8.9, 9.0, False), (9.0, 9.0, True), (30.0, 0.0, False)])
+def test_network_vote_clear_at_the_gate_and_off(network_z, gate, clear):
+    # failure_reason tells a refused clear vote (a bent transform) from a vote under the gate
+    ev = Evidence(z=5.0, shift=0.5, inliers=30, bend=40.0, network_z=network_z)
+    assert network_vote_clear(ev, Policy(network_confirm_z=gate)) is clear
+
