@@ -282,7 +282,8 @@ def markdown(res: dict) -> str:
     for s in shifts:
         rep = (f"({s['shift_x_px']:+.2f}, {s['shift_y_px']:+.2f})" if s["status"] == "ok"
                else "failed")
-        lines.append(f"| {s['workers']} | {_short(s['moving'])} | {_short(s['fixed'])} | {s['scene']} | "
+        lines.append(f"| {s['workers']} | {_short(s['moving'])} | {_short(s['fixed'])} | "
+                     f"{s['scene']} | "
                      f"{s['tiles_ok']} / {s['tiles']} | ({s['expected_x_px']:+g}, "
                      f"{s['expected_y_px']:+g}) | {rep} | "
                      f"{_fmt(s['error_px'], '.2f') if s['status'] == 'ok' else '-'} |")
@@ -324,6 +325,20 @@ def _print_summary(args, runs: list[dict], shifts: list[dict]) -> None:
               f"{s['expected_y_px']:+g}), reported {rep}")
 
 
+def _run_document(args: argparse.Namespace, command: str, made: list[dict], model: str) -> dict:
+    """The run's ``config.json`` before the runs: the command, the machine, the settings and
+    the tiles command as run, its machine-specific paths written as placeholders."""
+    shown = (f"python -m pipelines.tiles --fixed '<data>/{CROPS_DIR}/*.tif' --moving <out>/input "
+             f"--out-dir <out>/wN --workers N --threads {args.threads} --tile-size "
+             f"{args.tile_size} --model {shlex.quote(args.model)} --device "
+             f"{shlex.quote(args.device)} --overwrite --quiet")
+    return {"command": command, "date": datetime.now().strftime(DATE_FORMAT),
+            "machine": _machine(), "device": args.device, "model": model,
+            "data_root": str(data_root()), "tiles_command": shown,
+            "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+            "input": made, "offsets": OFFSETS}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     command = command_line("pipelines.tiles_bench", argv)
@@ -338,17 +353,7 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    # the tiles command as run, with the machine-specific paths written as placeholders
-    shown = (f"python -m pipelines.tiles --fixed '<data>/{CROPS_DIR}/*.tif' --moving <out>/input "
-             f"--out-dir <out>/wN --workers N --threads {args.threads} --tile-size "
-             f"{args.tile_size} --model {shlex.quote(args.model)} --device "
-             f"{shlex.quote(args.device)} --overwrite --quiet")
-    res = {"command": command, "date": datetime.now().strftime(DATE_FORMAT),
-           "machine": _machine(), "device": args.device, "model": model,
-           "data_root": str(data_root()),
-           "tiles_command": shown,
-           "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-           "input": made, "offsets": OFFSETS}
+    res = _run_document(args, command, made, model)
     (out / "config.json").write_text(json.dumps(res, indent=2, default=str) + "\n")
     fixed = str(data_root() / CROPS_DIR / "*.tif")
     moving = str((out / "input").resolve())

@@ -6,9 +6,10 @@ of where the hypothesis puts it, so rotation and scale must be roughly right bef
 This module searches rotations of any angle and scales in ``SearchConfig.scales`` at low
 resolution: for each (angle, scale) the moving image is resampled into the fixed frame and the
 translation is found by FFT correlation of oriented-gradient channels
-(:mod:`register.structural`). Each peak's z-score is standardised against the other angles at
-the same scale, the best distinct peaks are rescored at twice the resolution, and the best of
-those are refined in angle and scale and returned.
+(:mod:`register.structural`); one FFT of the moving channels scores four angles 90 degrees
+apart when the frame is square (two otherwise). Each peak's z-score is standardised against the
+other angles at the same scale, the best distinct peaks are rescored at twice the resolution,
+and the best of those are refined in angle and scale and returned.
 
 All transforms are 3x3 float64 homographies mapping a moving pixel (x = column, y = row,
 0-based) to a fixed pixel, in the coordinates of the arrays handed in.
@@ -27,8 +28,8 @@ import torch
 
 from .config import SearchConfig
 from .geometry import corner_distance, similarity, translation
-from .structural import (correlation_peak, downsized, frame_channels, oriented_gradient_channels,
-                         spectrum, surface_peak, Spectrum)
+from .structural import (N_ORIENTATIONS, correlation_peak, downsized, frame_channels,
+                         oriented_gradient_channels, spectrum, surface_peak, Spectrum)
 from .threads import torch_threads
 
 
@@ -51,12 +52,14 @@ class Hypothesis:
 @dataclass(frozen=True)
 class _Level:
     """The fixed image at one search resolution: its (h, w), the factor ``d`` from full-size
-    fixed pixels to it, and the spectrum of its channels."""
+    fixed pixels to it, and the spectrum of its channels; for a square frame, when asked for,
+    also that of its channels turned a quarter (:func:`_quarter_turned`)."""
 
     shape: tuple[int, int]
     d: float
     ref: Spectrum
     half_turn: torch.Tensor  # spectrum factor of a half-turn about the frame centre
+    quarter: torch.Tensor | None = None  # conj FFT of _quarter_turned(channels), on ref.canvas
 
 
 def _half_turn_phase(shape: tuple[int, int], canvas: tuple[int, int]) -> torch.Tensor:
@@ -74,13 +77,37 @@ def _half_turn_phase(shape: tuple[int, int], canvas: tuple[int, int]) -> torch.T
     return torch.polar(torch.ones_like(phi), phi).to(torch.complex64)
 
 
+def _quarter_turned(channels: np.ndarray) -> np.ndarray:
+    """G from the (C, n, n) fixed channels F of a square frame, C even, such that correlating G
+    with the channels of a moving image warped at angle a scores a + 90 degrees.
+
+    A similarity at a + 90 is the one at a followed by Q, the quarter-turn about the frame
+    centre, Q(x, y) = (y, n - 1 - x) (:func:`register.geometry.similarity`, y down), which maps
+    pixels onto pixels; it turns every gradient by 90 degrees, i.e. by C / 2 unsigned
+    orientation bins. So the moving channels at a + 90 are M'_j(Q p) = M_(j + C/2)(p), and
+    sum_p F_j(p + d) M'_j(p) = sum_q G_j(q + e) M_j(q) with G_j(q) = F_(j + C/2)(Q q) and the
+    shift d = (e_y, -e_x): one FFT of the moving channels scores a and a + 90 (and, with the
+    half-turn of :func:`_half_turn_phase`, a + 180 and a + 270), the same numbers to float
+    rounding as warping the moving image at each angle.
+    """
+    rolled = np.roll(channels, -(channels.shape[0] // 2), axis=0)
+    return np.ascontiguousarray(np.rot90(rolled, 3, axes=(1, 2)))  # [j, y, x] = F[j+C/2, n-1-x, y]
+
+
 def _fixed_level(fixed: np.ndarray, fixed_mask: np.ndarray, side: int, *,
-                 erode: bool = False) -> _Level:
+                 erode: bool = False, quarter: bool = False) -> _Level:
+    """``fixed`` at ``side`` px (:class:`_Level`); with ``quarter``, the quarter-turned spectrum
+    too when the frame is square and the orientation bins are even in number."""
     fs, fm, d = downsized(fixed, fixed_mask, side)
     if erode:
         fm = cv2.erode(fm, np.ones((3, 3), np.uint8))
-    ref = spectrum(oriented_gradient_channels(fs, fm.astype(bool)))
-    return _Level(shape=fs.shape, d=d, ref=ref, half_turn=_half_turn_phase(fs.shape, ref.canvas))
+    chans = oriented_gradient_channels(fs, fm.astype(bool))
+    ref = spectrum(chans)
+    turned = None
+    if quarter and fs.shape[0] == fs.shape[1] and N_ORIENTATIONS % 2 == 0:
+        turned = spectrum(_quarter_turned(chans), ref.canvas).fft
+    return _Level(shape=fs.shape, d=d, ref=ref, half_turn=_half_turn_phase(fs.shape, ref.canvas),
+                  quarter=turned)
 
 
 def _antialiased(moving: np.ndarray, total_scale: float) -> np.ndarray:
@@ -89,13 +116,16 @@ def _antialiased(moving: np.ndarray, total_scale: float) -> np.ndarray:
 
 
 def _similarity_peaks(level: _Level, src: np.ndarray, mask_u8: np.ndarray, angle: float,
-                      total_scale: float, min_cover: float, *, half_turn: bool = False):
+                      total_scale: float, min_cover: float, *, half_turn: bool = False,
+                      quarter_turn: bool = False):
     """Resample ``src`` (the moving image, maybe pre-smoothed) by a similarity of ``angle`` and
     ``total_scale`` about its centre onto the centre of ``level``'s frame, and find the best
     shift there; with ``half_turn`` also for ``angle + 180`` from the same FFT (exact: a
     half-turn about the frame centre maps pixels onto pixels, and unsigned orientation
-    channels are unchanged by it). Parts that fall outside the frame are lost, which bounds the
-    search to overlaps of at least about half the fixed image.
+    channels are unchanged by it); with ``quarter_turn`` too (``level.quarter`` needed) also
+    for ``angle + 90`` and ``angle + 270`` (:func:`_quarter_turned`). Parts that fall outside
+    the frame are lost, which bounds the search to overlaps of at least about half the fixed
+    image.
 
     Returns:
         List of (z, angle, A): the peak's z-score, the angle in degrees and the 3x3 transform
@@ -115,15 +145,19 @@ def _similarity_peaks(level: _Level, src: np.ndarray, mask_u8: np.ndarray, angle
     norm = np.float32(math.sqrt(level.ref.energy * float(np.square(M, dtype=np.float64).sum()))
                       + 1e-9)
     mf = torch.fft.rfft2(torch.from_numpy(M), s=level.ref.canvas)
-    spectra = [(angle, A, torch.conj_physical((level.ref.fft * mf).sum(0)))]
-    if half_turn:
-        turned = torch.conj_physical((level.ref.fft * torch.conj_physical(mf)).sum(0))
-        spectra.append((angle + 180.0, similarity(angle + 180.0, total_scale, centre_m, centre_f),
-                        turned * level.half_turn))
+    refs = [(0.0, level.ref.fft)]
+    if quarter_turn:
+        refs.append((90.0, level.quarter))
     out = []
-    for a, Aa, spec in spectra:
-        z, t = surface_peak(torch.fft.irfft2(spec, s=level.ref.canvas).numpy() / norm)
-        out.append((z, a, translation(*t) @ Aa))
+    for turn, ref in refs:
+        spectra = [(angle + turn, torch.conj_physical((ref * mf).sum(0)))]
+        if half_turn:
+            turned = torch.conj_physical((ref * torch.conj_physical(mf)).sum(0))
+            spectra.append((angle + turn + 180.0, turned * level.half_turn))
+        for a, spec in spectra:
+            z, (ex, ey) = surface_peak(torch.fft.irfft2(spec, s=level.ref.canvas).numpy() / norm)
+            t = (ex, ey) if turn == 0.0 else (ey, -ex)  # the quarter-turned shift, as above
+            out.append((z, a, translation(*t) @ similarity(a, total_scale, centre_m, centre_f)))
     return out
 
 
@@ -176,12 +210,14 @@ def _pool() -> ThreadPoolExecutor:
 
 def _search(fixed: np.ndarray, fixed_mask: np.ndarray, moving: np.ndarray,
             moving_mask: np.ndarray, cfg: SearchConfig, pool: ThreadPoolExecutor):
-    coarse = _fixed_level(fixed, fixed_mask, cfg.side, erode=True)
+    coarse = _fixed_level(fixed, fixed_mask, cfg.side, erode=True, quarter=True)
     angles = np.arange(0.0, 360.0, cfg.angle_step_deg)
-    # when the angle grid is symmetric under a half-turn, one FFT scores a and a + 180
-    pair = abs(180.0 / cfg.angle_step_deg - round(180.0 / cfg.angle_step_deg)) < 1e-9
+    # when the angle grid is symmetric under a half-turn, one FFT scores a and a + 180, and
+    # when it is under a quarter-turn and the frame is square, a + 90 and a + 270 as well
+    pair = _divides(cfg.angle_step_deg, 180.0)
+    quad = pair and coarse.quarter is not None and _divides(cfg.angle_step_deg, 90.0)
     if pair:
-        angles = angles[angles < 180.0 - 1e-9]
+        angles = angles[angles < (90.0 if quad else 180.0) - 1e-9]
     mask_u8 = moving_mask.astype(np.uint8)
 
     def one_scale(scale: float) -> list[tuple[float, float, float, np.ndarray]]:
@@ -190,7 +226,7 @@ def _search(fixed: np.ndarray, fixed_mask: np.ndarray, moving: np.ndarray,
         found = []
         for angle in angles:
             for z, a, A in _similarity_peaks(coarse, src, mask_u8, float(angle), total, 0.1,
-                                             half_turn=pair):
+                                             half_turn=pair, quarter_turn=quad):
                 found.append((z, float(a), float(scale), A))
         return found
 
@@ -198,6 +234,11 @@ def _search(fixed: np.ndarray, fixed_mask: np.ndarray, moving: np.ndarray,
     # results are sorted by (score, angle, scale) so the outcome does not depend on timing
     results = [r for part in pool.map(one_scale, cfg.scales) for r in part]
     return _ranked(results, fixed, fixed_mask, moving, mask_u8, coarse, cfg, pool)
+
+
+def _divides(step: float, span: float) -> bool:
+    """Whether ``span`` degrees is a whole number of angle steps."""
+    return abs(span / step - round(span / step)) < 1e-9
 
 
 def _calibrated(results):

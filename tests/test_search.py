@@ -65,6 +65,43 @@ def test_similarity_peaks_half_turn_equals_direct(data_root):
         np.testing.assert_allclose(A_pair, A_direct, atol=0.1)
 
 
+def test_similarity_peaks_quarter_turn_equals_direct(data_root):
+    """On a square frame, scoring angle + 90 and angle + 270 from the angle's FFT against the
+    quarter-turned fixed channels gives what warping by those angles gives."""
+    from register.search import _fixed_level, _similarity_peaks
+
+    f = to_gray(read_image(data_root / "mifnet_examples" / "opt_sar_1.png"))
+    m = to_gray(read_image(data_root / "mifnet_examples" / "opt_sar_2.png"))
+    level = _fixed_level(f.image, f.mask, 160, erode=True, quarter=True)
+    assert level.shape == (160, 160) and level.quarter is not None
+    mask_u8 = m.mask.astype(np.uint8)
+    for angle in (7.5, 30.0, 82.5):
+        four = _similarity_peaks(level, m.image, mask_u8, angle, level.d, 0.1, half_turn=True,
+                                 quarter_turn=True)
+        assert [a for _, a, _ in four] == [angle, angle + 180, angle + 90, angle + 270]
+        for z, a, A in four[2:]:
+            (z_direct, a_direct, A_direct), = _similarity_peaks(level, m.image, mask_u8, a,
+                                                                level.d, 0.1)
+            assert a == a_direct
+            # equal up to float rounding (the direct warp samples at rotated float positions)
+            assert z == pytest.approx(z_direct, rel=1e-3)
+            np.testing.assert_allclose(A, A_direct, atol=0.01)
+
+
+def test_quarter_turned_turns_frame_and_orientation_bins():
+    """G[j, y, x] = F[j + C/2, n - 1 - x, y]; a frame that is not square gets no quarter
+    spectrum (a quarter-turn would not map it onto itself)."""
+    from register.search import _fixed_level, _quarter_turned
+
+    rng = np.random.default_rng(0)
+    F = rng.normal(size=(6, 5, 5)).astype(np.float32)
+    G = _quarter_turned(F)
+    for j, y, x in [(0, 0, 0), (1, 2, 4), (4, 3, 1), (5, 4, 4)]:
+        assert G[j, y, x] == F[(j + 3) % 6, 4 - x, y]
+    img = rng.random((120, 160)).astype(np.float32)
+    assert _fixed_level(img, np.ones_like(img, bool), 160, quarter=True).quarter is None
+
+
 def test_calibrated_removes_per_scale_offset():
     """A scale whose chance peaks all sit higher (a small footprint) gains nothing from it."""
     from register.search import _calibrated
