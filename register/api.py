@@ -7,9 +7,10 @@ the best candidate is refined with smaller search windows, recentred on the chec
 that helps, and judged once more. With ``--modality opt-sar`` an affine transform or a
 similarity is fitted first, a homography only replaces it when the check clearly prefers it,
 and a pair without a confirmed one is judged again with the general models
-(``EstimateConfig.sar_auto_models``); an accepted optical-SAR transform is then polished by a
-small similarity that maximises the global structural correlation (:mod:`register.polish`),
-kept when the check ranks it higher. A final transform the check and SIFT refuse is put to the
+(``EstimateConfig.sar_auto_models``), where a final homography again gives way to the lower
+orders fitted to its own matches unless the check clearly prefers it; an accepted
+optical-SAR transform is then polished by a small similarity that maximises the global
+structural correlation (:mod:`register.polish`), kept when the check ranks it higher. A final transform the check and SIFT refuse is put to the
 network's vote (:func:`register.verify.network_check`, the ``network`` rule of
 :mod:`register.decide`). The parts are in :mod:`register.pipeline`; writing the outputs is
 :mod:`register.outputs`.
@@ -31,7 +32,8 @@ from .geometry import transfer
 from .io import READ_MAX_SIDE, Raster, read_image, to_gray
 from .match import Matches
 from .estimate import support_of
-from .pipeline import Candidate, Judged, Pipeline
+from .judged import Candidate, Judged
+from .pipeline import Pipeline
 from .polish import polish_similarity
 from .scorers import Timer, make_scorer
 from .search import Hypothesis
@@ -164,7 +166,7 @@ def register_pair(fixed: str | Path | Raster, moving: str | Path | Raster,
         if not result.ok:  # judged again with the general models; the matches are reused
             pipe.say(f"no {' or '.join(first)} transform was confirmed; trying "
                      f"{' or '.join(pipe.models)}")
-            result = _decide(pipe, georef, cfg, (Sf, Sm), base)
+            result = _decide(pipe, georef, cfg, (Sf, Sm), base, prefer=first)
     if georef is not None and not result.ok:
         result = _left_as_georeferenced(result, pipe, georef.H)
     return result
@@ -193,8 +195,11 @@ def _left_as_georeferenced(result: Result, pipe: Pipeline, H_georef: np.ndarray)
 
 
 def _decide(pipe: Pipeline, georef: Hypothesis | None, cfg: Config,
-            maps: tuple[np.ndarray, np.ndarray], base: dict) -> Result:
-    """Hypotheses, refinement, recentring and the final verdict (see the module docstring)."""
+            maps: tuple[np.ndarray, np.ndarray], base: dict,
+            prefer: tuple[str, ...] | None = None) -> Result:
+    """Hypotheses, refinement, recentring and the final verdict (see the module docstring);
+    ``prefer``: the lower-order models a final homography gives way to
+    (:meth:`Pipeline.lower_order`)."""
     Sf, Sm = maps
     trial = pipe.try_hypotheses(georef)
     how = ", ".join(trial.sources) or "rotation/scale search"
@@ -212,6 +217,8 @@ def _decide(pipe: Pipeline, georef: Hypothesis | None, cfg: Config,
     judged, radius = pipe.refine(start.judged)
     judged, recentred = pipe.recentre(judged, radius)
     judged = pipe.perspective(start, judged)
+    if prefer is not None:
+        judged = pipe.lower_order(judged, prefer)
     confirmed_before = start.judged.verdict.accepted
     if prior is not None and prior.judged.rank > judged.rank:
         start, judged, recentred, confirmed_before = prior, prior.judged, False, True

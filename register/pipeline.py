@@ -4,7 +4,7 @@ recentre. :func:`register.api.register_pair` is a short loop over them.
 A :class:`Pipeline` holds one pair's working images, its config, its scorer, the caches
 (the fixed frame at each matching zoom, the matches located under each transform) and the
 timer. Everything it judges goes through :func:`register.decide.judge`; this module holds no
-threshold of its own.
+threshold of its own. The records its parts hand each other are in :mod:`register.judged`.
 
 All transforms are (3, 3) float64 homographies mapping working moving px to working fixed px
 (x = column, y = row, 0-based) unless a name says otherwise.
@@ -13,24 +13,24 @@ from __future__ import annotations
 
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Callable, Iterator
 
 import numpy as np
 
 from .checks import RegistrationFailed
 from .config import BORDER_PX, Config
-from .decide import (Evidence, Verdict, clearly_supported, judge, keeps_refining,
-                     prefers_perspective, rank, refinement_converged, wants_recentring)
+from .decide import (Evidence, clearly_supported, judge, keeps_refining, prefers_perspective,
+                     refinement_converged, wants_recentring)
 from .detect import detect
 from .estimate import Estimate, affine_deviation, estimate, support_of
 from .frames import enlarge, match_zoom
 from .geometry import corner_distance, transfer
 from .io import GrayImage
 from .match import Matches, select, shortlist
+from .hypotheses import find_hypotheses
+from .judged import Candidate, Judged, Located, Trial
 from .patches import warp_to_frame
 from .scorers import Scorer, Timer, score_candidates
-from .hypotheses import find_hypotheses
 from .search import Hypothesis
 from .sift import keypoint_support
 from .structural import oriented_gradient_channels
@@ -39,60 +39,6 @@ from .verify import (Check, CheckFrame, NetworkVote, check_frame, network_check,
 
 #: half-size of the structural template the shortlist correlates (px of the matching frame)
 TEMPLATE_HALF = 20
-
-
-@dataclass(frozen=True)
-class Located:
-    """Matches located under one transform: working px, with the keypoint and candidate
-    counts of that matching."""
-
-    matches: Matches
-    keypoints: int
-    candidates: int
-
-    def counts(self, inliers: int) -> dict:
-        """``Result.counts`` of these matches with ``inliers`` RANSAC inliers."""
-        return dict(num_keypoints=self.keypoints, num_candidates=self.candidates,
-                    num_matches=len(self.matches), num_inliers=inliers)
-
-
-@dataclass(frozen=True)
-class Judged:
-    """A transform, the matches it was fitted to, the global check and the verdict on it."""
-
-    est: Estimate
-    located: Located
-    check: Check
-    evidence: Evidence
-    verdict: Verdict
-
-    @property
-    def rank(self) -> tuple[bool, float]:
-        """Order of preference (:func:`register.decide.rank`)."""
-        return rank(self.evidence, self.verdict)
-
-
-@dataclass(frozen=True)
-class Candidate:
-    """A hypothesis RANSAC supported, judged; ``source`` says where the hypothesis came from."""
-
-    judged: Judged
-    hyp: Hypothesis
-    source: str
-
-
-@dataclass(frozen=True)
-class Trial:
-    """What the hypothesis loop found: the best candidate (None when RANSAC supported none),
-    the (counts, reason, located matches) of each hypothesis RANSAC did not support, every
-    supported one in order (the report's ``Result.candidates``), the hypotheses' sources in
-    order, and how many were tried."""
-
-    best: Candidate | None
-    unsupported: list
-    supported: list
-    sources: list
-    tried: int
 
 
 class Pipeline:
@@ -223,17 +169,21 @@ class Pipeline:
         """Matches under ``H`` and the RANSAC transform they support; raises
         :class:`~register.checks.RegistrationFailed` when they support none."""
         loc = self.match(H, radius)
+        return self.estimate(loc), loc
+
+    def estimate(self, loc: Located) -> Estimate:
+        """The RANSAC transform ``loc``'s matches support (:func:`register.estimate.estimate`,
+        comparing :attr:`models`); raises :class:`~register.checks.RegistrationFailed`."""
         ec = self.cfg.estimate
         t = time.perf_counter()
         try:
-            est = estimate(loc.matches.xy_moving, loc.matches.xy_fixed, self.moving.image.shape,
-                           transform=self.cfg.transform, threshold=ec.ransac_threshold,
-                           iterations=ec.ransac_iterations, min_inliers=ec.min_inliers,
-                           seed=self.cfg.seed, weights=loc.matches.probability,
-                           models=self.models)
+            return estimate(loc.matches.xy_moving, loc.matches.xy_fixed, self.moving.image.shape,
+                            transform=self.cfg.transform, threshold=ec.ransac_threshold,
+                            iterations=ec.ransac_iterations, min_inliers=ec.min_inliers,
+                            seed=self.cfg.seed, weights=loc.matches.probability,
+                            models=self.models)
         finally:
             self.timer.add("estimate", t)
-        return est, loc
 
     # -- judging ---------------------------------------------------------------------------------
     def check(self, H: np.ndarray) -> Check:
@@ -392,4 +342,22 @@ class Pipeline:
         ev, hv = h.evidence, h.verdict
         return h if prefers_perspective(judged.evidence, judged.verdict, ev, hv,
                                         self.cfg.policy) else judged
+
+    def lower_order(self, judged: Judged, models: tuple[str, ...]) -> Judged:
+        """A homography found with the general models after ``models`` (optical-SAR's lower
+        orders) confirmed nothing gives way to the lower-order transform fitted to its own
+        final matches, unless :func:`register.decide.prefers_perspective` prefers it: the same
+        prior as the first try, now on matches the refinement has made."""
+        if judged.est.model != "homography" or self.cfg.transform != "auto":
+            return judged
+        try:
+            with self.comparing(models):
+                self.say(f"trying {' or '.join(models)} on the homography's matches")
+                est = self.estimate(judged.located)
+        except RegistrationFailed:
+            return judged
+        simple = self.judge(est, judged.located,
+                            confirmed_before=judged.evidence.confirmed_before)
+        return judged if prefers_perspective(simple.evidence, simple.verdict, judged.evidence,
+                                             judged.verdict, self.cfg.policy) else simple
 
