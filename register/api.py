@@ -10,10 +10,10 @@ and a pair without a confirmed one is judged again with the general models
 (``EstimateConfig.sar_auto_models``), where a final homography again gives way to the lower
 orders fitted to its own matches unless the check clearly prefers it; an accepted
 optical-SAR transform is then polished by a small similarity that maximises the global
-structural correlation (:mod:`register.polish`), kept when the check ranks it higher. A final transform the check and SIFT refuse is put to the
-network's vote (:func:`register.verify.network_check`, the ``network`` rule of
-:mod:`register.decide`). The parts are in :mod:`register.pipeline`; writing the outputs is
-:mod:`register.outputs`.
+structural correlation (:mod:`register.polish`), kept when the check ranks it higher. A final
+transform the check and SIFT refuse is put to the network's vote
+(:func:`register.verify.network_check`, the ``network`` rule of :mod:`register.decide`). The
+parts are in :mod:`register.pipeline`; writing the outputs is :mod:`register.outputs`.
 """
 from __future__ import annotations
 

@@ -163,15 +163,17 @@ def test_lower_order_replaces_the_second_trys_homography(data_root, monkeypatch)
     from pipelines.datasets import load_pair, validation_pairs
     from pipelines.metrics import checkpoints, pair_error
     from register.api import register_pair
+    from register.scorers import make_scorer
 
     pair = next(p for p in validation_pairs("opt-sar", every=3) if p.name == "123")
     fixed, moving = load_pair(pair)
     cps = checkpoints(pair, fixed.shape, moving.shape)
     cfg = Config(modality="opt-sar")
-    res = register_pair(fixed, moving, cfg)
+    model = make_scorer(cfg, device="cpu").model  # the shipped weights, loaded once
+    res = register_pair(fixed, moving, cfg, model=model)
     assert res.ok and res.verification["transform"] in ("affine", "similarity")
     assert pair_error(res.H, *cps) < 5.0
     monkeypatch.setattr(Pipeline, "lower_order", lambda self, judged, models: judged)
-    before = register_pair(fixed, moving, cfg)
+    before = register_pair(fixed, moving, cfg, model=model)
     assert before.ok and before.verification["transform"] == "homography"
     assert pair_error(before.H, *cps) > 8.0
