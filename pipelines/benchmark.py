@@ -28,7 +28,7 @@ import torch
 from pipelines.report import command_line, write_csv, write_section
 from register.api import register_pair
 from register.scorers import make_scorer
-from register.config import Config, config_to_dict, data_root
+from register.config import PRECISIONS, Config, config_to_dict, data_root
 from register.io import from_array, read_image
 from register.memory import hold_freed_memory
 
@@ -48,7 +48,8 @@ def crop512(r):
 COLD = "cold CLI, mifnet opt-sar"
 
 
-def cold_runs(root: Path, n: int, *, device: str, model: str) -> list[dict]:
+def cold_runs(root: Path, n: int, *, device: str, model: str,
+              precision: str = "auto") -> list[dict]:
     """``n`` whole ``python -m register.run`` runs on the demo pair, each a fresh process with
     the figures and aligned.tif written (wall seconds, as rows of ``runs.csv``)."""
     rows = []
@@ -57,7 +58,7 @@ def cold_runs(root: Path, n: int, *, device: str, model: str) -> list[dict]:
         for rep in range(n):
             cmd = [sys.executable, "-m", "register.run", str(root / f), str(root / m),
                    "--out-dir", str(Path(tmp) / "out"), "--overwrite", "--quiet",
-                   "--device", device, "--model", model]
+                   "--device", device, "--model", model, "--precision", precision]
             t = time.perf_counter()
             proc = subprocess.run(cmd, capture_output=True, text=True)
             dt = time.perf_counter() - t
@@ -78,6 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--model", default="auto")
+    p.add_argument("--precision", choices=PRECISIONS, default="auto",
+                   help="the network's arithmetic (register.score.set_precision)")
     p.add_argument("--out", type=Path, default=Path("runs/benchmark"))
     p.add_argument("--results", type=Path, default=None, help="markdown file to update")
     return p
@@ -87,12 +90,13 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     hold_freed_memory()
     torch.set_num_threads(args.threads)
-    cfg = Config(model=args.model)
+    cfg = Config(model=args.model, precision=args.precision)
     scorer = make_scorer(cfg, device=args.device)  # the network only for a network scorer
     model = getattr(scorer, "model", None)
     root = data_root()
     # the fresh processes first, while this one is idle (no thread pool of its own spinning)
-    rows = cold_runs(root, args.cold, device=args.device, model=args.model)
+    rows = cold_runs(root, args.cold, device=args.device, model=args.model,
+                     precision=args.precision)
     for name, f, m in PAIRS:
         fr, mr = read_image(root / f), read_image(root / m)
         if fr.shape != (512, 512):
@@ -120,7 +124,8 @@ def main(argv: list[str] | None = None) -> int:
             if r["pair"] != COLD:
                 per.setdefault(r["pair"], []).append(r["seconds"])
         info = scorer.info()
-        weights = f", weights `{info['weights']}`" if "weights" in info else ""
+        weights = (f", weights `{info['weights']}` in {info['precision']}"
+                   if "weights" in info else "")
         lines = [f"Settings: {args.threads} CPU threads, device {args.device}, scorer "
                  f"`{info['name']}`{weights}.", "",
                  "| pair (512x512) | median s | status |", "|---|---|---|"]

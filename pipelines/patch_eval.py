@@ -118,7 +118,8 @@ def _load(path: Path, modality: str) -> dict | None:
 
 def run_patches(args, log: Callable[[str], None]) -> tuple[list[dict], list[dict]]:
     """FPR95 per test set and protocol. ``args``: ``model``, ``device``, ``sets``,
-    ``cache_dir``, ``limit`` (image pairs per set), ``batch_size``.
+    ``cache_dir``, ``limit`` (image pairs per set), ``batch_size``, and optionally
+    ``config_overrides`` (its ``precision``: the network's arithmetic).
 
     Returns:
         (per_pair, summary): one row per image pair and protocol (its own FPR95), and one row
@@ -127,7 +128,8 @@ def run_patches(args, log: Callable[[str], None]) -> tuple[list[dict], list[dict
     """
     from register.score import fpr_at_recall, model_info, score_pairs
 
-    models = Models(args.model, args.device)
+    precision = dict(getattr(args, "config_overrides", None) or {}).get("precision", "auto")
+    models = Models(args.model, args.device, precision=precision)
     for s in args.sets:  # fail early (e.g. no shipped weights), before building patches
         models.get(config_modality(s))
     protocols = [p for p in PROTOCOLS if p in getattr(args, "protocols", PROTOCOLS)]
@@ -137,7 +139,8 @@ def run_patches(args, log: Callable[[str], None]) -> tuple[list[dict], list[dict
     for s in args.sets:
         model = models.get(config_modality(s))
         info = model_info(model)
-        row: dict = {"set": s, "weights": info["weights"], "preset": info["preset"]}
+        row: dict = {"set": s, "weights": info["weights"], "preset": info["preset"],
+                     "precision": info["precision"]}
         for protocol in protocols:
             d = _load(files[protocol][s], s)
             if d is None:
@@ -178,7 +181,7 @@ def run_patches(args, log: Callable[[str], None]) -> tuple[list[dict], list[dict
 PAIR_FIELDS = ("set", "protocol", "pair", "patch_pairs", "positives", "fpr95")
 SUMMARY_FIELDS = ("set", "skipped", "image_pairs", "patch_pairs", "positives", "fpr95",
                   "fpr95_random_negatives", "paper_patch_pairs", "fpr95_paper", "seconds",
-                  "weights", "preset", "patch_file", "paper_patch_file")
+                  "weights", "preset", "precision", "patch_file", "paper_patch_file")
 
 
 def patches_table(rows: list[dict]) -> str:

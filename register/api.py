@@ -26,7 +26,7 @@ from typing import Callable
 import numpy as np
 
 from .config import Config
-from .decide import Evidence, Policy, Verdict, judge, network_vote_clear, rank
+from .decide import Evidence, Policy, Verdict, bend_limit, judge, network_vote_clear, rank
 from .frames import georef_homography, is_sar, working_images
 from .geometry import transfer
 from .io import READ_MAX_SIDE, Raster, read_image, to_gray
@@ -130,7 +130,8 @@ def register_pair(fixed: str | Path | Raster, moving: str | Path | Raster,
         config: options (defaults: :class:`~register.config.Config`).
         device: ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"``, where a network
             scorer runs (ignored when ``model`` is given or the scorer needs no network).
-        model: a network from :func:`register.score.load_model`, reused across calls.
+        model: a network from :func:`register.score.load_model`, reused across calls (it
+            scores in ``config.precision``, set on it).
         progress: called with a short message at each stage.
 
     Returns:
@@ -345,13 +346,13 @@ def failure_reason(ev: Evidence, veto: str, shift_working_px: float, cfg: Config
     if network_vote_clear(ev, p):  # a clear vote refused: the transform bends
         kp += (f"; the network's vote at zero shift has z {ev.network_z:.1f}, but it cannot "
                f"vouch for a transform that bends {ev.bend:.0f} px (more than "
-               f"{p.max_affine_deviation:g})")
+               f"{bend_limit(ev, p):.3g})")
     elif ev.network_z is not None:
         kp += (f"; the network's vote at zero shift has z {ev.network_z:.1f}, need "
                f"{p.network_confirm_z:g}")
     if veto == "bent":
         return (f"the transform that RANSAC found bends {ev.bend:.0f} px away from an affine "
-                f"transform over the overlap (more than {p.max_affine_deviation:g} px at the "
+                f"transform over the overlap (more than {bend_limit(ev, p):.3g} px at the "
                 f"working resolution) with only z {ev.z:.1f} in the structural check (need "
                 f"{p.bent_min_z:g} for a bent transform{kp}); it is probably fitted to chance "
                 "matches")

@@ -25,6 +25,8 @@ from .decide import Policy
 MODALITIES = ("auto", "opt-sar", "vis-nir", "vis-lwir")
 TRANSFORMS = ("auto", "homography", "affine", "similarity")
 DEVICES = ("auto", "cpu", "cuda")
+#: the network's arithmetic (register.score.set_precision)
+PRECISIONS = ("auto", "float32", "bfloat16")
 SELECTIONS = ("structural", "network", "fused")
 #: the probability a selected match needs under each selection, unless ``min_probability`` says
 #: otherwise: none without the network; 0.3 fused and 0.5 network-only (the gates of
@@ -182,6 +184,9 @@ class Config:
     transform: str = "auto"  # one of TRANSFORMS; auto keeps the model GRIC prefers
     max_keypoints: int = 300  # keypoints detected in the fixed image
     model: str = "auto"  # "auto" | path to a .pt file | "random" (plumbing tests)
+    # the network's arithmetic: "auto" (bfloat16 where the device has it natively), "float32"
+    # (the same numbers on every CPU) or "bfloat16" (register.score.set_precision)
+    precision: str = "auto"
     seed: int = 0  # RANSAC's sampling
     make_figures: bool = True
     # -- tuned internals, one group per stage ----------------------------------------------------

@@ -18,10 +18,12 @@ keypoints  is confirmed when it explains at least ``keypoint_confirm_inliers`` S
 network    is confirmed when SSML-QNet finds its patch pairs matching at zero shift rather
            than around it (:func:`register.verify.network_vote`: z at least
            ``network_confirm_z``), whatever the check says, unless it bends more than
-           ``max_affine_deviation`` (the vote looks at keypoints one by one: it cannot vouch
+           :func:`bend_limit` (the vote looks at keypoints one by one: it cannot vouch
            for a transform's shape); asked only of a final transform the other rules refuse.
-bent       confirmed by the check only, that bends more than ``max_affine_deviation`` working
-           px away from an affine transform, needs z at least ``bent_min_z``.
+bent       confirmed by the check only, that bends more than :func:`bend_limit` working px
+           away from an affine transform (``max_affine_deviation`` on frames of
+           ``bend_full_side`` px and more, in proportion on smaller ones), needs z at least
+           ``bent_min_z``.
 weak       confirmed by the check only with z under ``low_z`` needs ``low_z_min_inliers``
            RANSAC inliers.
 rescued    confirmed by the check only after refinement, when no hypothesis was confirmed
@@ -51,6 +53,9 @@ class Policy:
     keypoint_confirm_inliers: int = 30
     # chance-match homographies bend; real perspective (MIFNet demo) bends 24.5-37.5 px (0 = off)
     max_affine_deviation: float = 24.0
+    # ... on frames of this longer side (working px) and more; less in proportion on smaller ones:
+    # a 120 px validation tile was accepted bending 15 px, 112 px off (z 10.8)
+    bend_full_side: float = 512.0
     # ... and a bent transform passes only with this clear a check (the demo: z 14.8-16.4)
     bent_min_z: float = 13.0
     # a check under this z is weak (0 = off) ...
@@ -96,6 +101,8 @@ class Evidence:
             hypothesis.
         bend: how far the transform bends away from an affine one over the overlap (working
             px; 0 for an affine transform).
+        frame_side: the longer side of the fixed frame the bend is measured in (working px;
+            0: unknown, the full ``max_affine_deviation`` applies).
         network_z: z of the network's vote at zero shift (:func:`register.verify.network_vote`);
             None when not measured.
         confirmed_before: whether any hypothesis was confirmed before refinement. Only the
@@ -109,6 +116,7 @@ class Evidence:
     keypoints: int = 0
     keypoint_support: int | None = None
     bend: float = 0.0
+    frame_side: float = 0.0
     network_z: float | None = None
     confirmed_before: bool = True
 
@@ -139,11 +147,27 @@ def network_vote_clear(ev: Evidence, policy: Policy) -> bool:
     return z is not None and 0 < policy.network_confirm_z <= z
 
 
+def bend_limit(ev: Evidence, policy: Policy) -> float:
+    """The most a transform may bend (working px) before the ``bent`` rule applies:
+    ``max_affine_deviation`` on a frame whose longer side is at least ``bend_full_side``, the
+    same share of the side on a smaller frame (perspective is a fraction of the view; the
+    absolute limit was set on 512 px frames and checked on 173-768 px ones)."""
+    side, full = ev.frame_side, policy.bend_full_side
+    share = min(1.0, side / full) if side > 0 and full > 0 else 1.0
+    return policy.max_affine_deviation * share
+
+
+def bent(ev: Evidence, policy: Policy) -> bool:
+    """Whether the transform bends more than :func:`bend_limit` (never when
+    ``max_affine_deviation`` is 0: the rule off)."""
+    return 0 < policy.max_affine_deviation and bend_limit(ev, policy) < ev.bend
+
+
 def network_backed(ev: Evidence, policy: Policy) -> bool:
     """Whether the network's vote confirms the transform on its own: a clear vote, and a
     transform that does not bend (a homography right where most keypoints are and 50 px off
     at one side wins the vote)."""
-    return network_vote_clear(ev, policy) and not 0 < policy.max_affine_deviation < ev.bend
+    return network_vote_clear(ev, policy) and not bent(ev, policy)
 
 
 def check_passes(ev: Evidence, policy: Policy) -> bool:
@@ -170,7 +194,7 @@ def _by_check(ev: Evidence, policy: Policy) -> Verdict:
     """The check's verdict and its vetoes (:func:`judge` without SIFT or the network)."""
     if not check_passes(ev, policy):
         return Verdict(None)
-    if 0 < policy.max_affine_deviation < ev.bend and ev.z < policy.bent_min_z:
+    if bent(ev, policy) and ev.z < policy.bent_min_z:
         return Verdict(None, "bent")
     if ev.z < policy.low_z and ev.inliers < policy.low_z_min_inliers:
         return Verdict(None, "weak")

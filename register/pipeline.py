@@ -217,6 +217,7 @@ class Pipeline:
         ev = Evidence(z=check.z, shift=check.shift * self.verify_frame.d,  # check px
                       inliers=est.num_inliers, keypoints=loc.keypoints, keypoint_support=n_kp,
                       bend=affine_deviation(est.H, fw.image.shape, mw.image.shape),
+                      frame_side=float(max(fw.image.shape)),
                       confirmed_before=confirmed_before)
         return Judged(est, loc, check, ev, judge(ev, self.cfg.policy))
 

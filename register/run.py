@@ -12,7 +12,8 @@ import threading
 import time
 from pathlib import Path
 
-from .config import DEVICES, MODALITIES, SELECTIONS, TRANSFORMS, Config, MatchConfig
+from .config import (DEVICES, MODALITIES, PRECISIONS, SELECTIONS, TRANSFORMS, Config,
+                     MatchConfig)
 from .memory import hold_freed_memory
 
 
@@ -51,6 +52,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "preset), 'lite', 'paper' (the shipped paper width: 56x the cost, for "
                         "GPUs), a .pt path, or 'random' (plumbing tests only); the structural "
                         "scorer loads none")
+    p.add_argument("--precision", choices=PRECISIONS, default=Config.precision,
+                   help="the network's arithmetic: auto uses bfloat16 where the device "
+                        "multiplies it natively (a CUDA GPU, a CPU with AVX-512 BF16 or AMX), "
+                        "float32 elsewhere; float32 gives the same result on every CPU "
+                        "(default: %(default)s)")
     p.add_argument("--seed", type=int, default=Config.seed,
                    help="seed of RANSAC's sampling (default: %(default)s)")
     p.add_argument("--georef-fallback", action="store_true",
@@ -85,8 +91,8 @@ def _config(args: argparse.Namespace) -> Config:
     return Config(modality=args.modality, transform=args.transform,
                   max_keypoints=args.max_keypoints, band_fixed=args.band_fixed or args.band,
                   band_moving=args.band_moving or args.band, speckle_filter=args.speckle_filter,
-                  model=args.model, seed=args.seed, make_figures=not args.no_figures
-                  ).replace(selection=args.scorer)
+                  model=args.model, precision=args.precision, seed=args.seed,
+                  make_figures=not args.no_figures).replace(selection=args.scorer)
 
 
 def main(argv: list[str] | None = None) -> int:

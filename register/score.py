@@ -2,7 +2,9 @@
 
 ``load_model(name_or_path, device)`` returns a network in eval mode; ``score_pairs`` gives the
 match probability of pairs of patches. Work is split into batches of ``batch_size`` (default
-:data:`DEFAULT_BATCH` for the device); on CUDA the network runs under bfloat16 autocast.
+:data:`DEFAULT_BATCH` for the device). Precision (:func:`set_precision`, ``precision="auto"``):
+bfloat16 where the device multiplies it natively (CUDA autocast; on a CPU with AVX-512 BF16 or
+AMX, the convolutions after the first), float32 elsewhere or when asked.
 Per-patch branch features are computed once per patch
 (:func:`embed`) and reused for every candidate pair it takes part in (:func:`score_features`).
 
@@ -19,7 +21,7 @@ import numpy as np
 import torch
 
 from .checks import InputError
-from .config import WEIGHTS_DIR
+from .config import PRECISIONS, WEIGHTS_DIR
 from .io import atomic_path
 from .nn.ssml_qnet import ModelConfig, SSMLQNet
 from .patches import to_tensor
@@ -61,6 +63,42 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return torch.device(device)
 
 
+def native_bfloat16(device: torch.device) -> bool:
+    """Whether ``device`` multiplies bfloat16 natively: a CUDA GPU, or a CPU with AVX-512 BF16
+    or AMX tiles (elsewhere oneDNN emulates it, slower than float32)."""
+    if device.type == "cuda":
+        return True
+    probes = [getattr(torch.cpu, name, None)
+              for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    return any(bool(probe()) for probe in probes if probe is not None)
+
+
+def set_precision(model: SSMLQNet, precision: str = "auto") -> SSMLQNet:
+    """Set the arithmetic ``model`` scores in, on its current device, and return it.
+
+    ``"auto"``: bfloat16 where the device multiplies it natively (:func:`native_bfloat16`),
+    else float32; ``"float32"`` gives the same numbers on every CPU. bfloat16 is CUDA autocast
+    on a GPU and, on a CPU, the convolutions after the first (:class:`~register.nn.ssml_qnet.Conv`:
+    bfloat16 products, float32 sums): the network's time per patch pair -37 % on this project's
+    2-core machine, probabilities within 0.007 of float32 (docs/results.md, "Speed, session 18").
+    The choice is ``model.precision``.
+    """
+    if precision not in PRECISIONS:
+        raise InputError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
+    dev = _device(model)
+    bf16 = precision == "bfloat16" or (precision == "auto" and native_bfloat16(dev))
+    model.set_compute_dtype(torch.bfloat16 if bf16 and dev.type == "cpu" else None)
+    model.precision = "bfloat16" if bf16 else "float32"
+    return model
+
+
+def precision_of(model: SSMLQNet) -> str:
+    """``model.precision``; a model that never went through :func:`set_precision` scores in
+    float32 on a CPU and under bfloat16 autocast on CUDA."""
+    default = "bfloat16" if _device(model).type == "cuda" else "float32"
+    return getattr(model, "precision", default)
+
+
 def weights_for(preset: str = AUTO_PRESET) -> Path | None:
     """Path of the shipped weights of ``preset`` (one joint model serves every modality), or
     None when they are missing."""
@@ -69,7 +107,7 @@ def weights_for(preset: str = AUTO_PRESET) -> Path | None:
 
 
 def load_model(name_or_path: str | Path = "auto", device: str | torch.device = "cpu", *,
-               seed: int = 0) -> SSMLQNet:
+               seed: int = 0, precision: str = "auto") -> SSMLQNet:
     """Load SSML-QNet in eval mode on ``device``.
 
     Args:
@@ -79,9 +117,11 @@ def load_model(name_or_path: str | Path = "auto", device: str | torch.device = "
             only), or a path to a ``.pt`` file written by ``pipelines.train``.
         device: torch device or ``"auto"``/``"cpu"``/``"cuda"``.
         seed: seed of the random initialisation.
+        precision: one of :data:`PRECISIONS` (:func:`set_precision`).
 
     Raises:
-        InputError: unknown name, missing file, or weights that do not fit the architecture.
+        InputError: unknown name or precision, missing file, or weights that do not fit the
+            architecture.
     """
     dev = resolve_device(device)
     name = str(name_or_path)
@@ -90,7 +130,7 @@ def load_model(name_or_path: str | Path = "auto", device: str | torch.device = "
         preset = "paper" if name == "random-paper" else "lite"
         model = SSMLQNet(ModelConfig.from_preset(preset))
         model.source = f"random-init {preset} (seed {seed})"
-        return model.eval().to(dev)
+        return set_precision(model.eval().to(dev), precision)
     if name in ("auto", *WEIGHTS):
         path = weights_for(AUTO_PRESET if name == "auto" else name)
         if path is None:
@@ -114,7 +154,7 @@ def load_model(name_or_path: str | Path = "auto", device: str | torch.device = "
         raise InputError(f"{path}: weights do not fit the network ({str(exc).splitlines()[0]})"
                          ) from None
     model.source = path.name
-    return model.eval().to(dev)
+    return set_precision(model.eval().to(dev), precision)
 
 
 def read_weights(path: Path) -> dict:
@@ -171,8 +211,9 @@ def _device(model: torch.nn.Module) -> torch.device:
     return next(model.parameters()).device
 
 
-def _autocast(dev: torch.device):
-    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=dev.type == "cuda")
+def _autocast(model: SSMLQNet, dev: torch.device):
+    bf16 = dev.type == "cuda" and precision_of(model) == "bfloat16"
+    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16)
 
 
 @torch.inference_mode()
@@ -184,7 +225,7 @@ def embed(model: SSMLQNet, patches: np.ndarray, side: str, *,
     out = []
     for i in range(0, len(patches), batch_size):
         x = to_tensor(patches[i:i + batch_size]).to(dev, non_blocking=True)
-        with _autocast(dev):
+        with _autocast(model, dev):
             out.append(model.embed(x, side).float())
     if not out:
         w = 2 * model.config.widths[3]
@@ -204,7 +245,7 @@ def score_features(model: SSMLQNet, feat_fixed: torch.Tensor, feat_moving: torch
     mi = torch.as_tensor(np.asarray(index_moving, np.int64), device=dev)
     out = []
     for i in range(0, len(fi), batch_size):
-        with _autocast(dev):
+        with _autocast(model, dev):
             logits = model.head(feat_fixed[fi[i:i + batch_size]], feat_moving[mi[i:i + batch_size]])
         out.append(torch.softmax(logits.float(), 1)[:, 1].cpu())
     return torch.cat(out).numpy() if out else np.zeros(0, np.float32)
@@ -233,5 +274,6 @@ def fpr_at_recall(prob: np.ndarray, label: np.ndarray, recall: float = 0.95) -> 
 
 
 def model_info(model: SSMLQNet) -> dict:
-    """Name and preset of a loaded model, for reports."""
-    return {"weights": getattr(model, "source", "unknown"), "preset": model.config.preset}
+    """Name, preset and precision of a loaded model, for reports."""
+    return {"weights": getattr(model, "source", "unknown"), "preset": model.config.preset,
+            "precision": precision_of(model)}

@@ -201,11 +201,14 @@ def needs_network(match: MatchConfig) -> bool:
 
 def make_scorer(cfg: Config, *, device: str = "auto", model=None) -> Scorer:
     """The scorer ``cfg.match`` asks for. The network's weights (``cfg.model``) are loaded on
-    ``device`` only when it is needed, unless a loaded ``model`` is given."""
+    ``device`` only when it is needed, unless a loaded ``model`` is given; either way it scores
+    in ``cfg.precision`` (:func:`register.score.set_precision`, applied to a given model)."""
     if not needs_network(cfg.match):
         return StructuralScorer()
-    if model is None:
-        from .score import load_model
+    from .score import load_model, set_precision
 
-        model = load_model(cfg.model, device, seed=cfg.seed)
+    if model is None:
+        model = load_model(cfg.model, device, seed=cfg.seed, precision=cfg.precision)
+    else:
+        set_precision(model, cfg.precision)
     return NetworkScorer(model, batch_size=cfg.match.batch_size)

@@ -120,7 +120,12 @@ def test_register_pair_weak_check_needs_inliers(data_root, random_model):
     first = res.candidates[0]
     assert STRUCTURAL.policy.verify_min_z <= first["z"] < 11.0 and first["num_inliers"] < 24
     assert not first["confirmed"]
-    off = register_pair(fixed, moving, cfg.replace(low_z=0.0), model=random_model)
+    # the weak rule alone: since session 18 the bend limit of its 256 px frame (12 px) also
+    # refuses that hypothesis (it bends 17.6 px), so it is set back to the absolute 24 px
+    bent_too = register_pair(fixed, moving, cfg.replace(low_z=0.0), model=random_model)
+    assert not bent_too.ok and not bent_too.candidates[0]["confirmed"]
+    off = register_pair(fixed, moving, cfg.replace(low_z=0.0, bend_full_side=0.0),
+                        model=random_model)
     assert off.candidates[0]["confirmed"]
     assert off.ok and pair_error(off.H, *checkpoints(pair, fixed.shape, moving.shape)) > 50
 
@@ -138,9 +143,12 @@ def test_register_pair_refined_transform_needs_clear_check_when_nothing_was_conf
 
     pair = next(p for p in validation_pairs("opt-sar", every=3) if p.name == "87")
     fixed, moving = load_pair(pair)
-    # the rule is shown with the search at 160 px, as when it was set (at 80 px, the
-    # optical-SAR default, the homography's hypothesis is refused outright: z 8.3)
-    cfg = STRUCTURAL.replace(modality="opt-sar", transform="homography", sar_side=None)
+    # the rule is shown with the search at 160 px and the absolute bend limit, as when it was
+    # set (at 80 px, the optical-SAR default, the homography's hypothesis is refused outright:
+    # z 8.3; with the bend limit of its 246 px frame, 11.5 px, the pair takes another path and
+    # the check itself refuses it)
+    cfg = STRUCTURAL.replace(modality="opt-sar", transform="homography", sar_side=None,
+                             bend_full_side=0.0)
     auto = register_pair(fixed, moving, STRUCTURAL.replace(modality="opt-sar"),
                          model=random_model)
     assert auto.ok and auto.verification["transform"] in ("affine", "similarity")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from register.decide import (VETOES, Evidence, Policy, Verdict, clearly_supported, judge,
-                             keeps_refining, network_vote_clear, policy_fields,
+from register.decide import (VETOES, Evidence, Policy, Verdict, bend_limit, clearly_supported,
+                             judge, keeps_refining, network_vote_clear, policy_fields,
                              prefers_perspective, refinement_converged, wants_recentring)
 
 P = Policy()
@@ -34,6 +34,16 @@ JUDGE_TABLE = [
      Evidence(z=9.3, shift=0.4, inliers=40, bend=58.0), (None, "bent")),
     ("a bent transform that SIFT correspondences back is kept",
      Evidence(z=9.3, shift=0.4, inliers=40, bend=58.0, keypoint_support=40), ("check", "")),
+    ("val BigEarthNet 35VPK_57_38 (a 120 px tile): a homography bending 15 px, 112 px off at "
+     "z 10.8; the limit on a 120 px frame is 24 x 120 / 512 = 5.6 px",
+     Evidence(z=10.8, shift=0.1, inliers=66, bend=15.1, frame_side=120.0), (None, "bent")),
+    ("the same bend on a 512 px frame is under the limit",
+     Evidence(z=10.8, shift=0.1, inliers=66, bend=15.1, frame_side=512.0), ("check", "")),
+    ("frames larger than 512 px keep the 24 px limit (validation VIS-LWIR 768 px: right "
+     "homographies bend up to 9.5 px)",
+     Evidence(z=10.8, shift=0.1, inliers=66, bend=23.0, frame_side=768.0), ("check", "")),
+    ("the demo pair's 37.5 px bend at z 14.8 on its 512 px frame stays accepted",
+     Evidence(z=14.8, shift=0.6, inliers=80, bend=37.5, frame_side=512.0), ("check", "")),
     ("an affine transform never bends",
      Evidence(z=9.3, shift=0.4, inliers=40, bend=0.0), ("check", "")),
     ("val opt-IR 130 enlarged: z 9.3 with 12 inliers, 128 px off",
@@ -94,6 +104,16 @@ def test_judge_rules_switch_off_at_zero(name, value, ev):
     """A threshold of 0 turns its rule off (the saved ablation configs rely on it)."""
     assert not judge(ev, P).accepted
     assert judge(ev, Policy(**{name: value})).accepted
+
+
+@pytest.mark.parametrize("frame_side, limit", [(0.0, 24.0), (120.0, 5.625), (256.0, 12.0),
+                                               (512.0, 24.0), (768.0, 24.0)])
+def test_bend_limit_shrinks_in_proportion_below_the_full_side(frame_side, limit):
+    """24 working px on frames of 512 px and more, the same share of the side below; an
+    unknown side (0) gets the full limit."""
+    ev = Evidence(z=10.0, shift=0.5, inliers=40, bend=1.0, frame_side=frame_side)
+    assert bend_limit(ev, P) == pytest.approx(limit)
+    assert bend_limit(ev, Policy(bend_full_side=0.0)) == pytest.approx(24.0)
 
 
 # (incident, evidence, accepted?, stops the search?)

@@ -159,7 +159,8 @@ def test_lower_order_replaces_the_second_trys_homography(data_root, monkeypatch)
     try, and the general models' second try ends in a homography scaled about 10 % off, more
     than 8 px from the truth. The similarity or affine transform fitted to that homography's own
     final matches is accepted and within 5 px, so it stands (docs/policy.md, "Optical-SAR
-    models"); without the step the homography is what comes out."""
+    models"); without the step the homography is what comes out. In float32, as when the step
+    was made (in bfloat16 the same pair's homography lands 5.2 px off instead)."""
     from pipelines.datasets import load_pair, validation_pairs
     from pipelines.metrics import checkpoints, pair_error
     from register.api import register_pair
@@ -168,7 +169,7 @@ def test_lower_order_replaces_the_second_trys_homography(data_root, monkeypatch)
     pair = next(p for p in validation_pairs("opt-sar", every=3) if p.name == "123")
     fixed, moving = load_pair(pair)
     cps = checkpoints(pair, fixed.shape, moving.shape)
-    cfg = Config(modality="opt-sar")
+    cfg = Config(modality="opt-sar", precision="float32")
     model = make_scorer(cfg, device="cpu").model  # the shipped weights, loaded once
     res = register_pair(fixed, moving, cfg, model=model)
     assert res.ok and res.verification["transform"] in ("affine", "similarity")

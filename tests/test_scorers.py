@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 import register.score
 from register.config import Config
@@ -11,6 +12,7 @@ from register.detect import detect
 from register.io import read_image, to_gray
 from register.match import shortlist
 from register.patches import crop_patches
+from register.score import native_bfloat16
 from register.scorers import (NetworkScorer, StructuralScorer, Timer, make_scorer,
                               needs_network)
 from register.structural import oriented_gradient_channels
@@ -39,8 +41,10 @@ def test_make_scorer_structural_never_loads_weights(monkeypatch):
 def test_make_scorer_network_loads_the_configured_weights():
     scorer = make_scorer(Config(model="random").replace(selection="network"), device="cpu")
     assert isinstance(scorer, NetworkScorer)
+    native = native_bfloat16(torch.device("cpu"))
     assert scorer.info() == {"name": "network", "weights": "random-init lite (seed 0)",
-                             "preset": "lite", "device": "cpu"}
+                             "preset": "lite", "device": "cpu",
+                             "precision": "bfloat16" if native else "float32"}
 
 
 @pytest.fixture(scope="module")
@@ -59,6 +63,14 @@ def candidates(data_root, srif_opt_ir_pair):
                       oriented_gradient_channels(mi, mm), np.round(kp.xy), radius=8, k=3,
                       half=20)
     return f.image, mi, cands
+
+
+def test_make_scorer_runs_a_given_model_in_the_configured_precision(random_model):
+    cfg = Config(model="random").replace(selection="network")
+    for precision in ("float32", "bfloat16"):
+        scorer = make_scorer(cfg.replace(precision=precision), model=random_model)
+        assert scorer.model is random_model and scorer.info()["precision"] == precision
+    make_scorer(cfg, model=random_model)  # back to "auto", as the session-wide fixture was
 
 
 def test_structural_scorer_gives_no_probabilities(candidates):

@@ -7,7 +7,7 @@ import torch
 
 from register.detect import detect
 from register.io import read_image, to_gray
-from register.nn.ssml_qnet import ModelConfig, SSMLQNet, _pool2, _var_mean
+from register.nn.ssml_qnet import Conv, ModelConfig, SSMLQNet, _pool2, _var_mean
 from register.patches import crop_patches, to_tensor
 from register.score import load_model
 
@@ -28,7 +28,7 @@ def _layer_by_layer(model: SSMLQNet, x: torch.Tensor, side: str) -> torch.Tensor
 
 @pytest.mark.parametrize("name", ["lite", "paper"])
 def test_branch_eval_fast_path_matches_layer_by_layer(name, sar_patches):
-    model = load_model(name, "cpu")
+    model = load_model(name, "cpu", precision="float32")
     with torch.inference_mode():
         for side in ("fixed", "moving"):
             fast = model.embed(sar_patches, side)
@@ -75,9 +75,36 @@ def test_var_mean_and_pool2_match_torch():
 def test_branch_eval_fast_path_in_bfloat16_stays_close(sar_patches):
     """Under CUDA's bfloat16 autocast the statistics are taken in float32; here the whole
     model runs in bfloat16 on the CPU and stays near its float32 features."""
-    model = load_model("lite", "cpu")
+    model = load_model("lite", "cpu", precision="float32")
     with torch.inference_mode():
         ref = model.embed(sar_patches, "moving")
         low = model.to(torch.bfloat16).embed(sar_patches.to(torch.bfloat16), "moving").float()
     assert torch.isfinite(low).all()
     assert float((low - ref).abs().mean()) < 0.05 * float(ref.abs().mean())
+
+
+def test_standardise_equals_mean_and_unbiased_std(sar_patches):
+    x = sar_patches * 3.0 + 7.0
+    ref = (x - x.mean((2, 3), keepdim=True)) / (x.std((2, 3), keepdim=True) + 1e-3)
+    torch.testing.assert_close(SSMLQNet.standardise(x), ref, atol=1e-5, rtol=1e-5)
+    flat = torch.full((1, 1, 64, 64), 5.0)  # a flat patch: zeros, not NaN
+    assert torch.equal(SSMLQNet.standardise(flat), torch.zeros_like(flat))
+
+
+def test_conv_compute_dtype_rounds_products_in_eval_only(sar_patches):
+    """Conv multiplies in its compute dtype in eval mode (features near float32's), the first
+    convolution (one input channel) is a plain Conv2d, and training ignores the setting."""
+    model = load_model("lite", "cpu", precision="float32")
+    first = model.siamese.net[0].conv
+    assert type(first) is torch.nn.Conv2d and isinstance(model.siamese.net[2].conv, Conv)
+    with torch.inference_mode():
+        ref = model.embed(sar_patches, "moving")
+        low = model.set_compute_dtype(torch.bfloat16).embed(sar_patches, "moving")
+    assert low.dtype == torch.float32 and not torch.equal(low, ref)
+    assert float((low - ref).abs().mean()) < 0.02 * float(ref.abs().mean())
+    model.train()
+    x = torch.randn(4, 1, 64, 64)
+    conv = model.siamese.net[2].conv
+    y = torch.randn(4, conv.in_channels, 16, 16)
+    torch.testing.assert_close(conv(y), torch.nn.functional.conv2d(y, conv.weight, padding=1))
+    assert model.siamese(x).dtype == torch.float32

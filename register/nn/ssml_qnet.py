@@ -29,6 +29,10 @@ Choices where the paper is silent (recorded here, as the design card asks):
   the network never sees absolute brightness (which differs across modalities anyway).
 * The per-patch branch features are what :meth:`SSMLQNet.embed` returns, so a keypoint's features
   are computed once and reused for every candidate pair (:meth:`SSMLQNet.head`).
+* Precision (inference only): :meth:`SSMLQNet.set_compute_dtype` lets the convolutions with
+  more than one input channel (:class:`Conv`) multiply in bfloat16, accumulating in float32;
+  the first convolution, the norms, attention and the classifier stay in float32
+  (:mod:`register.score` decides when: docs/results.md, "Speed, session 18").
 
 FLOPs per pair (multiply-adds x 2, counted by :func:`count_flops` at batch 1, 64x64 input):
 ``paper`` 2.52 GFLOP (1.53 in the two patches' branches, 0.99 in the head), ``lite`` 45.3 MFLOP
@@ -77,12 +81,31 @@ class ModelConfig:
         return d
 
 
+class Conv(nn.Conv2d):
+    """:class:`torch.nn.Conv2d` that, in eval mode, may multiply in :attr:`compute_dtype`
+    (None: the input's own dtype): input, weight and bias rounded to it, the output cast back
+    to the input's dtype. The parameters and their state-dict keys are a Conv2d's."""
+
+    compute_dtype: torch.dtype | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        dt = self.compute_dtype
+        if dt is None or self.training or x.dtype == dt:
+            return super().forward(x)
+        bias = None if self.bias is None else self.bias.to(dt)
+        y = F.conv2d(x.to(dt), self.weight.to(dt), bias, self.stride, self.padding,
+                     self.dilation, self.groups)
+        return y.to(x.dtype)
+
+
 class ConvINBN(nn.Module):
     """conv3x3 -> instance norm -> batch norm -> ReLU (the first three convs of a branch)."""
 
     def __init__(self, cin: int, cout: int, stride: int = 1, instance_norm: bool = True):
         super().__init__()
-        self.conv = nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False)
+        # one input channel: too thin a product for bfloat16 to pay (Conv's compute_dtype)
+        conv = Conv if cin > 1 else nn.Conv2d
+        self.conv = conv(cin, cout, 3, stride=stride, padding=1, bias=False)
         self.inorm = nn.InstanceNorm2d(cout, affine=True) if instance_norm else nn.Identity()
         self.bn = nn.BatchNorm2d(cout)
 
@@ -138,9 +161,10 @@ def _var_mean(y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _pool2(x: torch.Tensor) -> torch.Tensor:
-    """2x2 max-pool, stride 2, of (B, C, H, W) with even H and W."""
-    return torch.maximum(torch.maximum(x[:, :, 0::2, 0::2], x[:, :, 0::2, 1::2]),
-                         torch.maximum(x[:, :, 1::2, 0::2], x[:, :, 1::2, 1::2]))
+    """2x2 max-pool, stride 2, of (B, C, H, W) with even H and W: columns, then rows (two
+    maxima of strided views; the same numbers as ``max_pool2d``, which is far slower on NCHW)."""
+    y = torch.maximum(x[..., 0::2], x[..., 1::2])
+    return torch.maximum(y[:, :, 0::2], y[:, :, 1::2])
 
 
 class Branch(nn.Module):
@@ -212,7 +236,7 @@ class ScaleSeparative(nn.Module):
             raise ValueError(f"channels must be divisible by 4, got {cin} -> {cout}")
         g_in, g_out = cin // 4, cout // 4
         self.convs = nn.ModuleList(
-            nn.Sequential(nn.Conv2d(g_in, g_out, k, padding=k // 2, bias=False),
+            nn.Sequential(Conv(g_in, g_out, k, padding=k // 2, bias=False),
                           nn.BatchNorm2d(g_out), nn.ReLU(inplace=True))
             for k in (3, 5, 7, 9))
         self.ca = nn.ModuleList(CoordAttention(g_out) for _ in range(4))
@@ -247,17 +271,29 @@ class SSMLQNet(nn.Module):
         self.ssm = ScaleSeparative(cat, c.head_width)
         self.fuse_ca = CoordAttention(c.head_width)
         self.fuse_conv = nn.Sequential(
-            nn.Conv2d(c.head_width, c.head_width, 3, padding=1, bias=False),
+            Conv(c.head_width, c.head_width, 3, padding=1, bias=False),
             nn.BatchNorm2d(c.head_width), nn.ReLU(inplace=True))
         self.to512 = nn.Linear(2 * c.head_width, 512)
         self.fc = nn.Sequential(nn.ReLU(inplace=True), nn.Linear(512, 128), nn.ReLU(inplace=True),
                                 nn.Linear(128, 2))
 
+    def set_compute_dtype(self, dtype: torch.dtype | None) -> "SSMLQNet":
+        """Let every :class:`Conv` multiply in ``dtype`` in eval mode (None: as its input);
+        training is not affected. Returns the model."""
+        for m in self.modules():
+            if isinstance(m, Conv):
+                m.compute_dtype = dtype
+        return self
+
     @staticmethod
     def standardise(x: torch.Tensor) -> torch.Tensor:
-        mean = x.mean((2, 3), keepdim=True)
-        std = x.std((2, 3), keepdim=True)
-        return (x - mean) / (std + 1e-3)
+        """Each (B, 1, H, W) patch less its mean, over its standard deviation (unbiased) plus
+        1e-3. The deviation is the norm of the centred values: ``Tensor.std`` over the two
+        pixel dimensions took 8x longer on the CPU (the same numbers to ~1e-6)."""
+        flat = x.reshape(len(x), -1)
+        d = flat - flat.mean(1, keepdim=True)
+        std = torch.linalg.vector_norm(d, dim=1, keepdim=True) / (flat.shape[1] - 1) ** 0.5
+        return (d / (std + 1e-3)).view_as(x)
 
     def embed(self, patches: torch.Tensor, side: str) -> torch.Tensor:
         """Per-patch branch features, computed once per keypoint.
