@@ -65,7 +65,7 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 
 def native_bfloat16(device: torch.device) -> bool:
     """Whether ``device`` multiplies bfloat16 natively: a CUDA GPU, or a CPU with AVX-512 BF16
-    or AMX tiles (elsewhere oneDNN emulates it, slower than float32)."""
+    or AMX tiles (elsewhere oneDNN would emulate it: not measured, not chosen by ``"auto"``)."""
     if device.type == "cuda":
         return True
     probes = [getattr(torch.cpu, name, None)
