@@ -154,8 +154,12 @@ def _resolved(args: argparse.Namespace, command: str) -> dict:
     resolved.update(command=command, data_root=str(data_root()),
                     thresholds_px=list(THRESHOLDS), grid=GRID, dense_margin_px=DENSE_MARGIN,
                     started=_dt.datetime.now().isoformat(timespec="seconds"))
+    from register.score import resolve_precision
+
+    cfg = config_from_dict(args.config_overrides)
+    resolved["network_precision"] = resolve_precision(cfg.precision, args.device)
     if args.mode == "registration":
-        resolved["ours_config"] = config_to_dict(config_from_dict(args.config_overrides))
+        resolved["ours_config"] = config_to_dict(cfg)
     else:
         from pipelines import patch_eval
 

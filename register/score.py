@@ -83,13 +83,20 @@ def set_precision(model: SSMLQNet, precision: str = "auto") -> SSMLQNet:
     2-core machine, probabilities within 0.007 of float32 (docs/results.md, "Speed, session 18").
     The choice is ``model.precision``.
     """
+    dev = _device(model)
+    model.precision = resolve_precision(precision, dev)
+    bf16 = model.precision == "bfloat16"
+    model.set_compute_dtype(torch.bfloat16 if bf16 and dev.type == "cpu" else None)
+    return model
+
+
+def resolve_precision(precision: str, device: str | torch.device) -> str:
+    """``"float32"`` or ``"bfloat16"``: what ``precision`` (one of :data:`PRECISIONS`) means on
+    ``device`` (for :func:`set_precision` and the runs' saved configs)."""
     if precision not in PRECISIONS:
         raise InputError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
-    dev = _device(model)
-    bf16 = precision == "bfloat16" or (precision == "auto" and native_bfloat16(dev))
-    model.set_compute_dtype(torch.bfloat16 if bf16 and dev.type == "cpu" else None)
-    model.precision = "bfloat16" if bf16 else "float32"
-    return model
+    native = precision == "auto" and native_bfloat16(resolve_device(device))
+    return "bfloat16" if precision == "bfloat16" or native else "float32"
 
 
 def precision_of(model: SSMLQNet) -> str:

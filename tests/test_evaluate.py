@@ -67,6 +67,14 @@ def test_main_registration_writes_candidates_with_errors(data_root, tmp_path):
     assert len(pairs) == 1 and pairs[0]["status"] == "ok" and cands
     assert {c["pair"] for c in cands} == {pairs[0]["pair"]}
     assert min(float(c["error_px"]) for c in cands if c["confirmed"] == "True") < 5.0
+    # the saved config says which arithmetic "auto" meant on this machine
+    import json
+
+    from register.score import resolve_precision
+
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert saved["ours_config"]["precision"] == "auto"
+    assert saved["network_precision"] == resolve_precision("auto", "cpu")
 
 
 def test_main_refuses_val_scale_outside_the_val_split(tmp_path, capsys):

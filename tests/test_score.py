@@ -12,7 +12,7 @@ from register.io import read_image, to_gray
 from register.nn.ssml_qnet import ModelConfig, SSMLQNet, count_flops
 from register.patches import crop_patches
 from register.score import (embed, fpr_at_recall, load_model, model_info, score_features,
-                            score_pairs, set_precision)
+                            resolve_precision, score_pairs, set_precision)
 
 
 @pytest.fixture(scope="module")
@@ -222,3 +222,5 @@ def test_set_precision_auto_follows_native_bfloat16(monkeypatch, random_model):
     set_precision(random_model, "auto")  # the session-wide fixture back as it was
     with pytest.raises(InputError, match="float32"):
         set_precision(random_model, "half")
+    assert resolve_precision("float32", "cpu") == "float32"
+    assert resolve_precision("bfloat16", "cpu") == "bfloat16"
