@@ -204,7 +204,7 @@ def run_batch(fixed: str, moving: str, out_dir: str | Path, cfg: Config, *, tile
                          f"and --threads >= 1; got {tile_size}, {margin}, {workers}, {threads}")
     out = check_output_dir(out_dir)  # before any work
     pairs, disjoint = _overlapping_pairs(fixed, moving, out)
-    from register.score import load_model, resolve_device
+    from register.score import load_model, resolve_device, resolve_precision
 
     if not scheduler:  # Dask workers resolve "auto" themselves
         device = str(resolve_device(device))
@@ -224,7 +224,9 @@ def run_batch(fixed: str, moving: str, out_dir: str | Path, cfg: Config, *, tile
         "pairs": [{"pair": p.name, "fixed": p.fixed.path, "moving": p.moving.path,
                    "overlap_window": window_list(p.overlap), "tiles": len(p.jobs)}
                   for p in pairs],
-        "config": config_to_dict(cfg)})
+        "config": config_to_dict(cfg),
+        # what precision "auto" means here; workers on other machines resolve their own
+        "network_precision": resolve_precision(cfg.precision, device) if net else None})
     records, bar, seconds, stamps, todo = _register_tiles(
         pairs, jobs, out, overwrite=overwrite, retry_failed=retry_failed, progress=progress,
         how=dict(workers=workers, scheduler=scheduler, threads=threads,
