@@ -80,8 +80,8 @@ def set_precision(model: SSMLQNet, precision: str = "auto") -> SSMLQNet:
     else float32; ``"float32"`` gives the same numbers on every CPU. bfloat16 is CUDA autocast
     on a GPU and, on a CPU, the convolutions after the first (:class:`~register.nn.ssml_qnet.Conv`:
     bfloat16 products, float32 sums): on this project's 2-core machine an embedding and a head
-    per 256 patch pairs took 41 ms against 58 ms before, probabilities within 0.007 of float32
-    on the demo pair (docs/results.md, "Speed, session 18").
+    per 256 patch pairs took 41 ms against 58 ms before, probabilities within 0.008 of float32
+    on the demo pair's patches (docs/results.md, "Speed, session 18").
     The choice is ``model.precision``.
     """
     dev = _device(model)
