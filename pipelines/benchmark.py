@@ -27,7 +27,6 @@ import torch
 
 from pipelines.report import command_line, write_csv, write_section
 from register.api import register_pair
-from register.score import resolve_precision
 from register.scorers import make_scorer
 from register.config import PRECISIONS, Config, config_to_dict, data_root
 from register.io import from_array, read_image
@@ -114,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     write_csv(args.out / "runs.csv", rows)
     resolved = {**{k: str(v) for k, v in vars(args).items()}, "config": config_to_dict(cfg),
-                "network_precision": resolve_precision(cfg.precision, args.device),
+                "network_precision": scorer.info().get("precision"),  # as it ran
                 "cpu": platform.processor() or platform.machine(), "torch": torch.__version__,
                 "median_s": med, "cold_cli_median_s": statistics.median(
                     [r["seconds"] for r in rows if r["pair"] == COLD] or [float("nan")])}

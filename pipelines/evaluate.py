@@ -154,12 +154,8 @@ def _resolved(args: argparse.Namespace, command: str) -> dict:
     resolved.update(command=command, data_root=str(data_root()),
                     thresholds_px=list(THRESHOLDS), grid=GRID, dense_margin_px=DENSE_MARGIN,
                     started=_dt.datetime.now().isoformat(timespec="seconds"))
-    from register.score import resolve_precision
-
-    cfg = config_from_dict(args.config_overrides)
-    resolved["network_precision"] = resolve_precision(cfg.precision, args.device)
     if args.mode == "registration":
-        resolved["ours_config"] = config_to_dict(cfg)
+        resolved["ours_config"] = config_to_dict(config_from_dict(args.config_overrides))
     else:
         from pipelines import patch_eval
 
@@ -202,9 +198,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.config is not None:
         args.config_overrides.update(json.loads(args.config.read_text()))
     try:
-        config_from_dict(args.config_overrides)
+        cfg = config_from_dict(args.config_overrides)
     except ValueError as exc:
         print(f"error: --config: {exc}", file=sys.stderr)
+        return 2
+    from register.score import resolve_precision
+
+    try:  # what precision "auto" means here (config.json); a device that is not there fails
+        args.network_precision = resolve_precision(cfg.precision, args.device)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     command = command_line("pipelines.evaluate", argv)
 

@@ -30,7 +30,7 @@ from pipelines.datasets import IDENTITY, LWIR_FIELD, Pair, select_evenly
 from pipelines.models import Models, config_modality
 from pipelines.patches import (BUILDER_VERSION, KINDS, MODALITY_NAMES, PROTOCOL_NOTE, PROTOCOLS,
                                build)
-from register.config import data_root
+from register.config import config_from_dict, data_root
 
 PATCH_SEED = 1
 PATCH_PER_IMAGE = 64
@@ -128,8 +128,8 @@ def run_patches(args, log: Callable[[str], None]) -> tuple[list[dict], list[dict
     """
     from register.score import fpr_at_recall, model_info, score_pairs
 
-    precision = dict(getattr(args, "config_overrides", None) or {}).get("precision", "auto")
-    models = Models(args.model, args.device, precision=precision)
+    cfg = config_from_dict(getattr(args, "config_overrides", None))
+    models = Models(args.model, args.device, precision=cfg.precision)
     for s in args.sets:  # fail early (e.g. no shipped weights), before building patches
         models.get(config_modality(s))
     protocols = [p for p in PROTOCOLS if p in getattr(args, "protocols", PROTOCOLS)]
