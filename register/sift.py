@@ -8,6 +8,7 @@ import math
 
 import cv2
 import numpy as np
+import torch
 
 from .config import SearchConfig
 from .geometry import transfer, transform_scale
@@ -18,7 +19,8 @@ def sift_correspondences(fixed_u8: np.ndarray, moving_u8: np.ndarray,
                          fixed_mask: np.ndarray | None = None,
                          moving_mask: np.ndarray | None = None, *, max_keypoints: int = 0,
                          ratio: float = 0.8) -> tuple[np.ndarray, np.ndarray]:
-    """SIFT matches of the moving image in the fixed one that pass Lowe's ratio test.
+    """SIFT matches of the moving image in the fixed one that pass Lowe's ratio test
+    (:func:`ratio_matches`).
 
     Args:
         fixed_u8, moving_u8: (H, W) uint8 images.
@@ -28,19 +30,61 @@ def sift_correspondences(fixed_u8: np.ndarray, moving_u8: np.ndarray,
     Returns:
         (xy_moving, xy_fixed): (N, 2) float32 pixel positions (x = column, y = row, 0-based).
     """
-    det = cv2.SIFT_create(nfeatures=max_keypoints)
-    mask = (lambda m: None if m is None else m.astype(np.uint8))
-    kf, df = det.detectAndCompute(fixed_u8, mask(fixed_mask))
-    km, dm = det.detectAndCompute(moving_u8, mask(moving_mask))
+    # OpenCV's SIFT already runs on every core: detecting the two images on two threads was
+    # slower (125 against 112 ms on the MIFNet pair, 2 cores)
+    kf, df = _detect(fixed_u8, fixed_mask, max_keypoints)
+    km, dm = _detect(moving_u8, moving_mask, max_keypoints)
     empty = np.zeros((0, 2), np.float32)
     if df is None or dm is None or len(kf) < 2 or len(km) < 2:
         return empty, empty
-    knn = cv2.BFMatcher(cv2.NORM_L2).knnMatch(dm, df, k=2)
-    good = [m[0] for m in knn if len(m) == 2 and m[0].distance < ratio * m[1].distance]
-    if not good:
-        return empty, empty
-    return (np.float32([km[m.queryIdx].pt for m in good]),
-            np.float32([kf[m.trainIdx].pt for m in good]))
+    query, train = ratio_matches(dm, df, ratio=ratio)
+    return (np.float32([km[i].pt for i in query]).reshape(-1, 2),
+            np.float32([kf[i].pt for i in train]).reshape(-1, 2))
+
+
+def _detect(image: np.ndarray, mask: np.ndarray | None, max_keypoints: int) -> tuple:
+    """OpenCV SIFT keypoints and (K, 128) float32 descriptors (None without keypoints)."""
+    return cv2.SIFT_create(nfeatures=max_keypoints).detectAndCompute(
+        image, None if mask is None else mask.astype(np.uint8))
+
+
+#: query descriptors x train descriptors compared at once by :func:`ratio_matches` (64 MB)
+RATIO_BLOCK = 1 << 24
+
+
+def ratio_matches(query: np.ndarray, train: np.ndarray, *, ratio: float = 0.8
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Lowe's ratio test by brute force: each query descriptor's nearest train descriptor
+    (Euclidean), kept when it is nearer than ``ratio`` times the second nearest.
+
+    The squared distances come from one matrix product (|q|^2 + |t|^2 - 2 q.t, float32), in
+    blocks of query rows of at most :data:`RATIO_BLOCK` distances: twice as fast as
+    OpenCV's ``BFMatcher.knnMatch`` on 2,000 x 2,000 SIFT descriptors (18 against 36 ms on 2
+    cores) and the same matches on the MIFNet pair (distances within 3e-5 of OpenCV's).
+
+    Args:
+        query: (Q, D) float32 descriptors (e.g. the moving image's).
+        train: (T, D) float32 descriptors, T >= 2.
+
+    Returns:
+        (query_index, train_index): (M,) int64 each, the matches that pass, in query order.
+    """
+    t = torch.from_numpy(np.ascontiguousarray(train, np.float32))
+    if len(t) < 2:
+        raise ValueError(f"expected at least 2 train descriptors, got {len(t)}")
+    t2 = (t * t).sum(1)
+    step = max(1, RATIO_BLOCK // len(t))
+    keep, nearest = [], []
+    for s in range(0, len(query), step):
+        q = torch.from_numpy(np.ascontiguousarray(query[s:s + step], np.float32))
+        d2 = torch.addmm(t2[None] + (q * q).sum(1, keepdim=True), q, t.T, alpha=-2.0)
+        best, idx = torch.topk(d2, 2, dim=1, largest=False)  # ascending
+        best = best.clamp_min(0)
+        keep.append((best[:, 0] < ratio * ratio * best[:, 1]).numpy())
+        nearest.append(idx[:, 0].numpy())
+    ok = np.concatenate(keep) if keep else np.zeros(0, bool)
+    idx = np.concatenate(nearest) if nearest else np.zeros(0, np.int64)
+    return np.flatnonzero(ok).astype(np.int64), idx[ok].astype(np.int64)
 
 
 def to_u8(image: np.ndarray) -> np.ndarray:

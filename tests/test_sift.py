@@ -8,7 +8,8 @@ import pytest
 from register.config import Config
 from register.geometry import corner_distance, similarity
 from register.io import read_image, to_gray
-from register.sift import keypoint_hypothesis, keypoint_support
+import register.sift as sift
+from register.sift import keypoint_hypothesis, keypoint_support, ratio_matches
 
 
 def test_keypoint_hypothesis_recovers_similarity_on_vis_nir_pair(data_root):
@@ -54,3 +55,35 @@ def test_keypoint_support_counts_right_transform_not_wrong(data_root):
     wrong = keypoint_support(turn @ H, *hyp.support, cfg.estimate.ransac_threshold)
     assert right >= cfg.policy.keypoint_confirm_inliers and wrong <= 3
     assert keypoint_support(H, np.zeros((0, 2), np.float32), np.zeros((0, 2), np.float32), 3) == 0
+
+
+def _demo_descriptors(data_root):
+    """OpenCV SIFT descriptors of the MIFNet optical-SAR demo pair (2,000 per image)."""
+    out = []
+    for name in ("opt_sar_2.png", "opt_sar_1.png"):  # moving (query), fixed (train)
+        img = (to_gray(read_image(data_root / "mifnet_examples" / name)).image * 255).astype(np.uint8)
+        out.append(cv2.SIFT_create(nfeatures=2000).detectAndCompute(img, None)[1])
+    return out
+
+
+def test_ratio_matches_equals_opencv_knn_ratio_test(data_root):
+    """The same matches, in the same order, as OpenCV's brute-force knnMatch and Lowe's test."""
+    query, train = _demo_descriptors(data_root)
+    ref = [m[0] for m in cv2.BFMatcher(cv2.NORM_L2).knnMatch(query, train, k=2)
+           if len(m) == 2 and m[0].distance < 0.8 * m[1].distance]
+    q, t = ratio_matches(query, train, ratio=0.8)
+    assert len(ref) > 20
+    np.testing.assert_array_equal(q, [m.queryIdx for m in ref])
+    np.testing.assert_array_equal(t, [m.trainIdx for m in ref])
+
+
+def test_ratio_matches_blocks_do_not_change_the_matches(data_root, monkeypatch):
+    """Blocks of a few query rows (bounded memory) give the matches of one block."""
+    query, train = _demo_descriptors(data_root)
+    whole = ratio_matches(query, train)
+    monkeypatch.setattr(sift, "RATIO_BLOCK", 7 * len(train))
+    blocks = ratio_matches(query, train)
+    for a, b in zip(whole, blocks):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="at least 2"):
+        ratio_matches(query, train[:1])
