@@ -69,6 +69,8 @@ def test_var_mean_and_pool2_match_torch():
     torch.testing.assert_close(mean, ref_mean)
     torch.testing.assert_close(var, ref_var, atol=1e-5, rtol=1e-5)
     assert torch.equal(_pool2(y), torch.nn.functional.max_pool2d(y, 2))
+    wide = y[:, :, 2:10]  # (3, 5, 8, 16), a strided view
+    assert torch.equal(_pool2(wide), torch.nn.functional.max_pool2d(wide, 2))
     assert np.isfinite(_var_mean(torch.zeros(1, 1, 4, 4))[0].numpy()).all()
 
 
