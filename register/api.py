@@ -10,7 +10,9 @@ and a pair without a confirmed one is judged again with the general models
 (``EstimateConfig.sar_auto_models``), where a final homography again gives way to the lower
 orders fitted to its own matches unless the check clearly prefers it; an accepted
 optical-SAR transform is then polished by a small similarity that maximises the global
-structural correlation (:mod:`register.polish`), kept when the check ranks it higher. A final
+structural correlation (:mod:`register.polish`), refitted once to the matches the polished
+transform agrees with (:func:`register.estimate.refit`) and kept when the check ranks it
+higher. A final
 transform the check and SIFT refuse is put to the network's vote
 (:func:`register.verify.network_check`, the ``network`` rule of :mod:`register.decide`). The
 parts are in :mod:`register.pipeline`; writing the outputs is :mod:`register.outputs`.
@@ -31,7 +33,7 @@ from .frames import georef_homography, is_sar, working_images
 from .geometry import transfer
 from .io import READ_MAX_SIDE, Raster, read_image, to_gray
 from .match import Matches
-from .estimate import support_of
+from .estimate import refit, support_of
 from .judged import Candidate, Judged
 from .pipeline import Pipeline
 from .polish import polish_similarity
@@ -262,7 +264,9 @@ def _polish(pipe: Pipeline, judged: Judged, cfg: Config,
             confirmed_before: bool) -> tuple[Judged, dict | None]:
     """The transform polished (:func:`register.polish.polish_similarity`) when ``cfg.polish``
     covers the modality and the final verdict (:func:`conclude`'s: ``confirmed_before`` as
-    there) accepts it, and kept when that verdict ranks the polished one higher, so a polish
+    there) accepts it, then refitted once by least squares to the matches within the RANSAC
+    threshold of it (:func:`register.estimate.refit`; validation: docs/results.md, "Optical-SAR
+    polish"), and kept when that verdict ranks the result higher, so a polish
     never changes whether a pair is accepted; with what was done, for
     ``Result.verification["polish"]`` (None when nothing ran)."""
     pc = cfg.polish
@@ -278,8 +282,10 @@ def _polish(pipe: Pipeline, judged: Judged, cfg: Config,
     p = polish_similarity(fw.image, fw.mask, mw.image, mw.mask, judged.est.H, side=pc.side,
                           steps=tuple(pc.steps), rounds=pc.rounds)
     m = judged.located.matches
-    est = support_of(p.H, m.xy_moving, m.xy_fixed, threshold=cfg.estimate.ransac_threshold,
-                     model=judged.est.model)
+    th = cfg.estimate.ransac_threshold
+    est = support_of(p.H, m.xy_moving, m.xy_fixed, threshold=th, model=judged.est.model)
+    if pc.refit:
+        est = refit(est, m.xy_moving, m.xy_fixed, threshold=th)
     again = pipe.judge(est, judged.located)
     pipe.timer.add("polish", t)
     kept = final(again) > final(judged)

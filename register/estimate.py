@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 import torch
 from kornia.geometry.ransac import RANSAC
@@ -222,6 +223,49 @@ def support_of(H: np.ndarray, xy_moving: np.ndarray, xy_fixed: np.ndarray, *,
     inl = err <= threshold
     rmse = float(np.sqrt((err[inl] ** 2).mean())) if inl.any() else float("nan")
     return Estimate(H=H, inliers=inl, rmse_px=rmse, model=model)
+
+
+def refit(est: Estimate, xy_moving: np.ndarray, xy_fixed: np.ndarray, *,
+          threshold: float) -> Estimate:
+    """``est``'s model fitted by least squares to its own inliers, then its support among all
+    the matches (:func:`support_of`): one re-estimation step from a transform found some other
+    way (the optical-SAR polish, :mod:`register.polish`), so that the matches it agrees with,
+    not the criterion that found it, give the final numbers. A similarity stays a similarity,
+    an affine transform affine; a homography is refitted by OpenCV's least squares.
+
+    Args:
+        est: the transform and its inlier mask over the matches.
+        xy_moving, xy_fixed: (N, 2) float32 pixel coordinates of the matches (x = column,
+            y = row, 0-based), those ``est.inliers`` refers to.
+        threshold: inlier transfer error of the result, fixed px.
+
+    Returns:
+        The refitted estimate, or ``est`` itself when it has too few inliers for its model, its
+        model is not one of :data:`MODEL_DOF`, or the fit is not finite or degenerate.
+    """
+    xm = check_points(xy_moving, "moving points").astype(np.float64)[est.inliers]
+    xf = check_points(xy_fixed, "fixed points").astype(np.float64)[est.inliers]
+    need = {"similarity": 2, "affine": 3, "homography": 4}.get(est.model)
+    if need is None or len(xm) < need:
+        return est
+    if est.model == "similarity":
+        H = _similarity_lstsq(xm, xf)
+    elif est.model == "affine":
+        coef, *_ = np.linalg.lstsq(np.c_[xm, np.ones(len(xm))], xf, rcond=None)
+        H = np.vstack([coef.T, [0.0, 0.0, 1.0]])
+    else:
+        H, _ = cv2.findHomography(xm, xf, 0)
+    if H is None or not np.isfinite(H).all() or abs(H[2, 2]) < 1e-12:
+        return est
+    return support_of(H / H[2, 2], xy_moving, xy_fixed, threshold=threshold, model=est.model)
+
+
+def _similarity_lstsq(xm: np.ndarray, xf: np.ndarray) -> np.ndarray:
+    """(3, 3) similarity z -> a z + b fitted by least squares to (N, 2) point pairs, N >= 2."""
+    zm = xm[:, 0] + 1j * xm[:, 1]
+    zf = xf[:, 0] + 1j * xf[:, 1]
+    (a, b), *_ = np.linalg.lstsq(np.c_[zm, np.ones(len(zm))], zf, rcond=None)
+    return np.array([[a.real, -a.imag, b.real], [a.imag, a.real, b.imag], [0.0, 0.0, 1.0]])
 
 
 def _fit(xm: np.ndarray, xf: np.ndarray, shape_moving: tuple[int, int], transform: str,

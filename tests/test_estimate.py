@@ -6,8 +6,8 @@ import pytest
 
 from register.checks import RegistrationFailed
 from register.estimate import (MODEL_DOF, affine_deviation, check_transform, estimate,
-                               fit_similarity, gric, support_of)
-from register.geometry import transfer, translation
+                               fit_similarity, gric, refit, support_of)
+from register.geometry import similarity, transfer, translation
 
 H_TRUE = np.array([[0.92, -0.21, 35.0], [0.19, 0.97, -18.0], [2e-4, -1e-4, 1.0]])
 SHAPE = (512, 512)
@@ -119,6 +119,31 @@ def test_support_of_counts_inliers_of_a_given_transform(real_points):
     assert support_of(translation(4.0, 0.0) @ H_TRUE, xm, xf, threshold=3.0).num_inliers == 0
     none = support_of(H_TRUE, xm[:0], xf[:0])
     assert none.num_inliers == 0 and np.isnan(none.rmse_px)
+
+
+@pytest.mark.parametrize("model, H", [
+    ("similarity", similarity(12.0, 1.1, (256.0, 256.0), (270.0, 240.0))),
+    ("affine", np.array([[0.95, -0.12, 20.0], [0.2, 1.05, -8.0], [0.0, 0.0, 1.0]])),
+    ("homography", H_TRUE)])
+def test_refit_least_squares_on_the_inliers_keeps_the_model(real_points, corner_error, model, H):
+    """A transform 1.5 px off keeps the right inliers; one least-squares step of its own
+    model on them lands on the truth (noise-free inliers), the model unchanged."""
+    xm, xf, truth = _with_outliers(real_points, H, 0.3)
+    off = support_of(translation(1.5, -0.5) @ H, xm, xf, threshold=3.0, model=model)
+    np.testing.assert_array_equal(off.inliers, truth)
+    r = refit(off, xm, xf, threshold=3.0)
+    assert r.model == model and corner_error(r.H, H, SHAPE) < 0.05
+    np.testing.assert_array_equal(r.inliers, truth)
+    if model == "similarity":  # still z -> a z + b
+        assert r.H[0, 0] == pytest.approx(r.H[1, 1]) and r.H[0, 1] == pytest.approx(-r.H[1, 0])
+
+
+def test_refit_leaves_what_it_cannot_refit(real_points):
+    xm, xf, _ = _with_outliers(real_points, H_TRUE, 0.3)
+    given = support_of(H_TRUE, xm, xf, threshold=3.0, model="georeferencing")
+    assert refit(given, xm, xf, threshold=3.0) is given  # not a fitted model
+    few = support_of(H_TRUE, xm[:3], xf[:3], threshold=3.0, model="homography")
+    assert refit(few, xm[:3], xf[:3], threshold=3.0) is few  # 3 inliers for 8 parameters
 
 
 def test_estimate_too_few_matches(real_points):
