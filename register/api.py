@@ -285,7 +285,7 @@ def _polish(pipe: Pipeline, judged: Judged, cfg: Config,
     th = cfg.estimate.ransac_threshold
     est = support_of(p.H, m.xy_moving, m.xy_fixed, threshold=th, model=judged.est.model)
     if pc.refit:
-        est = refit(est, m.xy_moving, m.xy_fixed, threshold=th)
+        est = refit(est, m.xy_moving, m.xy_fixed, mw.image.shape, threshold=th)
     again = pipe.judge(est, judged.located)
     pipe.timer.add("polish", t)
     kept = final(again) > final(judged)

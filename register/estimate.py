@@ -225,8 +225,8 @@ def support_of(H: np.ndarray, xy_moving: np.ndarray, xy_fixed: np.ndarray, *,
     return Estimate(H=H, inliers=inl, rmse_px=rmse, model=model)
 
 
-def refit(est: Estimate, xy_moving: np.ndarray, xy_fixed: np.ndarray, *,
-          threshold: float) -> Estimate:
+def refit(est: Estimate, xy_moving: np.ndarray, xy_fixed: np.ndarray,
+          shape_moving: tuple[int, int], *, threshold: float) -> Estimate:
     """``est``'s model fitted by least squares to its own inliers, then its support among all
     the matches (:func:`support_of`): one re-estimation step from a transform found some other
     way (the optical-SAR polish, :mod:`register.polish`), so that the matches it agrees with,
@@ -237,6 +237,8 @@ def refit(est: Estimate, xy_moving: np.ndarray, xy_fixed: np.ndarray, *,
         est: the transform and its inlier mask over the matches.
         xy_moving, xy_fixed: (N, 2) float32 pixel coordinates of the matches (x = column,
             y = row, 0-based), those ``est.inliers`` refers to.
+        shape_moving: (H, W) of the moving image (for the degeneracy check,
+            :func:`check_transform`).
         threshold: inlier transfer error of the result, fixed px.
 
     Returns:
@@ -257,7 +259,10 @@ def refit(est: Estimate, xy_moving: np.ndarray, xy_fixed: np.ndarray, *,
         H, _ = cv2.findHomography(xm, xf, 0)
     if H is None or not np.isfinite(H).all() or abs(H[2, 2]) < 1e-12:
         return est
-    return support_of(H / H[2, 2], xy_moving, xy_fixed, threshold=threshold, model=est.model)
+    H = H / H[2, 2]
+    if check_transform(H, shape_moving) is not None:
+        return est
+    return support_of(H, xy_moving, xy_fixed, threshold=threshold, model=est.model)
 
 
 def _similarity_lstsq(xm: np.ndarray, xf: np.ndarray) -> np.ndarray:

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from register.checks import RegistrationFailed
-from register.estimate import (MODEL_DOF, affine_deviation, check_transform, estimate,
+from register.estimate import (MODEL_DOF, Estimate, affine_deviation, check_transform, estimate,
                                fit_similarity, gric, refit, support_of)
 from register.geometry import similarity, transfer, translation
 
@@ -131,7 +131,7 @@ def test_refit_least_squares_on_the_inliers_keeps_the_model(real_points, corner_
     xm, xf, truth = _with_outliers(real_points, H, 0.3)
     off = support_of(translation(1.5, -0.5) @ H, xm, xf, threshold=3.0, model=model)
     np.testing.assert_array_equal(off.inliers, truth)
-    r = refit(off, xm, xf, threshold=3.0)
+    r = refit(off, xm, xf, SHAPE, threshold=3.0)
     assert r.model == model and corner_error(r.H, H, SHAPE) < 0.05
     np.testing.assert_array_equal(r.inliers, truth)
     if model == "similarity":  # still z -> a z + b
@@ -141,9 +141,13 @@ def test_refit_least_squares_on_the_inliers_keeps_the_model(real_points, corner_
 def test_refit_leaves_what_it_cannot_refit(real_points):
     xm, xf, _ = _with_outliers(real_points, H_TRUE, 0.3)
     given = support_of(H_TRUE, xm, xf, threshold=3.0, model="georeferencing")
-    assert refit(given, xm, xf, threshold=3.0) is given  # not a fitted model
+    assert refit(given, xm, xf, SHAPE, threshold=3.0) is given  # not a fitted model
     few = support_of(H_TRUE, xm[:3], xf[:3], threshold=3.0, model="homography")
-    assert refit(few, xm[:3], xf[:3], threshold=3.0) is few  # 3 inliers for 8 parameters
+    assert refit(few, xm[:3], xf[:3], SHAPE, threshold=3.0) is few  # 3 inliers for 8 parameters
+    mirrored = xf.copy()
+    mirrored[:, 0] = -mirrored[:, 0]  # the inliers' least-squares fit mirrors the image
+    flip = Estimate(np.diag([-1.0, 1.0, 1.0]), np.ones(len(xm), bool), 0.0, "affine")
+    assert refit(flip, xm, mirrored, SHAPE, threshold=3.0) is flip
 
 
 def test_estimate_too_few_matches(real_points):

@@ -88,6 +88,6 @@ def test_register_pair_refits_the_polished_transform_to_its_inliers(data_root):
     model = off.verification["transform"]
     m = off.matches
     again = refit(Estimate(off.H, off.inliers, off.rmse_px, model), m.xy_moving, m.xy_fixed,
-                  threshold=cfg.estimate.ransac_threshold)
+                  moving.shape, threshold=cfg.estimate.ransac_threshold)
     np.testing.assert_allclose(again.H, on.H, atol=1e-6)
     assert np.abs(on.H - off.H).max() > 0.1  # the refit moved it
