@@ -12,8 +12,7 @@ orders fitted to its own matches unless the check clearly prefers it; an accepte
 optical-SAR transform is then polished by a small similarity that maximises the global
 structural correlation (:mod:`register.polish`), refitted once to the matches the polished
 transform agrees with (:func:`register.estimate.refit`) and kept when the check ranks it
-higher. A final
-transform the check and SIFT refuse is put to the network's vote
+higher. A final transform the check and SIFT refuse is put to the network's vote
 (:func:`register.verify.network_check`, the ``network`` rule of :mod:`register.decide`). The
 parts are in :mod:`register.pipeline`; writing the outputs is :mod:`register.outputs`.
 """

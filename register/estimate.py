@@ -78,7 +78,7 @@ def affine_deviation(H: np.ndarray, shape_fixed: tuple[int, int], shape_moving: 
     if inside.sum() < 6:
         return 0.0
     A = np.c_[xy_moving[inside], np.ones(int(inside.sum()))]
-    coef, *_ = np.linalg.lstsq(A, xy_fixed[inside], rcond=None)
+    coef = _affine_lstsq(xy_moving[inside], xy_fixed[inside])
     return float(np.linalg.norm(A @ coef - xy_fixed[inside], axis=1).max())
 
 
@@ -247,14 +247,12 @@ def refit(est: Estimate, xy_moving: np.ndarray, xy_fixed: np.ndarray,
     """
     xm = check_points(xy_moving, "moving points").astype(np.float64)[est.inliers]
     xf = check_points(xy_fixed, "fixed points").astype(np.float64)[est.inliers]
-    need = {"similarity": 2, "affine": 3, "homography": 4}.get(est.model)
-    if need is None or len(xm) < need:
-        return est
+    if est.model not in MODEL_DOF or 2 * len(xm) < MODEL_DOF[est.model]:
+        return est  # each point pair fixes two parameters
     if est.model == "similarity":
-        H = _similarity_lstsq(xm, xf)
+        H = _similarity_matrix(*_similarity_lstsq(_complex(xm), _complex(xf)))
     elif est.model == "affine":
-        coef, *_ = np.linalg.lstsq(np.c_[xm, np.ones(len(xm))], xf, rcond=None)
-        H = np.vstack([coef.T, [0.0, 0.0, 1.0]])
+        H = np.vstack([_affine_lstsq(xm, xf).T, [0.0, 0.0, 1.0]])
     else:
         H, _ = cv2.findHomography(xm, xf, 0)
     if H is None or not np.isfinite(H).all() or abs(H[2, 2]) < 1e-12:
@@ -265,12 +263,28 @@ def refit(est: Estimate, xy_moving: np.ndarray, xy_fixed: np.ndarray,
     return support_of(H, xy_moving, xy_fixed, threshold=threshold, model=est.model)
 
 
-def _similarity_lstsq(xm: np.ndarray, xf: np.ndarray) -> np.ndarray:
-    """(3, 3) similarity z -> a z + b fitted by least squares to (N, 2) point pairs, N >= 2."""
-    zm = xm[:, 0] + 1j * xm[:, 1]
-    zf = xf[:, 0] + 1j * xf[:, 1]
+def _complex(xy: np.ndarray) -> np.ndarray:
+    """(N, 2) points as (N,) complex128 x + iy."""
+    return xy[:, 0].astype(np.float64) + 1j * xy[:, 1]
+
+
+def _similarity_lstsq(zm: np.ndarray, zf: np.ndarray) -> tuple[complex, complex]:
+    """(a, b) of the similarity z -> a z + b fitted by least squares to (N,) complex point
+    pairs, N >= 2."""
     (a, b), *_ = np.linalg.lstsq(np.c_[zm, np.ones(len(zm))], zf, rcond=None)
+    return a, b
+
+
+def _similarity_matrix(a: complex, b: complex) -> np.ndarray:
+    """The (3, 3) matrix of z -> a z + b."""
     return np.array([[a.real, -a.imag, b.real], [a.imag, a.real, b.imag], [0.0, 0.0, 1.0]])
+
+
+def _affine_lstsq(xm: np.ndarray, xf: np.ndarray) -> np.ndarray:
+    """(3, 2) coefficients C of the affine map [x, y, 1] @ C fitted by least squares to (N, 2)
+    point pairs, N >= 3."""
+    coef, *_ = np.linalg.lstsq(np.c_[xm, np.ones(len(xm))], xf, rcond=None)
+    return coef
 
 
 def _fit(xm: np.ndarray, xf: np.ndarray, shape_moving: tuple[int, int], transform: str,
@@ -333,8 +347,7 @@ def fit_similarity(xy_moving: np.ndarray, xy_fixed: np.ndarray, *, threshold: fl
     Returns:
         (3, 3) float64 H (NaN when fewer than two matches) and the (N,) bool inlier mask.
     """
-    zm = xy_moving[:, 0].astype(np.float64) + 1j * xy_moving[:, 1]
-    zf = xy_fixed[:, 0].astype(np.float64) + 1j * xy_fixed[:, 1]
+    zm, zf = _complex(xy_moving), _complex(xy_fixed)
     n = len(zm)
     if n < 2:
         return np.full((3, 3), np.nan), np.zeros(n, bool)
@@ -355,11 +368,9 @@ def fit_similarity(xy_moving: np.ndarray, xy_fixed: np.ndarray, *, threshold: fl
     for _ in range(refits):  # each refit's inliers are those of (a, b)
         if inl.sum() < 2:
             break
-        (a, b), *_ = np.linalg.lstsq(np.c_[zm[inl], np.ones(int(inl.sum()))], zf[inl],
-                                     rcond=None)
+        a, b = _similarity_lstsq(zm[inl], zf[inl])
         new = np.abs(a * zm + b - zf) ** 2 <= threshold ** 2
         if (new == inl).all():
             break
         inl = new
-    H = np.array([[a.real, -a.imag, b.real], [a.imag, a.real, b.imag], [0.0, 0.0, 1.0]])
-    return H, inl
+    return _similarity_matrix(a, b), inl
