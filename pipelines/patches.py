@@ -43,7 +43,8 @@ from pipelines.datasets import MODALITY_NAMES, Pair, all_pairs
 from register.frames import downscale
 from register.config import PATCH_SIZE, Config, data_root
 from register.detect import detect
-from register.io import atomic_path, read_image, to_gray
+from register.io import read_image, to_gray
+from register.write import atomic_path
 from register.match import local_maxima
 from register.patches import crop_patches, warp_to_frame
 from register.structural import oriented_gradient_channels

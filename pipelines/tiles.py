@@ -58,7 +58,7 @@ from pipelines.tiles_output import (MIN_SIDE, Meta, bbox_window, boundary, diges
 from register.checks import InputError, check_output_dir
 from register.config import DEVICES, MODALITIES, Config, config_from_dict, config_to_dict
 from register.scorers import needs_network
-from register.io import write_json
+from register.write import write_json
 
 RASTER_EXTS = (".tif", ".tiff", ".vrt", ".jp2", ".img")
 MIN_TILE = 128  # smallest --tile-size: tiles are then at least 64 px a side

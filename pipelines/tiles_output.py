@@ -26,7 +26,7 @@ from rasterio.windows import Window
 
 from register.checks import InputError
 from register.geometry import transfer, translation
-from register.io import atomic_path, write_json
+from register.write import atomic_path, write_json
 
 if TYPE_CHECKING:
     from pipelines.tiles import Pair

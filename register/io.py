@@ -1,19 +1,16 @@
-"""Reading rasters, turning them into normalised single-band images, and writing outputs.
+"""Reading rasters and turning them into normalised single-band images.
 
 Anything rasterio/GDAL reads is accepted (GeoTIFF, PNG, JPEG; 8/16-bit, float, multi-band).
-CRS, affine transform and nodata are kept; nodata and NaN pixels are masked. Outputs are written
-atomically: to a temporary file in the destination folder, then renamed.
+CRS, affine transform and nodata are kept; nodata and NaN pixels are masked. Writing is
+:mod:`register.write`'s.
 """
 from __future__ import annotations
 
-import json
 import os
-import tempfile
 import warnings
-from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import cv2
 import numpy as np
@@ -23,7 +20,7 @@ from .checks import InputError
 try:
     import rasterio
     from affine import Affine
-    from rasterio.enums import ColorInterp, MaskFlags, Resampling
+    from rasterio.enums import MaskFlags, Resampling
     from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
     from rasterio.windows import Window
 except ImportError:  # the GPU training recipe runs where GDAL is not installed (_read_plain)
@@ -326,82 +323,8 @@ def to_gray(raster: Raster, *, band: int | None = None, sar: bool = False,
     return GrayImage(out, valid)
 
 
-@contextmanager
-def atomic_path(dest: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``dest``; on success rename it to ``dest``, else delete it."""
-    dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=dest.suffix, dir=dest.parent)
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; outputs get the usual permissions
-    tmp_path = Path(tmp)
-    try:
-        yield tmp_path
-        os.replace(tmp_path, dest)
-    finally:
-        if tmp_path.exists():
-            tmp_path.unlink()
-
-
-def write_json(dest: str | os.PathLike, doc: Any) -> None:
-    """Write ``doc`` as indented JSON, atomically."""
-    with atomic_path(dest) as tmp:
-        tmp.write_text(json.dumps(doc, indent=2) + "\n")
-
-
-def write_raster(dest: str | os.PathLike, data: np.ndarray, *, crs: Any = None,
-                 transform: Any = None, nodata: float | None = None,
-                 mask: np.ndarray | None = None, bands: dict | None = None) -> None:
-    """Write a (B, H, W) array as a tiled, deflate-compressed GeoTIFF, atomically.
-
-    Args:
-        mask: (H, W) bool, True = valid, written as GDAL's internal per-dataset mask band
-            (for data that declares no nodata value: no valid value is given up to mark the
-            invalid pixels).
-        bands: per-band metadata as :attr:`Raster.bands` holds it, copied when it has one
-            entry per band.
-    """
-    b, h, w = data.shape
-    profile = {"driver": "GTiff", "height": h, "width": w, "count": b, "dtype": data.dtype.name,
-               "compress": "deflate", "alpha": "UNSPECIFIED"}
-    if h >= 256 and w >= 256:
-        profile.update(tiled=True, blockxsize=256, blockysize=256)
-    if crs is not None:
-        profile["crs"] = crs
-    if transform is not None:
-        profile["transform"] = transform
-    if nodata is not None:
-        profile["nodata"] = nodata
-    with atomic_path(dest) as tmp:
-        with warnings.catch_warnings(), rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True):
-            warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            with rasterio.open(tmp, "w", **profile) as dst:
-                dst.write(data)
-                write_band_metadata(dst, bands or {})
-                if mask is not None:
-                    dst.write_mask(np.where(mask, 255, 0).astype(np.uint8))
-
-
 def band_metadata(src) -> dict:
     """:attr:`Raster.bands` of an open rasterio dataset."""
     return {"colorinterp": tuple(c.name for c in src.colorinterp),
             "descriptions": tuple(src.descriptions), "scales": tuple(src.scales),
             "offsets": tuple(src.offsets)}
-
-
-def write_band_metadata(dst, bands: dict) -> None:
-    """Colour interpretation, descriptions, scales and offsets of :attr:`Raster.bands`, where
-    they have one entry per band of ``dst``."""
-    n = dst.count
-    ci = bands.get("colorinterp") or ()
-    if len(ci) == n:
-        dst.colorinterp = [ColorInterp[c] for c in ci]
-    for i, d in enumerate(bands.get("descriptions") or ()):
-        if d and len(bands["descriptions"]) == n:
-            dst.set_band_description(i + 1, d)
-    if len(bands.get("scales") or ()) == n:
-        dst.scales = bands["scales"]
-    if len(bands.get("offsets") or ()) == n:
-        dst.offsets = bands["offsets"]

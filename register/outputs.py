@@ -17,7 +17,8 @@ from .checks import InputError, check_output_dir
 from .config import Config, config_to_dict
 from .frames import is_sar
 from .geometry import transfer
-from .io import Raster, source_map, to_gray, write_json
+from .io import Raster, source_map, to_gray
+from .write import write_json
 from .tiepoints import tie_points, write_tie_points
 
 

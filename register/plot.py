@@ -20,7 +20,7 @@ from matplotlib.lines import Line2D
 
 from .checks import InputError, check_homography, check_points
 from .geometry import resize_map
-from .io import atomic_path
+from .write import atomic_path
 from .patches import warp_image
 
 #: Widest figure written, in pixels.

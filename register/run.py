@@ -6,9 +6,7 @@ usage (one line on stderr saying what was wrong and what to do).
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -103,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     from .checks import InputError
     from .io import READ_MAX_SIDE, read_image
     from .outputs import write_outputs
+    from .process import preload
     from .score import resolve_device
     from .scorers import make_scorer
 
@@ -126,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         check_inputs(fixed, moving, cfg)
         scorer = make_scorer(cfg, device=device)  # loads weights only for a network scorer
         if cfg.make_figures:  # matplotlib's import (0.3 s) overlaps the registration
-            threading.Thread(target=_preload, args=("register.plot",), daemon=True).start()
+            preload("register.plot")
         say(f"registering {args.moving.name} onto {args.fixed.name} ({scorer.name} scorer"
             f"{', ' + str(device) if scorer.name != 'structural' else ''})")
         result = register_pair(fixed, moving, cfg, model=getattr(scorer, "model", None),
@@ -159,26 +158,7 @@ def _summary(result, out: Path, say) -> int:
     return 1
 
 
-def _preload(module: str) -> None:
-    """Import ``module`` (on a background thread); a failure is left to the real import."""
-    from importlib import import_module
-
-    try:
-        import_module(module)
-    except Exception:  # noqa: BLE001 - reported where the module is used
-        pass
-
-
-def console() -> None:
-    """The ``register`` console script and ``python -m register.run``: :func:`main`, then exit
-    without the interpreter's teardown. Every output is written and closed by then; tearing
-    down torch, OpenCV and matplotlib took 0.4-0.5 s after importing them (docs/results.md,
-    "Speed, session 16")."""
-    status = main()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(status)
-
-
 if __name__ == "__main__":
-    console()
+    from .process import exit_after
+
+    exit_after(main)

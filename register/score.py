@@ -22,7 +22,7 @@ import torch
 
 from .checks import InputError
 from .config import PRECISIONS, WEIGHTS_DIR
-from .io import atomic_path
+from .write import atomic_path
 from .nn.ssml_qnet import ModelConfig, SSMLQNet
 from .patches import to_tensor
 

@@ -14,7 +14,8 @@ import os
 import numpy as np
 
 from .geometry import transfer
-from .io import Raster, atomic_path, full_grid
+from .io import Raster, full_grid
+from .write import atomic_path
 
 #: columns of ``tiepoints.csv``; the ``*_map_*`` ones are empty without georeferencing
 CSV_FIELDS = ("fixed_x", "fixed_y", "moving_x", "moving_y", "fixed_map_x", "fixed_map_y",

