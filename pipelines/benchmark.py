@@ -112,8 +112,9 @@ def main(argv: list[str] | None = None) -> int:
     med = statistics.median(r["seconds"] for r in rows if r["pair"] != COLD)
     args.out.mkdir(parents=True, exist_ok=True)
     write_csv(args.out / "runs.csv", rows)
+    info = scorer.info()  # as it ran: the weights and the precision
     resolved = {**{k: str(v) for k, v in vars(args).items()}, "config": config_to_dict(cfg),
-                "network_precision": scorer.info().get("precision"),  # as it ran
+                "network_precision": info.get("precision"),
                 "cpu": platform.processor() or platform.machine(), "torch": torch.__version__,
                 "median_s": med, "cold_cli_median_s": statistics.median(
                     [r["seconds"] for r in rows if r["pair"] == COLD] or [float("nan")])}
@@ -124,7 +125,6 @@ def main(argv: list[str] | None = None) -> int:
         for r in rows:
             if r["pair"] != COLD:
                 per.setdefault(r["pair"], []).append(r["seconds"])
-        info = scorer.info()
         weights = (f", weights `{info['weights']}` in {info['precision']}"
                    if "weights" in info else "")
         lines = [f"Settings: {args.threads} CPU threads, device {args.device}, scorer "

