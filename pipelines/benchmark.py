@@ -31,6 +31,7 @@ from register.scorers import make_scorer
 from register.config import PRECISIONS, Config, config_to_dict, data_root
 from register.io import from_array, read_image
 from register.memory import hold_freed_memory
+from register.threads import limit_threads
 
 PAIRS = [("mifnet opt-sar", "mifnet_examples/opt_sar_1.png", "mifnet_examples/opt_sar_2.png"),
          ("mifnet opt-nir", "mifnet_examples/opt_nir_1.png", "mifnet_examples/opt_nir_2.png"),
@@ -77,7 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cold", type=int, default=3,
                    help="whole CLI runs on the demo pair, each a fresh process (0: none)")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=int, default=2,
+                   help="threads for torch, OpenCV and the search (register.threads.limit_threads)")
     p.add_argument("--model", default="auto")
     p.add_argument("--precision", choices=PRECISIONS, default="auto",
                    help="the network's arithmetic (register.score.set_precision)")
@@ -89,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     hold_freed_memory()
-    torch.set_num_threads(args.threads)
+    limit_threads(args.threads)
     cfg = Config(model=args.model, precision=args.precision)
     scorer = make_scorer(cfg, device=args.device)  # the network only for a network scorer
     model = getattr(scorer, "model", None)

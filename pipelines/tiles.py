@@ -186,7 +186,8 @@ def run_batch(fixed: str, moving: str, out_dir: str | Path, cfg: Config, *, tile
               command: str = "") -> dict:
     """Register every overlapping (fixed, moving) pair tile by tile and write all outputs.
 
-    ``threads``: torch threads per local worker (default: CPU cores // workers). Returns counts:
+    ``threads``: threads per local worker for torch, OpenCV and the search's pool
+    (:func:`register.threads.limit_threads`; default: CPU cores // workers). Returns counts:
     ``tiles``; ``done`` / ``failed`` (registered in this run); ``skipped`` (complete from an
     earlier run); ``failed_total`` (failed tiles in the final results); ``pairs``; ``disjoint``;
     ``seconds`` (wall time of the tile stage, worker start-up included); ``tiles_per_s`` (tiles
@@ -320,7 +321,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "LocalCluster's workers; ignored with a scheduler address (default: "
                         "%(default)s)")
     p.add_argument("--threads", type=int, default=None,
-                   help="torch threads per local worker (default: CPU cores // workers)")
+                   help="threads per local worker for torch, OpenCV and the search "
+                        "(default: CPU cores // workers)")
     p.add_argument("--scheduler", default=None,
                    help="address of a running Dask distributed scheduler (tcp://host:8786), "
                         "or 'local' to start a Dask LocalCluster of --workers processes here")

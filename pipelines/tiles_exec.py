@@ -35,11 +35,12 @@ def _model(name: str, device: str, seed: int):
 
 
 def _init_worker(model: tuple | None, threads: int) -> None:
-    """Process-pool initializer: set torch's thread count and load the network once (``model``
-    None: the scorer needs none)."""
-    import torch
+    """Process-pool initializer: limit the process's threads (torch, OpenCV and the search's
+    pool: :func:`register.threads.limit_threads`) and load the network once (``model`` None:
+    the scorer needs none)."""
+    from register.threads import limit_threads
 
-    torch.set_num_threads(threads)
+    limit_threads(threads)
     if model is not None:
         _model(*model)
 
@@ -155,17 +156,13 @@ def execute(jobs: list[dict], on_result: Callable[[dict], None], *, workers: int
             if local is not None:
                 local.close()
     elif workers <= 1:
-        import torch
+        from register.threads import thread_limit
 
-        before = torch.get_num_threads()
-        torch.set_num_threads(threads)
-        try:
+        with thread_limit(threads):
             if model is not None:
                 _model(*model)
             for job in jobs:
                 on_result(task(job))
-        finally:
-            torch.set_num_threads(before)
     else:
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -179,7 +176,7 @@ def execute(jobs: list[dict], on_result: Callable[[dict], None], *, workers: int
 
 
 def _local_cluster(cluster_class, workers: int, threads: int):
-    """A Dask LocalCluster of ``workers`` single-task processes with ``threads`` torch threads.
+    """A Dask LocalCluster of ``workers`` single-task processes of ``threads`` threads each.
 
     Dask's nanny starts its workers with ``MALLOC_TRIM_THRESHOLD_=65536``. Setting any glibc
     malloc threshold turns off glibc's dynamic mmap threshold (mallopt(3)), so every buffer

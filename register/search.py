@@ -17,7 +17,6 @@ All transforms are 3x3 float64 homographies mapping a moving pixel (x = column, 
 from __future__ import annotations
 
 import math
-import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Iterator
@@ -30,7 +29,7 @@ from .config import SearchConfig
 from .geometry import corner_distance, similarity, translation
 from .structural import (N_ORIENTATIONS, correlation_peak, downsized, frame_channels,
                          oriented_gradient_channels, spectrum, surface_peak, Spectrum)
-from .threads import torch_threads
+from .threads import pool_size, torch_threads
 
 
 @dataclass(frozen=True)
@@ -187,7 +186,8 @@ def iter_hypotheses(fixed: np.ndarray, fixed_mask: np.ndarray, moving: np.ndarra
     its hypothesis is asked for, so a loop that stops early does not pay for the others."""
     # many small FFTs on a thread pool of our own: one torch thread each (register.threads);
     # entered anew for each piece of work, so a paused generator leaves the caller's setting
-    with torch_threads(1), _pool() as pool:
+    workers = pool_size()
+    with torch_threads(1), _pool(workers) as pool:
         ranked = _search(fixed, fixed_mask, moving, moving_mask, cfg, pool)
     if ranked is None:
         return
@@ -196,7 +196,7 @@ def iter_hypotheses(fixed: np.ndarray, fixed_mask: np.ndarray, moving: np.ndarra
     for k, (angle, scale, _) in enumerate(distinct):
         if len(out) >= cfg.top_k:
             return
-        with torch_threads(1), _pool() as pool:
+        with torch_threads(1), _pool(workers) as pool:
             hyp = _refine(fine, smoothed[scale], mask_u8, angle, scale, cfg, pool, centre.get(k))
         if any(_close(hyp.H, h.H, fixed.shape) for h in out):
             continue
@@ -204,8 +204,8 @@ def iter_hypotheses(fixed: np.ndarray, fixed_mask: np.ndarray, moving: np.ndarra
         yield hyp
 
 
-def _pool() -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(max_workers=os.cpu_count() or 1)
+def _pool(workers: int) -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=workers)
 
 
 def _search(fixed: np.ndarray, fixed_mask: np.ndarray, moving: np.ndarray,

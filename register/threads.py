@@ -1,16 +1,24 @@
-"""Torch intra-op threads for stages made of many small tensor operations.
+"""CPU threads: torch's for stages made of many small tensor operations, and a process's budget.
 
 RANSAC's tiny batched solves and the search's per-hypothesis FFTs are far faster on one torch
 thread each than with several threads fighting over them, and the search already runs its
 scales on a thread pool of its own. Measured on the 2-core machine: the coarse search on a
 512x512 pair takes 2.0 s with one torch thread and 4.1 s with two.
+
+A worker process that shares the machine's cores with others (:mod:`pipelines.tiles`) limits
+all three of its thread pools at once with :func:`limit_threads`: torch's intra-op threads,
+OpenCV's, and the search's pool (:func:`pool_size`). Without a limit each uses every core.
 """
 from __future__ import annotations
 
+import os
 from contextlib import contextmanager
 from typing import Iterator
 
+import cv2
 import torch
+
+_budget: int | None = None  # set by limit_threads; None: every core
 
 
 @contextmanager
@@ -25,3 +33,41 @@ def torch_threads(n: int) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+def pool_size() -> int:
+    """Threads for a pool of this process's own (the search's scales): the CPU count, or the
+    budget :func:`limit_threads` set when it is smaller."""
+    cores = os.cpu_count() or 1
+    return cores if _budget is None else max(1, min(cores, _budget))
+
+
+def limit_threads(n: int) -> None:
+    """Use at most ``n`` threads per parallel stage in this process: torch's intra-op threads,
+    OpenCV's (``cv2.setNumThreads``) and :func:`pool_size`. Process-wide, like the settings
+    it makes; :func:`thread_limit` undoes it after a block.
+
+    Raises:
+        ValueError: ``n`` < 1.
+    """
+    global _budget
+    if int(n) < 1:
+        raise ValueError(f"limit_threads: expected at least 1 thread, got {n}")
+    torch.set_num_threads(int(n))
+    cv2.setNumThreads(int(n))
+    _budget = int(n)
+
+
+@contextmanager
+def thread_limit(n: int) -> Iterator[None]:
+    """:func:`limit_threads` for the block; the previous torch and OpenCV counts and budget
+    are restored after."""
+    global _budget
+    before = (torch.get_num_threads(), cv2.getNumThreads(), _budget)
+    limit_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before[0])
+        cv2.setNumThreads(before[1])
+        _budget = before[2]
