@@ -237,7 +237,8 @@ def markdown(res: dict) -> str:
         "All numbers in this section come from the command above; rerun it to reproduce them "
         "(it rewrites this section with `--results`).", "",
         f"Machine: {res['machine']}; pipelines.tiles device `{res['device']}`, "
-        f"`--threads {a['threads']}`: thread(s) per worker for torch, OpenCV and the search. Model: `{res['model']}`. "
+        f"`--threads {a['threads']}`: thread(s) per worker for torch, OpenCV and the search. "
+        f"Model: `{res['model']}`. "
         f"Default `Config`. Python {platform.python_version()}.", "",
         "Input (built by the command in `<out>/input/`): FIXED = the two Landsat-8 B4 crops "
         f"`{CROPS_DIR}/*.tif` (800 x 800 px, 30 m); MOVING = a copy of each whose geotransform "
@@ -298,7 +299,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dask", type=int, nargs="*", default=[2],
                    help="worker counts of a Dask LocalCluster to run too (--scheduler local)")
     p.add_argument("--tile-size", type=int, default=200)
-    p.add_argument("--threads", type=int, default=1, help="threads per worker (torch, OpenCV, the search)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="threads per worker (torch, OpenCV, the search)")
     p.add_argument("--model", default="auto", help="passed to pipelines.tiles --model")
     p.add_argument("--device", default="auto", help="passed to pipelines.tiles --device")
     p.add_argument("--repeats", type=int, default=1, help="runs per worker count")

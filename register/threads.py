@@ -50,24 +50,25 @@ def limit_threads(n: int) -> None:
     Raises:
         ValueError: ``n`` < 1.
     """
-    global _budget
     if int(n) < 1:
         raise ValueError(f"limit_threads: expected at least 1 thread, got {n}")
-    torch.set_num_threads(int(n))
-    cv2.setNumThreads(int(n))
-    _budget = int(n)
+    _set(int(n), int(n), int(n))
 
 
 @contextmanager
 def thread_limit(n: int) -> Iterator[None]:
     """:func:`limit_threads` for the block; the previous torch and OpenCV counts and budget
     are restored after."""
-    global _budget
     before = (torch.get_num_threads(), cv2.getNumThreads(), _budget)
     limit_threads(n)
     try:
         yield
     finally:
-        torch.set_num_threads(before[0])
-        cv2.setNumThreads(before[1])
-        _budget = before[2]
+        _set(*before)
+
+
+def _set(torch_n: int, cv2_n: int, budget: int | None) -> None:
+    global _budget
+    torch.set_num_threads(torch_n)
+    cv2.setNumThreads(cv2_n)
+    _budget = budget
