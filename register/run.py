@@ -76,6 +76,9 @@ def _check_args(args: argparse.Namespace, out: Path) -> None:
         raise InputError(f"--max-keypoints must be at least 8, got {args.max_keypoints}")
     for name in ("fixed", "moving"):
         path = getattr(args, name)
+        if path.is_dir():
+            raise InputError(f"{name} image {path} is a folder; give one image file (a folder "
+                             "of images: examples/register_folder.py or python -m pipelines.tiles)")
         if not path.is_file():
             raise InputError(f"{name} image {path} does not exist; check the path")
     check_output_dir(out)  # before any work: a file in the way, or no write permission

@@ -66,6 +66,8 @@ def _bad_case(name: str, tmp: Path, data_root: Path, rgbn) -> tuple[list[str], s
     fixed, moving = rgbn
     if name == "missing_file":
         return [str(tmp / "nope.tif"), str(moving)], "does not exist"
+    if name == "folder":
+        return [str(fixed), str(tmp)], "is a folder"
     if name == "unreadable_file":
         bad = tmp / "notes.tif"
         bad.write_text("this is a text file, not a GeoTIFF\n")
@@ -96,7 +98,7 @@ def _bad_case(name: str, tmp: Path, data_root: Path, rgbn) -> tuple[list[str], s
     raise AssertionError(name)
 
 
-BAD = ["missing_file", "unreadable_file", "too_small", "constant", "all_nodata",
+BAD = ["missing_file", "folder", "unreadable_file", "too_small", "constant", "all_nodata",
        "band_out_of_range", "non_overlapping", "too_few_keypoints_option"]
 
 
