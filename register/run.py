@@ -15,9 +15,14 @@ from .config import (DEVICES, MODALITIES, PRECISIONS, SELECTIONS, TRANSFORMS, Co
 from .memory import hold_freed_memory
 
 
+def _prog() -> str:
+    """How the user called the command: the ``register`` console script or the module."""
+    return "register" if Path(sys.argv[0]).name == "register" else "python -m register.run"
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m register.run",
+        prog=_prog(),
         description="Register MOVING onto FIXED (optical/SAR, VIS/NIR, VIS/thermal) and write "
                     "aligned.tif, matches.png, overlay.png and report.json.")
     p.add_argument("fixed", type=Path, help="reference image (its grid and CRS are kept)")

@@ -18,7 +18,7 @@ from rasterio.transform import Affine
 from register.outputs import OUTPUTS
 from register.io import read_image
 from register.write import write_raster
-from register.run import main
+from register.run import build_parser, main
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -175,6 +175,13 @@ def test_main_help_exits_0(capsys):
     assert exc.value.code == 0
     out = capsys.readouterr().out
     assert "usage:" in out and "--out-dir" in out and "--overwrite" in out
+
+
+def test_build_parser_names_the_command_as_called(monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["/venv/bin/register", "--help"])
+    assert build_parser().format_usage().startswith("usage: register ")
+    monkeypatch.setattr(sys, "argv", ["/repo/register/run.py", "--help"])
+    assert build_parser().format_usage().startswith("usage: python -m register.run ")
 
 
 def test_build_parser_does_not_import_torch():
