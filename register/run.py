@@ -17,7 +17,7 @@ from .memory import hold_freed_memory
 
 def _prog() -> str:
     """How the user called the command: the ``register`` console script or the module."""
-    return "register" if Path(sys.argv[0]).name == "register" else "python -m register.run"
+    return "register" if Path(sys.argv[0]).stem == "register" else "python -m register.run"
 
 
 def build_parser() -> argparse.ArgumentParser:
