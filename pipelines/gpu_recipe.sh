@@ -28,7 +28,7 @@ mkdir -p "$OUT/weights" && OUT=$(cd "$OUT" && pwd)
 DEVICE=${DEVICE:-cuda} SEEDS=${SEEDS:-0 1 2 3} PER_IMAGE=${PER_IMAGE:-96}
 EPOCHS=${EPOCHS:-9} LR=${LR:-0.0005} BATCH=${BATCH:-256} MINUTES=${MINUTES:-3}
 STUDENT_EPOCHS=${STUDENT_EPOCHS:-14} STUDENT_LR=${STUDENT_LR:-0.002} STUDENT_MINUTES=${STUDENT_MINUTES:-3}
-PRESET=${PRESET:-paper} BENCH=${BENCH:-1} BENCH_ARGS=${BENCH_ARGS:-} JOBS=${JOBS:-16} WORK=${WORK:-/tmp/register_recipe}
+PRESET=${PRESET:-paper} BENCH=${BENCH:-1} BENCH_ARGS=${BENCH_ARGS:---variants library eager_bf16 channels_last compile} JOBS=${JOBS:-16} WORK=${WORK:-/tmp/register_recipe}
 MODS=${MODS:-vis-nir opt-sar opt-ir vis-lwir}
 export PYTHONPATH="$B/code${PYTHONPATH:+:$PYTHONPATH}" REGISTER_DATA="$B/data" PYTHONUNBUFFERED=1
 if ls "$B"/wheels/*.whl >/dev/null 2>&1; then

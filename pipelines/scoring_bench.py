@@ -1,7 +1,8 @@
 """Network scoring throughput: patch pairs per second and the fraction of the device's peak.
 
     python -m pipelines.scoring_bench [--device cuda] [--preset paper] [--batch-sizes 1024 4096]
-        [--variants library eager_bf16 channels_last compile] [--out runs/scoring_bench]
+        [--variants library eager_bf16 channels_last compile compile_graphs compile_bf16]
+        [--compile-backend inductor] [--out runs/scoring_bench]
 
 Measures, on one device and in one process:
 
@@ -11,7 +12,12 @@ Measures, on one device and in one process:
   copied to the device, bf16 autocast on CUDA, per-patch features then the pair head);
 * the network alone on device-resident patches, as variants: ``eager_bf16`` (plain forward under
   the library's autocast), ``channels_last`` (model and input in NHWC), ``compile``
-  (``torch.compile`` of the forward; its compile time is reported apart).
+  (``torch.compile`` of the forward; its compile time is reported apart), ``compile_graphs``
+  (compiled with ``mode="reduce-overhead"``: CUDA graphs replay a fixed batch shape's kernels
+  on CUDA), ``compile_bf16`` (weights and input in bfloat16, no autocast and its casts,
+  compiled).
+
+A variant that fails is recorded with its error and the others still run.
 
 Each figure is pairs/s and TFLOP/s (pairs/s x :func:`register.nn.ssml_qnet.count_flops`' pair
 FLOPs) and that as a fraction of the measured peak. Random weights (speed does not depend on
@@ -35,7 +41,8 @@ from register.nn.ssml_qnet import count_flops
 from register.patches import to_tensor
 from register.score import load_model, resolve_device, score_pairs
 
-VARIANTS = ("library", "eager_bf16", "channels_last", "compile")
+VARIANTS = ("library", "eager_bf16", "channels_last", "compile", "compile_graphs", "compile_bf16")
+COMPILED = ("compile", "compile_graphs", "compile_bf16")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", choices=("lite", "paper"), default="paper")
     p.add_argument("--batch-sizes", type=int, nargs="+", default=[1024, 4096])
     p.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
+    p.add_argument("--compile-backend", default="inductor",
+                   help="torch.compile backend of the compiled variants (eager: a quick check "
+                        "of the code path)")
     p.add_argument("--seconds", type=float, default=3.0, help="timed seconds per measurement")
     p.add_argument("--matmul-size", type=int, default=8192)
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
@@ -84,23 +94,30 @@ def matmul_peak(dev: torch.device, size: int, seconds: float) -> dict:
             "tflops": 2 * size ** 3 / dt / 1e12}
 
 
-def _variant_fn(name: str, model, a: torch.Tensor, b: torch.Tensor, dev: torch.device):
+def _variant_fn(name: str, model, a: torch.Tensor, b: torch.Tensor, dev: torch.device, *,
+                backend: str = "inductor"):
     """(callable scoring the batch (a, b), seconds spent preparing it) for a network variant."""
-    auto = torch.autocast("cuda", dtype=torch.bfloat16, enabled=dev.type == "cuda")
+    auto = torch.autocast("cuda", dtype=torch.bfloat16,
+                          enabled=dev.type == "cuda" and name != "compile_bf16")
     t0 = time.perf_counter()
     net = model
     if name == "channels_last":
         net = copy.deepcopy(model).to(memory_format=torch.channels_last)  # model stays NCHW
         a, b = (x.contiguous(memory_format=torch.channels_last) for x in (a, b))
-    elif name == "compile":
-        net = torch.compile(model)
+    elif name == "compile_bf16":
+        net = copy.deepcopy(model).to(torch.bfloat16)
+        a, b = a.to(torch.bfloat16), b.to(torch.bfloat16)
+    if name in COMPILED:
+        torch.compiler.reset()  # each variant compiles afresh (not against another's guards)
+        mode = "reduce-overhead" if name == "compile_graphs" else None
+        net = torch.compile(net, backend=backend, mode=mode)
 
     @torch.inference_mode()
     def run():
         with auto:
             return net(a, b)
-    if name == "compile":
-        run()  # compiles
+    if name in COMPILED:
+        run()  # compiles (and, for compile_graphs, records the graph on a later call)
         _sync(dev)
     return run, time.perf_counter() - t0
 
@@ -115,12 +132,16 @@ def measure(args: argparse.Namespace, dev: torch.device, record) -> None:
         pm = rng.integers(0, 256, (bs, 64, 64), dtype=np.uint8)
         for name in args.variants:
             prep = 0.0
-            if name == "library":
-                fn = lambda: score_pairs(model, pf, pm, batch_size=bs)  # noqa: E731
-            else:
-                a, b = to_tensor(pf).to(dev), to_tensor(pm).to(dev)
-                fn, prep = _variant_fn(name, model, a, b, dev)
-            dt = timed(fn, dev, args.seconds)
+            try:
+                if name == "library":
+                    fn = lambda: score_pairs(model, pf, pm, batch_size=bs)  # noqa: E731
+                else:
+                    a, b = to_tensor(pf).to(dev), to_tensor(pm).to(dev)
+                    fn, prep = _variant_fn(name, model, a, b, dev, backend=args.compile_backend)
+                dt = timed(fn, dev, args.seconds)
+            except Exception as exc:  # noqa: BLE001 - one variant's failure is a result too
+                record({"variant": name, "batch": bs, "error": f"{type(exc).__name__}: {exc}"})
+                continue
             record({"variant": name, "batch": bs, "pairs_per_s": bs / dt,
                     "tflops": bs / dt * flops / 1e12, "prepare_s": round(prep, 2)})
 
@@ -146,11 +167,15 @@ def main(argv: list[str] | None = None) -> int:
     save()
 
     def record(row: dict) -> None:
-        row["fraction_of_peak"] = row["tflops"] / doc["peak"]["tflops"]
         doc["runs"].append(row)
-        print(f"{row['variant']:>13} batch {row['batch']:>5}: {row['pairs_per_s']:9.0f} pairs/s "
-              f"{row['tflops']:7.2f} TFLOP/s ({100 * row['fraction_of_peak']:.1f} % of peak)",
-              file=sys.stderr, flush=True)
+        if "error" in row:
+            print(f"{row['variant']:>14} batch {row['batch']:>5}: failed: {row['error']}",
+                  file=sys.stderr, flush=True)
+        else:
+            row["fraction_of_peak"] = row["tflops"] / doc["peak"]["tflops"]
+            print(f"{row['variant']:>14} batch {row['batch']:>5}: {row['pairs_per_s']:9.0f} "
+                  f"pairs/s {row['tflops']:7.2f} TFLOP/s ({100 * row['fraction_of_peak']:.1f} % "
+                  "of peak)", file=sys.stderr, flush=True)
         save()
 
     measure(args, dev, record)

@@ -71,7 +71,9 @@ def test_gpu_e2e_registers_from_a_bundle_without_rasterio(data_root, tmp_path):
     (hide / "__init__.py").write_text("raise ImportError('not on this machine')\n")
     env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": str(tmp_path),
            "PYTHONPATH": str(hide.parent), "DEVICE": "cpu", "MODELS": "auto", "REPEATS": "1",
-           "THREADS": "2", "LIMIT": "1", "EVAL_MODEL": "auto", "WORK": str(tmp_path / "work")}
+           "THREADS": "2", "LIMIT": "1", "EVAL_MODEL": "auto", "WORK": str(tmp_path / "work"),
+           "BENCH_ARGS": "--preset lite --batch-sizes 4 --seconds 0.02 --matmul-size 64 "
+                         "--variants library compile_bf16 --compile-backend eager"}
     out = tmp_path / "out"
     r = subprocess.run(["bash", str(REPO / "pipelines" / "gpu_e2e.sh"), str(bundle), str(out)],
                        env=env, capture_output=True, text=True, timeout=600)
@@ -82,6 +84,9 @@ def test_gpu_e2e_registers_from_a_bundle_without_rasterio(data_root, tmp_path):
     assert bench["median_s"] > 0 and bench["device"] == "cpu"
     rows = (out / "eval" / "pairs.csv").read_text().splitlines()
     assert len(rows) == 2 and ",ok," in rows[1]
+    scoring = json.loads((out / "scoring" / "scoring_bench.json").read_text())
+    assert [r["variant"] for r in scoring["runs"]] == ["library", "compile_bf16"]
+    assert all(r["pairs_per_s"] > 0 for r in scoring["runs"]) and "% of peak" in log
 
 
 def test_gpu_e2e_without_kornia_says_to_carry_its_wheels(tmp_path):

@@ -224,3 +224,14 @@ def test_set_precision_auto_follows_native_bfloat16(monkeypatch, random_model):
         set_precision(random_model, "half")
     assert resolve_precision("float32", "cpu") == "float32"
     assert resolve_precision("bfloat16", "cpu") == "bfloat16"
+
+
+def test_to_device_gives_to_tensors_numbers(real_patches):
+    from register.patches import to_tensor
+    from register.score import _to_device
+
+    p = real_patches[0]
+    x = _to_device(p, torch.device("cpu"))
+    assert x.dtype == torch.float32 and x.shape == (len(p), 1, 64, 64)
+    assert torch.equal(x, to_tensor(p))
+    assert torch.equal(_to_device(p[:0], torch.device("cpu")), to_tensor(p[:0]))
