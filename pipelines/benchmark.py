@@ -9,7 +9,11 @@ of EPFL VIS-NIR test images, after one warm-up run, and reports the median. The 
 the network, when it needs one) is made once, as the batch programs do. Then the whole
 command line on the demo pair, as a user waits for it: ``--cold`` fresh
 ``python -m register.run`` processes (imports, figures and aligned.tif included), wall time.
-The resolved config and per-run CSV are saved in ``--out``.
+With ``--scoring-batch N`` (the default on CUDA: 4096), also the network's scoring rate
+through the library (``register.score.score_pairs`` on N random patch pairs, uint8 on the host
+as the pipeline has them) in pairs/s and as a fraction of the same run's measured
+matrix-multiply peak (bf16 on CUDA, fp32 on the CPU; :mod:`pipelines.scoring_bench` measures
+the network's variants). The resolved config and per-run CSV are saved in ``--out``.
 """
 from __future__ import annotations
 
@@ -83,9 +87,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="auto")
     p.add_argument("--precision", choices=PRECISIONS, default="auto",
                    help="the network's arithmetic (register.score.set_precision)")
+    p.add_argument("--scoring-batch", type=int, default=None,
+                   help="pairs per batch of the scoring-rate measurement (default: 4096 on "
+                        "CUDA, 0 = none on the CPU)")
+    p.add_argument("--scoring-seconds", type=float, default=2.0,
+                   help="timed seconds of the scoring rate and of the peak")
     p.add_argument("--out", type=Path, default=Path("runs/benchmark"))
     p.add_argument("--results", type=Path, default=None, help="markdown file to update")
     return p
+
+
+def scoring_rate(model, batch: int, seconds: float, *, seed: int = 0) -> dict:
+    """The network's scoring rate through :func:`register.score.score_pairs` on ``batch`` random
+    (64, 64) uint8 patch pairs (pairs/s, TFLOP/s) against the device's measured peak."""
+    import numpy as np
+
+    from pipelines.scoring_bench import matmul_peak, timed
+    from register.nn.ssml_qnet import count_flops
+    from register.score import score_pairs
+
+    dev = next(model.parameters()).device
+    rng = np.random.default_rng(seed)
+    pf, pm = (rng.integers(0, 256, (batch, 64, 64), dtype=np.uint8) for _ in range(2))
+    dt = timed(lambda: score_pairs(model, pf, pm, batch_size=batch), dev, seconds)
+    peak = matmul_peak(dev, 8192 if dev.type == "cuda" else 1024, seconds)
+    tflops = batch / dt * count_flops(model)["pair"] / 1e12
+    return {"batch": batch, "pairs_per_s": round(batch / dt, 1), "tflops": round(tflops, 4),
+            "peak_tflops": round(peak["tflops"], 3), "peak_dtype": peak["dtype"],
+            "fraction_of_peak": round(tflops / peak["tflops"], 5)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -112,6 +141,11 @@ def main(argv: list[str] | None = None) -> int:
                          "inliers": res.counts.get("num_inliers", 0)})
             print(f"{name} #{rep}: {dt:.2f} s ({res.status})", file=sys.stderr)
     med = statistics.median(r["seconds"] for r in rows if r["pair"] != COLD)
+    scoring = None
+    if model is not None:  # by default on CUDA only (--device cuda, or auto finding a GPU)
+        on_cuda = next(model.parameters()).device.type == "cuda"
+        batch = (4096 if on_cuda else 0) if args.scoring_batch is None else args.scoring_batch
+        scoring = scoring_rate(model, batch, args.scoring_seconds) if batch else None
     args.out.mkdir(parents=True, exist_ok=True)
     write_csv(args.out / "runs.csv", rows)
     info = scorer.info()  # as it ran: the weights and the precision
@@ -119,33 +153,51 @@ def main(argv: list[str] | None = None) -> int:
                 "network_precision": info.get("precision"),
                 "cpu": platform.processor() or platform.machine(), "torch": torch.__version__,
                 "median_s": med, "cold_cli_median_s": statistics.median(
-                    [r["seconds"] for r in rows if r["pair"] == COLD] or [float("nan")])}
+                    [r["seconds"] for r in rows if r["pair"] == COLD] or [float("nan")]),
+                "scoring": scoring}
     (args.out / "config.json").write_text(json.dumps(resolved, indent=2) + "\n")
     print(f"median {med:.2f} s over {sum(r['pair'] != COLD for r in rows)} runs")
+    if scoring:
+        print(f"scoring {scoring['pairs_per_s']:.0f} pairs/s, "
+              f"{100 * scoring['fraction_of_peak']:.1f} % of the measured "
+              f"{scoring['peak_dtype']} peak")
     if args.results:
-        per = {}
-        for r in rows:
-            if r["pair"] != COLD:
-                per.setdefault(r["pair"], []).append(r["seconds"])
-        weights = (f", weights `{info['weights']}` in {info['precision']}"
-                   if "weights" in info else "")
-        lines = [f"Settings: {args.threads} CPU threads, device {args.device}, scorer "
-                 f"`{info['name']}`{weights}.", "",
-                 "| pair (512x512) | median s | status |", "|---|---|---|"]
-        for k, v in per.items():
-            st = {r["status"] for r in rows if r["pair"] == k}
-            lines.append(f"| {k} | {statistics.median(v):.2f} | {', '.join(sorted(st))} |")
-        lines.append(f"| **all** | **{med:.2f}** | |")
-        cold = [r for r in rows if r["pair"] == COLD]
-        if cold:
-            lines += ["", f"The whole command line on the demo pair, {len(cold)} fresh processes "
-                      "(`python -m register.run opt_sar_1.png opt_sar_2.png --out-dir DIR "
-                      "--overwrite --quiet`, wall time): "
-                      + ", ".join(f"{r['seconds']:.2f}" for r in cold)
-                      + f" s, median **{statistics.median(r['seconds'] for r in cold):.2f} s**."]
-        write_section(args.results, "benchmark", "\n".join(lines),
+        write_section(args.results, "benchmark", _results(args, rows, med, info, scoring),
                       command=command_line("pipelines.benchmark", argv))
     return 0
+
+
+def _results(args: argparse.Namespace, rows: list[dict], med: float, info: dict,
+             scoring: dict | None) -> str:
+    """The benchmark's section of ``--results``: per-pair medians, the cold runs, the scoring
+    rate."""
+    per = {}
+    for r in rows:
+        if r["pair"] != COLD:
+            per.setdefault(r["pair"], []).append(r["seconds"])
+    weights = (f", weights `{info['weights']}` in {info['precision']}"
+               if "weights" in info else "")
+    lines = [f"Settings: {args.threads} CPU threads, device {args.device}, scorer "
+             f"`{info['name']}`{weights}.", "",
+             "| pair (512x512) | median s | status |", "|---|---|---|"]
+    for k, v in per.items():
+        st = {r["status"] for r in rows if r["pair"] == k}
+        lines.append(f"| {k} | {statistics.median(v):.2f} | {', '.join(sorted(st))} |")
+    lines.append(f"| **all** | **{med:.2f}** | |")
+    cold = [r for r in rows if r["pair"] == COLD]
+    if cold:
+        lines += ["", f"The whole command line on the demo pair, {len(cold)} fresh processes "
+                  "(`python -m register.run opt_sar_1.png opt_sar_2.png --out-dir DIR "
+                  "--overwrite --quiet`, wall time): "
+                  + ", ".join(f"{r['seconds']:.2f}" for r in cold)
+                  + f" s, median **{statistics.median(r['seconds'] for r in cold):.2f} s**."]
+    if scoring:
+        lines += ["", f"Network scoring through the library (batch {scoring['batch']}): "
+                  f"**{scoring['pairs_per_s']:.0f} pairs/s**, {scoring['tflops']:.3g} TFLOP/s, "
+                  f"{100 * scoring['fraction_of_peak']:.1f} % of this run's measured "
+                  f"{scoring['peak_dtype']} matrix-multiply peak ({scoring['peak_tflops']:.1f} "
+                  "TFLOP/s)."]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
