@@ -77,7 +77,8 @@ def cold_runs(root: Path, n: int, *, device: str, model: str,
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m pipelines.benchmark", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m pipelines.benchmark",
+                                description=__doc__.split("\n")[0])
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--cold", type=int, default=3,
                    help="whole CLI runs on the demo pair, each a fresh process (0: none)")
