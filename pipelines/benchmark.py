@@ -113,9 +113,9 @@ def scoring_rate(model, batch: int, seconds: float, *, seed: int = 0) -> dict:
     dt = timed(lambda: score_pairs(model, pf, pm, batch_size=batch), dev, seconds)
     peak = matmul_peak(dev, 8192 if dev.type == "cuda" else 1024, seconds)
     tflops = batch / dt * count_flops(model)["pair"] / 1e12
-    return {"batch": batch, "pairs_per_s": round(batch / dt, 1), "tflops": round(tflops, 4),
-            "peak_tflops": round(peak["tflops"], 3), "peak_dtype": peak["dtype"],
-            "fraction_of_peak": round(tflops / peak["tflops"], 5)}
+    return {"batch": batch, "pairs_per_s": batch / dt, "tflops": tflops,
+            "peak_tflops": peak["tflops"], "peak_dtype": peak["dtype"],
+            "fraction_of_peak": tflops / peak["tflops"]}
 
 
 def main(argv: list[str] | None = None) -> int:
