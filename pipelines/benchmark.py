@@ -27,14 +27,18 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from pipelines.report import command_line, write_csv, write_section
+from pipelines.scoring_bench import matmul_peak, pair_rate, random_patches
 from register.api import register_pair
 from register.scorers import make_scorer
 from register.config import PRECISIONS, Config, config_to_dict, data_root
 from register.io import from_array, read_image
 from register.memory import hold_freed_memory
+from register.nn.ssml_qnet import count_flops
+from register.score import score_pairs
 from register.threads import limit_threads
 
 PAIRS = [("mifnet opt-sar", "mifnet_examples/opt_sar_1.png", "mifnet_examples/opt_sar_2.png"),
@@ -101,21 +105,13 @@ def build_parser() -> argparse.ArgumentParser:
 def scoring_rate(model, batch: int, seconds: float, *, seed: int = 0) -> dict:
     """The network's scoring rate through :func:`register.score.score_pairs` on ``batch`` random
     (64, 64) uint8 patch pairs (pairs/s, TFLOP/s) against the device's measured peak."""
-    import numpy as np
-
-    from pipelines.scoring_bench import matmul_peak, timed
-    from register.nn.ssml_qnet import count_flops
-    from register.score import score_pairs
-
     dev = next(model.parameters()).device
-    rng = np.random.default_rng(seed)
-    pf, pm = (rng.integers(0, 256, (batch, 64, 64), dtype=np.uint8) for _ in range(2))
-    dt = timed(lambda: score_pairs(model, pf, pm, batch_size=batch), dev, seconds)
+    pf, pm = random_patches(batch, np.random.default_rng(seed))
+    rate = pair_rate(lambda: score_pairs(model, pf, pm, batch_size=batch), dev, batch,
+                     count_flops(model)["pair"], seconds)
     peak = matmul_peak(dev, 8192 if dev.type == "cuda" else 1024, seconds)
-    tflops = batch / dt * count_flops(model)["pair"] / 1e12
-    return {"batch": batch, "pairs_per_s": batch / dt, "tflops": tflops,
-            "peak_tflops": peak["tflops"], "peak_dtype": peak["dtype"],
-            "fraction_of_peak": tflops / peak["tflops"]}
+    return {"batch": batch, **rate, "peak_tflops": peak["tflops"], "peak_dtype": peak["dtype"],
+            "fraction_of_peak": rate["tflops"] / peak["tflops"]}
 
 
 def main(argv: list[str] | None = None) -> int:

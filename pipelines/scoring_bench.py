@@ -122,14 +122,25 @@ def _variant_fn(name: str, model, a: torch.Tensor, b: torch.Tensor, dev: torch.d
     return run, time.perf_counter() - t0
 
 
+def random_patches(batch: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Two (batch, 64, 64) uint8 arrays of random patches (speed does not depend on content)."""
+    return tuple(rng.integers(0, 256, (batch, 64, 64), dtype=np.uint8) for _ in range(2))
+
+
+def pair_rate(fn, dev: torch.device, batch: int, flops: float, seconds: float) -> dict:
+    """``pairs_per_s`` and ``tflops`` of ``fn``, which scores ``batch`` pairs of ``flops`` each
+    (:func:`timed` over ``seconds``)."""
+    dt = timed(fn, dev, seconds)
+    return {"pairs_per_s": batch / dt, "tflops": batch / dt * flops / 1e12}
+
+
 def measure(args: argparse.Namespace, dev: torch.device, record) -> None:
     """Every (variant, batch size) measurement, each passed to ``record`` as it completes."""
     model = load_model(f"random-{args.preset}", dev, seed=args.seed)
     flops = count_flops(model)["pair"]
     rng = np.random.default_rng(args.seed)
     for bs in args.batch_sizes:
-        pf = rng.integers(0, 256, (bs, 64, 64), dtype=np.uint8)
-        pm = rng.integers(0, 256, (bs, 64, 64), dtype=np.uint8)
+        pf, pm = random_patches(bs, rng)
         for name in args.variants:
             prep = 0.0
             try:
@@ -138,12 +149,11 @@ def measure(args: argparse.Namespace, dev: torch.device, record) -> None:
                 else:
                     a, b = to_tensor(pf).to(dev), to_tensor(pm).to(dev)
                     fn, prep = _variant_fn(name, model, a, b, dev, backend=args.compile_backend)
-                dt = timed(fn, dev, args.seconds)
+                rate = pair_rate(fn, dev, bs, flops, args.seconds)
             except Exception as exc:  # noqa: BLE001 - one variant's failure is a result too
                 record({"variant": name, "batch": bs, "error": f"{type(exc).__name__}: {exc}"})
                 continue
-            record({"variant": name, "batch": bs, "pairs_per_s": bs / dt,
-                    "tflops": bs / dt * flops / 1e12, "prepare_s": round(prep, 2)})
+            record({"variant": name, "batch": bs, **rate, "prepare_s": round(prep, 2)})
 
 
 def main(argv: list[str] | None = None) -> int:

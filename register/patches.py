@@ -93,4 +93,10 @@ def crop_patches(image: np.ndarray, xy: np.ndarray, *, size: int = PATCH_SIZE,
 
 def to_tensor(patches: np.ndarray) -> torch.Tensor:
     """(N, S, S) uint8 patches -> (N, 1, S, S) float32 tensor in [0, 1] (on the CPU)."""
-    return torch.from_numpy(np.ascontiguousarray(patches)).float().div_(255.0).unsqueeze(1)
+    return to_unit_float(torch.from_numpy(np.ascontiguousarray(patches)))
+
+
+def to_unit_float(x: torch.Tensor) -> torch.Tensor:
+    """(N, S, S) uint8 tensor -> (N, 1, S, S) float32 in [0, 1], on ``x``'s device (where
+    :func:`register.score.embed` converts the patches it copied there)."""
+    return x.float().div_(255.0).unsqueeze(1)

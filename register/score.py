@@ -24,6 +24,7 @@ from .checks import InputError
 from .config import PRECISIONS, WEIGHTS_DIR
 from .write import atomic_path
 from .nn.ssml_qnet import ModelConfig, SSMLQNet
+from .patches import to_unit_float
 
 #: Shipped weights (``register/weights/MODEL_CARD.md``): one joint model per preset, the
 #: paper-width network and the lite preset distilled from it.
@@ -226,11 +227,12 @@ def _autocast(model: SSMLQNet, dev: torch.device):
 def _to_device(patches: np.ndarray, dev: torch.device) -> torch.Tensor:
     """(N, S, S) uint8 patches -> (N, 1, S, S) float32 in [0, 1] on ``dev``, the numbers of
     :func:`register.patches.to_tensor`: copied as uint8 (a quarter of float32's bytes; from
-    pinned memory on CUDA, so that the copy does not wait for the device) and converted there."""
+    pinned memory on CUDA, so that the copy does not wait for the device) and converted there
+    (:func:`register.patches.to_unit_float`)."""
     x = torch.from_numpy(np.ascontiguousarray(patches))
     if dev.type == "cuda":
         x = x.pin_memory()
-    return x.to(dev, non_blocking=True).float().div_(255.0).unsqueeze(1)
+    return to_unit_float(x.to(dev, non_blocking=True))
 
 
 @torch.inference_mode()
