@@ -31,6 +31,7 @@ from .decide import Evidence, Policy, Verdict, bend_limit, judge, network_vote_c
 from .frames import georef_homography, is_sar, working_images
 from .geometry import transfer
 from .io import READ_MAX_SIDE, Raster, read_image, to_gray
+from .hypotheses import SEARCH
 from .match import Matches
 from .estimate import refit, support_of
 from .judged import Candidate, Judged
@@ -204,7 +205,7 @@ def _decide(pipe: Pipeline, georef: Hypothesis | None, cfg: Config,
     (:meth:`Pipeline.lower_order`)."""
     Sf, Sm = maps
     trial = pipe.try_hypotheses(georef)
-    how = ", ".join(trial.sources) or "rotation/scale search"
+    how = ", ".join(trial.sources) or SEARCH
     if trial.tried == 0:
         return Result("failed", "no rotation/scale hypothesis overlaps the fixed image",
                       hypothesis=how, **base)
@@ -232,10 +233,11 @@ def _decide(pipe: Pipeline, georef: Hypothesis | None, cfg: Config,
 
 
 def candidate_row(c: Candidate, Sf: np.ndarray, Sm: np.ndarray) -> dict:
-    """One row of ``Result.candidates``: a supported hypothesis and the judgement of its
-    transform, ``H`` in full-resolution px (``Sf``, ``Sm``: full -> working px maps)."""
+    """One row of ``Result.candidates``: a supported hypothesis (``rank``: its 0-based place in
+    the search's list, 0 for other sources) and the judgement of its transform, ``H`` in
+    full-resolution px (``Sf``, ``Sm``: full -> working px maps)."""
     ev, H = c.judged.evidence, np.linalg.inv(Sf) @ c.judged.est.H @ Sm
-    return {"source": c.source, "angle_deg": round(c.hyp.angle_deg, 2),
+    return {"source": c.source, "rank": c.hyp.rank, "angle_deg": round(c.hyp.angle_deg, 2),
             "scale": round(c.hyp.scale, 4), "num_inliers": ev.inliers, "z": round(ev.z, 3),
             "peak_shift_px": round(c.judged.check.shift, 3),
             "affine_deviation_px": round(ev.bend, 3), "transform": c.judged.est.model,
@@ -285,7 +287,7 @@ def _polish(pipe: Pipeline, judged: Judged, cfg: Config,
     est = support_of(p.H, m.xy_moving, m.xy_fixed, threshold=th, model=judged.est.model)
     if pc.refit:
         est = refit(est, m.xy_moving, m.xy_fixed, mw.image.shape, threshold=th)
-    again = pipe.judge(est, judged.located)
+    again = pipe.judge(est, judged.located, late=judged.evidence.late)
     pipe.timer.add("polish", t)
     kept = final(again) > final(judged)
     info = {"moved_px": round(float(p.moved_px), 3),
@@ -368,6 +370,10 @@ def failure_reason(ev: Evidence, veto: str, shift_working_px: float, cfg: Config
         what = ("no hypothesis was confirmed, and the refined transform passes the structural "
                 f"check only weakly (z {ev.z:.1f}, need {p.rescued_min_z:g} for a transform "
                 "confirmed only after refinement")
+    elif veto == "late":
+        what = ("the transform comes from a late rotation/scale hypothesis (ranked after the "
+                f"first {p.late_rank}) and passes the structural check only weakly (z "
+                f"{ev.z:.1f}, need {p.late_min_z:g} for a late hypothesis")
     else:
         what = ("the transform that RANSAC found is not confirmed by the global structural check "
                 f"(z {ev.z:.1f} at zero shift, need {p.verify_min_z:g}; correlation peak "

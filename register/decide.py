@@ -28,6 +28,10 @@ weak       confirmed by the check only with z under ``low_z`` needs ``low_z_min_
            RANSAC inliers.
 rescued    confirmed by the check only after refinement, when no hypothesis was confirmed
            before it, needs z at least ``rescued_min_z``.
+late       confirmed by the check only, that comes from a search hypothesis ranked
+           ``late_rank`` or later (0-based), needs z at least ``late_min_z``; late
+           hypotheses are matched only while none before them was accepted
+           (:func:`tries_late`).
 ========== ==================================================================================
 
 On optical-SAR an affine transform or a similarity is fitted first; :func:`prefers_perspective`
@@ -38,7 +42,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 
 #: Vetoes :func:`judge` can give, in the order it tries them ("" = none).
-VETOES = ("bent", "weak", "rescued")
+VETOES = ("bent", "weak", "rescued", "late")
 
 
 @dataclass(frozen=True)
@@ -64,6 +68,12 @@ class Policy:
     low_z_min_inliers: int = 24
     # refinement optimises the check's own features: rescued wrong results had z 9.3-11.2
     rescued_min_z: float = 13.0
+    # search hypotheses from this 0-based rank on are late (0 = none): each one more tried is one
+    # more chance for a wrong transform to pass; on optical-SAR validation ranks 4-7 found 3
+    # right transforms (z 11.5-20.8) and one 133 px off (z 10.4)
+    late_rank: int = 4
+    # ... and a late one passes the check only with this clear a z (as a rescued one)
+    late_min_z: float = 13.0
     # a confirmed hypothesis with this check z ends the search (0 = off); no validation result moved
     accept_z: float = 15.0
     # ... or with this share of the keypoints as inliers
@@ -108,6 +118,8 @@ class Evidence:
         confirmed_before: whether any hypothesis was confirmed before refinement. Only the
             final judgement of a refined transform sets it False; the hypothesis loop and the
             ranking of candidates leave it True, so the ``rescued`` rule never reorders them.
+        late: whether the transform comes from a search hypothesis ranked ``late_rank`` or
+            later (:func:`late_hypothesis`).
     """
 
     z: float
@@ -119,6 +131,7 @@ class Evidence:
     frame_side: float = 0.0
     network_z: float | None = None
     confirmed_before: bool = True
+    late: bool = False
 
 
 @dataclass(frozen=True)
@@ -200,7 +213,23 @@ def _by_check(ev: Evidence, policy: Policy) -> Verdict:
         return Verdict(None, "weak")
     if not ev.confirmed_before and ev.z < policy.rescued_min_z:
         return Verdict(None, "rescued")
+    if ev.late and ev.z < policy.late_min_z:
+        return Verdict(None, "late")
     return Verdict("check")
+
+
+def tries_late(best: Verdict | None) -> bool:
+    """Whether the search's late hypotheses are matched: only while no hypothesis before them
+    was accepted (``best``: the verdict of the best so far, None if none was supported). They
+    are a fallback; tried after an accepted one, they replaced it with a worse transform on
+    validation (VIS-LWIR FLIR_07809 4.6 -> 5.5 px)."""
+    return best is None or not best.accepted
+
+
+def late_hypothesis(rank: int, policy: Policy = Policy()) -> bool:
+    """Whether a search hypothesis of 0-based ``rank`` is late (the ``late`` rule applies to
+    what comes from it); never when ``late_rank`` is 0 (the rule off)."""
+    return 0 < policy.late_rank <= rank
 
 
 def rank(ev: Evidence, verdict: Verdict) -> tuple[bool, float]:

@@ -18,6 +18,9 @@ from .scorers import Timer
 from .search import Hypothesis, iter_hypotheses, translation_hypothesis
 from .sift import keypoint_hypothesis
 
+#: the source name of the rotation/scale search's hypotheses
+SEARCH = "rotation/scale search"
+
 
 def find_hypotheses(fixed: GrayImage, moving: GrayImage, cfg: Config,
                     georef: Hypothesis | None, *, timer: Timer,
@@ -52,4 +55,4 @@ def find_hypotheses(fixed: GrayImage, moving: GrayImage, cfg: Config,
         timer.add("hypotheses", t)
         if h is None:
             return
-        yield h, "rotation/scale search"
+        yield h, SEARCH

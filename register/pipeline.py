@@ -19,15 +19,15 @@ import numpy as np
 
 from .checks import RegistrationFailed
 from .config import BORDER_PX, Config
-from .decide import (Evidence, clearly_supported, judge, keeps_refining, prefers_perspective,
-                     refinement_converged, wants_recentring)
+from .decide import (Evidence, clearly_supported, judge, keeps_refining, late_hypothesis,
+                     prefers_perspective, refinement_converged, tries_late, wants_recentring)
 from .detect import detect
 from .estimate import Estimate, affine_deviation, estimate, support_of
 from .frames import enlarge, match_zoom
 from .geometry import corner_distance, transfer
 from .io import GrayImage
 from .match import Matches, select, shortlist
-from .hypotheses import find_hypotheses
+from .hypotheses import SEARCH, find_hypotheses
 from .judged import Candidate, Judged, Located, Trial
 from .patches import warp_to_frame
 from .scorers import Scorer, Timer, score_candidates
@@ -208,8 +208,10 @@ class Pipeline:
             self._check_frame = check_frame(fw.image, fw.mask, self.cfg.verify.side)
         return self._check_frame
 
-    def judge(self, est: Estimate, loc: Located, *, confirmed_before: bool = True) -> Judged:
-        """The global check of ``est``, the evidence and :func:`register.decide.judge`'s verdict."""
+    def judge(self, est: Estimate, loc: Located, *, confirmed_before: bool = True,
+              late: bool = False) -> Judged:
+        """The global check of ``est``, the evidence and :func:`register.decide.judge`'s verdict
+        (``late``: ``est`` comes from a late search hypothesis, :func:`late_hypothesis`)."""
         fw, mw = self.fixed, self.moving
         check = self.check(est.H)
         n_kp = (None if self.support is None else
@@ -218,7 +220,7 @@ class Pipeline:
                       inliers=est.num_inliers, keypoints=loc.keypoints, keypoint_support=n_kp,
                       bend=affine_deviation(est.H, fw.image.shape, mw.image.shape),
                       frame_side=float(max(fw.image.shape)),
-                      confirmed_before=confirmed_before)
+                      confirmed_before=confirmed_before, late=late)
         return Judged(est, loc, check, ev, judge(ev, self.cfg.policy))
 
     def network_vote(self, H: np.ndarray) -> NetworkVote | None:
@@ -233,7 +235,9 @@ class Pipeline:
         can out-count a right one at a small scale). A clearly supported one ends the loop
         (:func:`register.decide.clearly_supported`), and so does a confirmed one whose
         refinement is clearly supported (``MatchConfig.early_refine``; it then wins, and the
-        caller's :meth:`refine` of it returns that refinement)."""
+        caller's :meth:`refine` of it returns that refinement). The search's late hypotheses
+        (:func:`register.decide.late_hypothesis`) are matched only while nothing was accepted
+        (:func:`register.decide.tries_late`)."""
         radius = int(self.cfg.match.search_radius)
         best, unsupported, supported, sources, tried = None, [], [], [], 0
         for hyp, source in self.hypotheses(georef):
@@ -243,21 +247,25 @@ class Pipeline:
             self.say(f"scoring hypothesis {tried} ({source}: rotation {hyp.angle_deg:.0f} deg, "
                      f"scale {hyp.scale:.2f})")
             try:
-                judged = self.judge(*self.fit(hyp.H, radius))
+                judged = self.judge(*self.fit(hyp.H, radius),
+                                    late=late_hypothesis(hyp.rank, self.cfg.policy))
             except RegistrationFailed as exc:
                 loc = self.match(hyp.H, radius)
                 unsupported.append((loc.counts(0), exc.reason, loc))
-                continue
-            supported.append(Candidate(judged, hyp, source))
-            if best is None or judged.rank > best.judged.rank:
-                best = supported[-1]
-            if clearly_supported(judged.evidence, judged.verdict, self.cfg.policy):
-                break
-            if self.cfg.match.early_refine and judged.verdict.accepted:
-                refined = self.refine(judged)[0]
-                if clearly_supported(refined.evidence, refined.verdict, self.cfg.policy):
+            else:
+                supported.append(Candidate(judged, hyp, source))
+                if best is None or judged.rank > best.judged.rank:
                     best = supported[-1]
+                if clearly_supported(judged.evidence, judged.verdict, self.cfg.policy):
                     break
+                if self.cfg.match.early_refine and judged.verdict.accepted:
+                    refined = self.refine(judged)[0]
+                    if clearly_supported(refined.evidence, refined.verdict, self.cfg.policy):
+                        best = supported[-1]
+                        break
+            if (source == SEARCH and late_hypothesis(hyp.rank + 1, self.cfg.policy)
+                    and not tries_late(None if best is None else best.judged.verdict)):
+                break  # the search's next hypothesis is late: a fallback, not needed
         return Trial(best, unsupported, supported, sources, tried)
 
     def georeferencing_prior(self, georef: Hypothesis | None) -> Candidate | None:
@@ -303,7 +311,7 @@ class Pipeline:
             est, loc, changed = r_est, r_loc, True
             if refinement_converged(moved, self.cfg.policy):
                 break
-        return (self.judge(est, loc) if changed else judged), radius
+        return (self.judge(est, loc, late=judged.evidence.late) if changed else judged), radius
 
     def recentre(self, judged: Judged, radius: float) -> tuple[Judged, bool]:
         """When the check's peak is off zero shift but within the last matching window
@@ -316,7 +324,8 @@ class Pipeline:
             return judged, False
         self.say("recentring on the check's peak")
         try:
-            again = self.judge(*self.fit(judged.check.recentred(judged.est.H), int(radius)))
+            again = self.judge(*self.fit(judged.check.recentred(judged.est.H), int(radius)),
+                               late=judged.evidence.late)
         except RegistrationFailed:
             return judged, False
         return (again, True) if again.rank > judged.rank else (judged, False)
@@ -335,7 +344,7 @@ class Pipeline:
             with self.comparing(general):
                 est, loc = self.fit(start.hyp.H, int(self.cfg.match.search_radius))
                 self.say("trying a homography")
-                h, _ = self.refine(self.judge(est, loc))
+                h, _ = self.refine(self.judge(est, loc, late=start.judged.evidence.late))
             if h.est.model != "homography":
                 return judged
         except RegistrationFailed:
@@ -357,8 +366,8 @@ class Pipeline:
                 est = self.estimate(judged.located)
         except RegistrationFailed:
             return judged
-        simple = self.judge(est, judged.located,
-                            confirmed_before=judged.evidence.confirmed_before)
+        simple = self.judge(est, judged.located, confirmed_before=judged.evidence.confirmed_before,
+                            late=judged.evidence.late)
         return judged if prefers_perspective(simple.evidence, simple.verdict, judged.evidence,
                                              judged.verdict, self.cfg.policy) else simple
 

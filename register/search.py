@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Iterator
 
 import cv2
@@ -38,7 +38,8 @@ class Hypothesis:
 
     ``support``: for the SIFT hypothesis, its ratio-test correspondences ``(xy_moving,
     xy_fixed)``, each (N, 2) float32 pixels (x = column, y = row, 0-based), which
-    :func:`keypoint_support` counts for any later transform; None otherwise.
+    :func:`keypoint_support` counts for any later transform; None otherwise. ``rank``: the
+    hypothesis's 0-based place in the search's list (0 for other sources).
     """
 
     H: np.ndarray
@@ -46,6 +47,7 @@ class Hypothesis:
     angle_deg: float
     scale: float
     support: tuple[np.ndarray, np.ndarray] | None = None
+    rank: int = 0
 
 
 @dataclass(frozen=True)
@@ -200,6 +202,7 @@ def iter_hypotheses(fixed: np.ndarray, fixed_mask: np.ndarray, moving: np.ndarra
             hyp = _refine(fine, smoothed[scale], mask_u8, angle, scale, cfg, pool, centre.get(k))
         if any(_close(hyp.H, h.H, fixed.shape) for h in out):
             continue
+        hyp = replace(hyp, rank=len(out))
         out.append(hyp)
         yield hyp
 

@@ -74,9 +74,9 @@ def test_register_pair_result_fields(srif):
         assert r.timings[stage] >= 0.0
     assert not {"patches", "score", "load_model"} & set(r.timings)  # no network ran
     # every checked hypothesis is listed; the one the result came from is confirmed and close
-    assert r.candidates and all(set(k) == {"source", "angle_deg", "scale", "num_inliers", "z",
-                                           "peak_shift_px", "affine_deviation_px", "transform",
-                                           "confirmed", "H"}
+    assert r.candidates and all(set(k) == {"source", "rank", "angle_deg", "scale", "num_inliers",
+                                           "z", "peak_shift_px", "affine_deviation_px",
+                                           "transform", "confirmed", "H"}
                                 for k in r.candidates)
     assert r.verification["transform"] in ("homography", "affine")
     assert all(k["transform"] in ("homography", "affine") for k in r.candidates)

@@ -204,3 +204,32 @@ def test_register_pair_network_vote_confirms_what_the_check_misses():
     off = register_pair(fixed, moving, cfg.replace(network_confirm_z=0.0), device="cpu")
     assert not off.ok and "network_vote" not in off.verification
     assert "network_check" not in off.timings
+
+
+def test_register_pair_late_hypotheses_are_a_fallback_that_needs_a_clear_check():
+    """Validation optical-SAR pairs 42 and 64 (every training pair validating, ``every=1``): the
+    search's first four hypotheses confirm nothing on either. On 42 only a late one (ranked
+    4-7) is supported, and refined it passes at z >= 13 within 5 px; with four hypotheses the
+    pair fails. On 64 a late
+    one passes the check at z 10.4 and lands 133 px off: refused by the ``late`` rule, accepted
+    with the rule off (``late_min_z`` 0). docs/policy.md, "Late hypotheses"."""
+    from pipelines.datasets import load_pair, validation_pairs
+    from pipelines.metrics import checkpoints, pair_error
+    from register.scorers import make_scorer
+
+    pairs = {p.name: p for p in validation_pairs("opt-sar", every=1) if p.name in ("42", "64")}
+    cfg = Config(modality="opt-sar", make_figures=False)
+    model = make_scorer(cfg, device="cpu").model  # the shipped weights, loaded once
+    fixed, moving = load_pair(pairs["42"])
+    res = register_pair(fixed, moving, cfg, model=model)
+    assert res.ok, res.reason
+    assert pair_error(res.H, *checkpoints(pairs["42"], fixed.shape, moving.shape)) < 5.0
+    assert [c["rank"] >= cfg.policy.late_rank for c in res.candidates] == [True]
+    assert res.verification["z_at_zero_shift"] >= cfg.policy.late_min_z
+    assert not register_pair(fixed, moving, cfg.replace(top_k=cfg.policy.late_rank),
+                             model=model).ok
+    fixed, moving = load_pair(pairs["64"])
+    res = register_pair(fixed, moving, cfg, model=model)
+    assert not res.ok
+    off = register_pair(fixed, moving, cfg.replace(late_min_z=0.0), model=model)
+    assert off.ok and pair_error(off.H, *checkpoints(pairs["64"], fixed.shape, moving.shape)) > 50

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from register.decide import (VETOES, Evidence, Policy, Verdict, bend_limit, clearly_supported,
-                             judge, keeps_refining, network_vote_clear, policy_fields,
-                             prefers_perspective, refinement_converged, wants_recentring)
+                             judge, keeps_refining, late_hypothesis, network_vote_clear,
+                             policy_fields, prefers_perspective, refinement_converged,
+                             wants_recentring)
 
 P = Policy()
 
@@ -65,6 +66,16 @@ JUDGE_TABLE = [
     ("SIFT backing lifts the rescued rule too",
      Evidence(z=11.2, shift=0.5, inliers=40, keypoint_support=60, confirmed_before=False),
      ("check", "")),
+    ("val opt-SAR 64 with 8 search hypotheses: a late one (rank 4-7) at z 10.4, 133 px off",
+     Evidence(z=10.4, shift=0.1, inliers=33, late=True), (None, "late")),
+    ("val opt-SAR 42 and 69: late hypotheses right at z 14.1 and 20.8 pass",
+     Evidence(z=14.1, shift=0.7, inliers=33, late=True), ("check", "")),
+    ("val opt-SAR 124: a right late hypothesis at z 11.5 (2.0 px) is refused too: the price",
+     Evidence(z=11.5, shift=0.7, inliers=64, late=True), (None, "late")),
+    ("the late rule only concerns late hypotheses: the same z from the first four passes",
+     Evidence(z=10.4, shift=0.1, inliers=33), ("check", "")),
+    ("SIFT backing lifts the late rule",
+     Evidence(z=10.4, shift=0.1, inliers=33, keypoint_support=45, late=True), ("check", "")),
     ("test opt-SAR 169: check z 8.97 under the gate, the network's vote z 24: right (0.5 px)",
      Evidence(z=8.97, shift=0.1, inliers=68, network_z=24.3), ("network", "")),
     ("a wrong SAR chip transform (stress 81, 196 px off) had the highest wrong vote, z 6.6",
@@ -104,6 +115,13 @@ def test_judge_rules_switch_off_at_zero(name, value, ev):
     """A threshold of 0 turns its rule off (the saved ablation configs rely on it)."""
     assert not judge(ev, P).accepted
     assert judge(ev, Policy(**{name: value})).accepted
+
+
+@pytest.mark.parametrize("rank, late_rank, late", [(0, 4, False), (3, 4, False), (4, 4, True),
+                                                   (7, 4, True), (7, 0, False), (0, 0, False)])
+def test_late_hypothesis_from_late_rank_on(rank, late_rank, late):
+    """Search hypotheses from the 0-based ``late_rank`` on are late; 0 turns the rule off."""
+    assert late_hypothesis(rank, Policy(late_rank=late_rank)) is late
 
 
 @pytest.mark.parametrize("frame_side, limit", [(0.0, 24.0), (120.0, 5.625), (256.0, 12.0),

@@ -84,7 +84,7 @@ def test_try_hypotheses_finds_the_truth_and_keeps_every_supported_one(pipe_and_t
     assert len(trial.supported) == trial.tried - len(trial.unsupported)
     assert any(c.judged is trial.best.judged for c in trial.supported)
     row = candidate_row(trial.supported[0], np.eye(3), np.eye(3))
-    assert {"source", "z", "confirmed", "H"} <= set(row)
+    assert {"source", "rank", "z", "confirmed", "H"} <= set(row)
     assert np.allclose(np.asarray(row["H"]), trial.supported[0].judged.est.H /
                        trial.supported[0].judged.est.H[2, 2])
 

@@ -144,6 +144,7 @@ def test_iter_hypotheses_refines_only_what_is_asked_for(data_root, srif_opt_ir_p
     np.testing.assert_array_equal(first.H, every[0].H)
     rest = list(lazy)
     assert [h.angle_deg for h in [first, *rest]] == [h.angle_deg for h in every]
+    assert [h.rank for h in [first, *rest]] == list(range(len(every)))
 
 
 def test_search_for_modality_sar_runs_coarse_search_at_sar_side():
