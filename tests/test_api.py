@@ -334,3 +334,22 @@ def test_register_pair_opt_sar_finds_the_oblique_demo_pairs_homography(data_root
                         device="cpu")
     assert res.ok and res.verification["transform"] == "homography"
     assert res.verification["affine_deviation_px"] > 20 and res.verification["z_at_zero_shift"] > 14
+
+
+@pytest.mark.parametrize("veto, ev, says", [
+    ("bent", dict(z=9.3, bend=58.0), "bends 58 px"),
+    ("weak", dict(z=9.3, inliers=12), "need 24 at such a z"),
+    ("rescued", dict(z=11.2, confirmed_before=False), "need 13 for a transform confirmed only"),
+    ("late", dict(z=10.4, late=True), "need 13 for a late hypothesis"),
+    ("", dict(z=8.6), "need 9; correlation peak 0.5 px away"),
+])
+def test_failure_reason_names_the_rule_and_its_gate(veto, ev, says):
+    """Each veto's reason says what was measured and the threshold it missed."""
+    from register.api import failure_reason
+    from register.decide import Evidence
+
+    evidence = Evidence(**{"shift": 0.5, "inliers": 40, **ev})
+    reason = failure_reason(evidence, veto, 0.5, Config())
+    assert says in reason, reason
+    assert reason.endswith(("it is probably wrong", "it is probably fitted to chance matches"))
+    assert f"z {evidence.z:.1f}" in reason
