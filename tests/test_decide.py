@@ -7,7 +7,7 @@ import pytest
 from register.decide import (VETOES, Evidence, Policy, Verdict, bend_limit, clearly_supported,
                              judge, keeps_refining, late_hypothesis, network_vote_clear,
                              policy_fields, prefers_perspective, refinement_converged,
-                             wants_recentring)
+                             tries_late, wants_recentring)
 
 P = Policy()
 
@@ -122,6 +122,14 @@ def test_judge_rules_switch_off_at_zero(name, value, ev):
 def test_late_hypothesis_from_late_rank_on(rank, late_rank, late):
     """Search hypotheses from the 0-based ``late_rank`` on are late; 0 turns the rule off."""
     assert late_hypothesis(rank, Policy(late_rank=late_rank)) is late
+
+
+@pytest.mark.parametrize("best, tries", [(None, True), (Verdict(None), True),
+                                         (Verdict(None, "late"), True), (Verdict("check"), False),
+                                         (Verdict("network"), False)])
+def test_tries_late_only_while_nothing_was_accepted(best, tries):
+    """The late hypotheses are a fallback: matched while the best so far is refused or absent."""
+    assert tries_late(best) is tries
 
 
 @pytest.mark.parametrize("frame_side, limit", [(0.0, 24.0), (120.0, 5.625), (256.0, 12.0),
