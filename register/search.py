@@ -27,8 +27,9 @@ import torch
 
 from .config import SearchConfig
 from .geometry import corner_distance, similarity, translation
-from .structural import (N_ORIENTATIONS, correlation_peak, downsized, frame_channels,
-                         oriented_gradient_channels, spectrum, surface_peak, Spectrum)
+from .structural import (N_ORIENTATIONS, channel_product_sum, correlation_peak, downsized,
+                         frame_channels, oriented_gradient_channels, spectrum, surface_peak,
+                         Spectrum)
 from .threads import pool_size, torch_threads
 
 
@@ -149,11 +150,12 @@ def _similarity_peaks(level: _Level, src: np.ndarray, mask_u8: np.ndarray, angle
     refs = [(0.0, level.ref.fft)]
     if quarter_turn:
         refs.append((90.0, level.quarter))
+    mf_conj = torch.conj_physical(mf) if half_turn else None
     out = []
     for turn, ref in refs:
-        spectra = [(angle + turn, torch.conj_physical((ref * mf).sum(0)))]
+        spectra = [(angle + turn, torch.conj_physical(channel_product_sum(ref, mf)))]
         if half_turn:
-            turned = torch.conj_physical((ref * torch.conj_physical(mf)).sum(0))
+            turned = torch.conj_physical(channel_product_sum(ref, mf_conj))
             spectra.append((angle + turn + 180.0, turned * level.half_turn))
         for a, spec in spectra:
             z, (ex, ey) = surface_peak(torch.fft.irfft2(spec, s=level.ref.canvas).numpy() / norm)
@@ -223,19 +225,21 @@ def _search(fixed: np.ndarray, fixed_mask: np.ndarray, moving: np.ndarray,
         angles = angles[angles < (90.0 if quad else 180.0) - 1e-9]
     mask_u8 = moving_mask.astype(np.uint8)
 
-    def one_scale(scale: float) -> list[tuple[float, float, float, np.ndarray]]:
-        total = coarse.d * scale  # moving px -> coarse fixed px
-        src = _antialiased(moving, total)  # once per scale
-        found = []
-        for angle in angles:
-            for z, a, A in _similarity_peaks(coarse, src, mask_u8, float(angle), total, 0.1,
-                                             half_turn=pair, quarter_turn=quad):
-                found.append((z, float(a), float(scale), A))
-        return found
+    # the moving image smoothed once per scale, then every (scale, angle) a task of its own:
+    # the FFTs and OpenCV release the GIL, and 9 scales on 2 threads left one idle a ninth
+    # of the time; results are sorted by (score, angle, scale), so the outcome does not
+    # depend on timing
+    smoothed = dict(zip(cfg.scales, pool.map(lambda s: _antialiased(moving, coarse.d * s),
+                                             cfg.scales)))
 
-    # scales are independent and the FFTs and OpenCV release the GIL: run them on threads;
-    # results are sorted by (score, angle, scale) so the outcome does not depend on timing
-    results = [r for part in pool.map(one_scale, cfg.scales) for r in part]
+    def one(task: tuple[float, float]) -> list[tuple[float, float, float, np.ndarray]]:
+        scale, angle = task
+        return [(z, float(a), float(scale), A) for z, a, A in _similarity_peaks(
+            coarse, smoothed[scale], mask_u8, angle, coarse.d * scale, 0.1, half_turn=pair,
+            quarter_turn=quad)]
+
+    tasks = [(scale, float(angle)) for scale in cfg.scales for angle in angles]
+    results = [r for part in pool.map(one, tasks) for r in part]
     return _ranked(results, fixed, fixed_mask, moving, mask_u8, coarse, cfg, pool)
 
 

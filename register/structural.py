@@ -98,6 +98,24 @@ def spectrum(channels: np.ndarray, canvas: tuple[int, int] | None = None) -> Spe
                     energy=float(np.square(channels, dtype=np.float64).sum()), canvas=canvas)
 
 
+def channel_product_sum(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``sum_c a[c] * b[c]`` of two (C, ...) complex tensors (channel spectra): the spectrum
+    of the channel-summed correlation.
+
+    Accumulated channel by channel (``addcmul_`` into the first product): the same numbers as
+    ``(a * b).sum(0)`` (``tests/test_structural.py``), without its (C, ...) temporary and
+    torch's slow complex sum over the first axis: the search's four products per moving FFT
+    (6 channels, 320 x 161 bins) took 0.8 against 5.4-6.1 ms, one thread.
+
+    Returns:
+        (...) complex tensor, a new one.
+    """
+    out = a[0] * b[0]
+    for c in range(1, a.shape[0]):
+        out.addcmul_(a[c], b[c])
+    return out
+
+
 def correlation_surface(ref: Spectrum, moving: np.ndarray) -> np.ndarray:
     """Normalised cross-correlation of channels over all cyclic shifts.
 
@@ -113,7 +131,7 @@ def correlation_surface(ref: Spectrum, moving: np.ndarray) -> np.ndarray:
     mf = torch.fft.rfft2(torch.from_numpy(np.ascontiguousarray(moving, dtype=np.float32)),
                          s=ref.canvas)
     # sum_p fixed(p + d) moving(p) has the spectrum F * conj(M) = conj(conj(F) * M)
-    prod = torch.conj_physical((ref.fft * mf).sum(0))
+    prod = torch.conj_physical(channel_product_sum(ref.fft, mf))
     corr = torch.fft.irfft2(prod, s=ref.canvas).numpy()
     return corr / np.float32(math.sqrt(ref.energy * m_energy) + 1e-9)
 
