@@ -99,8 +99,8 @@ def spectrum(channels: np.ndarray, canvas: tuple[int, int] | None = None) -> Spe
 
 
 def channel_product_sum(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """``sum_c a[c] * b[c]`` of two (C, ...) complex tensors (channel spectra): the spectrum
-    of the channel-summed correlation.
+    """``sum_c a[c] * b[c]`` of two (C, ...) complex tensors, C >= 1 (channel spectra): the
+    spectrum of the channel-summed correlation.
 
     Accumulated channel by channel (``addcmul_`` into the first product): the same numbers as
     ``(a * b).sum(0)`` (``tests/test_structural.py``), without its (C, ...) temporary and
