@@ -104,8 +104,9 @@ def channel_product_sum(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
     Accumulated channel by channel (``addcmul_`` into the first product): the same numbers as
     ``(a * b).sum(0)`` (``tests/test_structural.py``), without its (C, ...) temporary and
-    torch's slow complex sum over the first axis: the search's four products per moving FFT
-    (6 channels, 320 x 161 bins) took 0.8 against 5.4-6.1 ms, one thread.
+    torch's slow complex sum over the first axis: the search's four products per coarse moving
+    FFT (6 channels, 320 x 161 bins) took 0.86 against 4.7 ms on the MIFNet optical-SAR pair,
+    one thread.
 
     Returns:
         (...) complex tensor, a new one.
