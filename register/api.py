@@ -287,7 +287,7 @@ def _polish(pipe: Pipeline, judged: Judged, cfg: Config,
     est = support_of(p.H, m.xy_moving, m.xy_fixed, threshold=th, model=judged.est.model)
     if pc.refit:
         est = refit(est, m.xy_moving, m.xy_fixed, mw.image.shape, threshold=th)
-    again = pipe.judge(est, judged.located, late=judged.evidence.late)
+    again = pipe.rejudge(est, judged.located, judged)
     pipe.timer.add("polish", t)
     kept = final(again) > final(judged)
     info = {"moved_px": round(float(p.moved_px), 3),

@@ -223,6 +223,13 @@ class Pipeline:
                       confirmed_before=confirmed_before, late=late)
         return Judged(est, loc, check, ev, judge(ev, self.cfg.policy))
 
+    def rejudge(self, est: Estimate, loc: Located, source: Judged) -> Judged:
+        """:meth:`judge` of a transform derived from ``source``'s (refined, recentred, refitted
+        with other models, polished): it keeps where ``source`` came from, its evidence's
+        ``confirmed_before`` and ``late``."""
+        ev = source.evidence
+        return self.judge(est, loc, confirmed_before=ev.confirmed_before, late=ev.late)
+
     def network_vote(self, H: np.ndarray) -> NetworkVote | None:
         """The network's vote on ``H`` (working px) in its matching frame
         (:func:`register.verify.network_check`); None without a network."""
@@ -311,7 +318,7 @@ class Pipeline:
             est, loc, changed = r_est, r_loc, True
             if refinement_converged(moved, self.cfg.policy):
                 break
-        return (self.judge(est, loc, late=judged.evidence.late) if changed else judged), radius
+        return (self.rejudge(est, loc, judged) if changed else judged), radius
 
     def recentre(self, judged: Judged, radius: float) -> tuple[Judged, bool]:
         """When the check's peak is off zero shift but within the last matching window
@@ -324,8 +331,8 @@ class Pipeline:
             return judged, False
         self.say("recentring on the check's peak")
         try:
-            again = self.judge(*self.fit(judged.check.recentred(judged.est.H), int(radius)),
-                               late=judged.evidence.late)
+            again = self.rejudge(*self.fit(judged.check.recentred(judged.est.H), int(radius)),
+                                 judged)
         except RegistrationFailed:
             return judged, False
         return (again, True) if again.rank > judged.rank else (judged, False)
@@ -344,7 +351,7 @@ class Pipeline:
             with self.comparing(general):
                 est, loc = self.fit(start.hyp.H, int(self.cfg.match.search_radius))
                 self.say("trying a homography")
-                h, _ = self.refine(self.judge(est, loc, late=start.judged.evidence.late))
+                h, _ = self.refine(self.rejudge(est, loc, start.judged))
             if h.est.model != "homography":
                 return judged
         except RegistrationFailed:
@@ -366,8 +373,7 @@ class Pipeline:
                 est = self.estimate(judged.located)
         except RegistrationFailed:
             return judged
-        simple = self.judge(est, judged.located, confirmed_before=judged.evidence.confirmed_before,
-                            late=judged.evidence.late)
+        simple = self.rejudge(est, judged.located, judged)
         return judged if prefers_perspective(simple.evidence, simple.verdict, judged.evidence,
                                              judged.verdict, self.cfg.policy) else simple
 
